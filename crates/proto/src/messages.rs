@@ -1,0 +1,415 @@
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::Key;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Must be the first message on a connection.
+    Hello { protocol: u32, client: String },
+    /// A request; the helper answers with a [`ServerMessage::Response`] carrying the same `id`.
+    Request { id: u64, request: Request },
+}
+
+/// What the helper sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    Hello {
+        protocol: u32,
+        helper_version: String,
+    },
+    Response {
+        id: u64,
+        result: Result<Response, ErrorBody>,
+    },
+    Event {
+        event: Event,
+    },
+    /// The connection is about to be closed by the helper, for this reason.
+    Fatal {
+        error: ErrorBody,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The current [`Status`].
+    Status,
+    /// Start pushing [`Event`]s on this connection.
+    Subscribe,
+    /// Bring the tunnel up (replacing any current one). Answered as soon as the request is
+    /// accepted; progress arrives as events.
+    Connect { config: Box<TunnelConfig> },
+    /// Tear the tunnel down.
+    Disconnect,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    Status { status: Status },
+    Subscribed,
+    Accepted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// The tunnel state changed.
+    State { status: Status },
+    /// Periodic counters while a tunnel exists.
+    Statistics { status: Status },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not a message of this protocol.
+    Malformed,
+    /// The frame was larger than [`crate::MAX_FRAME_LEN`].
+    FrameTooLarge,
+    /// Client and helper speak different protocol versions.
+    VersionMismatch,
+    /// The peer is neither root nor in the helper's group.
+    PermissionDenied,
+    /// The request was well-formed but its content is not acceptable.
+    InvalidConfig,
+    /// The helper tried and the system refused.
+    Internal,
+    /// The first message was not a hello, or the client was too slow to send it.
+    Handshake,
+}
+
+/// The tunnel's state machine, as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelState {
+    Disconnected,
+    Connecting,
+    Connected,
+    Disconnecting,
+    Error,
+}
+
+impl std::fmt::Display for TunnelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TunnelState::Disconnected => "disconnected",
+            TunnelState::Connecting => "connecting",
+            TunnelState::Connected => "connected",
+            TunnelState::Disconnecting => "disconnecting",
+            TunnelState::Error => "error",
+        })
+    }
+}
+
+/// Everything a client can see about the tunnel. `underpass status --json` prints exactly this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: TunnelState,
+    pub profile: Option<String>,
+    pub interface: Option<String>,
+    pub addresses: Vec<IpNet>,
+    /// The endpoint of the first peer (the server), as resolved.
+    pub endpoint: Option<SocketAddr>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Seconds since the most recent handshake with any peer.
+    pub last_handshake_secs: Option<u64>,
+    /// Why the tunnel is in [`TunnelState::Error`], in words a user can act on.
+    pub error: Option<String>,
+    pub mtu: Option<u16>,
+    /// Routing mode actually installed.
+    pub routing: Option<RoutingSummary>,
+    pub peers: Vec<PeerStatus>,
+}
+
+impl Status {
+    pub fn disconnected() -> Self {
+        Status {
+            state: TunnelState::Disconnected,
+            profile: None,
+            interface: None,
+            addresses: Vec::new(),
+            endpoint: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            last_handshake_secs: None,
+            error: None,
+            mtu: None,
+            routing: None,
+            peers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub public_key: Key,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<IpNet>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub last_handshake_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutingSummary {
+    /// True when a default route (v4 or v6) goes through the tunnel.
+    pub full_tunnel: bool,
+    /// Prefixes routed into the tunnel.
+    pub include: Vec<IpNet>,
+    /// Prefixes carved back out of the tunnel.
+    pub exclude: Vec<IpNet>,
+    /// Firewall mark on the helper's own encrypted UDP, and the policy-routing table.
+    pub fwmark: u32,
+    pub table: u32,
+}
+
+/// A complete tunnel description, as the client hands it to the helper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// The profile's display name (shown in status).
+    pub profile: String,
+    pub private_key: Key,
+    pub addresses: Vec<IpNet>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// Inner MTU; `None` lets the helper derive it from the path (1500 minus outer headers).
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    pub peers: Vec<PeerConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub public_key: Key,
+    #[serde(default)]
+    pub preshared_key: Option<Key>,
+    /// `host:port`, `a.b.c.d:port` or `[v6]:port`. Hostnames are resolved by the helper before
+    /// any route goes up.
+    pub endpoint: String,
+    pub allowed_ips: Vec<IpNet>,
+    #[serde(default)]
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// Which destinations enter the tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Prefixes to route into the tunnel. Empty means "every peer's AllowedIPs" (wg-quick's
+    /// behaviour). A list makes a split tunnel.
+    #[serde(default)]
+    pub include: Vec<IpNet>,
+    /// Prefixes that never enter the tunnel, even when an include covers them.
+    #[serde(default)]
+    pub exclude: Vec<IpNet>,
+}
+
+/// Limits that keep one request from exhausting the helper.
+pub const MAX_PEERS: usize = 64;
+pub const MAX_PREFIXES: usize = 1024;
+pub const MAX_NAME_LEN: usize = 128;
+pub const MIN_MTU: u16 = 576;
+pub const MIN_MTU_V6: u16 = 1280;
+pub const MAX_MTU: u16 = 9000;
+
+impl TunnelConfig {
+    /// Checks everything that can be checked without touching the system. The helper calls
+    /// this on every connect request; clients may call it to fail early.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.profile.is_empty() || self.profile.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "profile name must be 1 to {MAX_NAME_LEN} bytes long"
+            ));
+        }
+        if self.profile.chars().any(char::is_control) {
+            return Err("profile name contains control characters".into());
+        }
+        if self.private_key.is_zero() {
+            return Err("private key is all zeroes".into());
+        }
+        if self.addresses.is_empty() {
+            return Err("the interface needs at least one address".into());
+        }
+        if self.peers.is_empty() {
+            return Err("the profile has no peer".into());
+        }
+        if self.peers.len() > MAX_PEERS {
+            return Err(format!("at most {MAX_PEERS} peers are supported"));
+        }
+        if self.dns.len() > 16 {
+            return Err("at most 16 DNS servers".into());
+        }
+        let prefixes = self.addresses.len()
+            + self.routing.include.len()
+            + self.routing.exclude.len()
+            + self
+                .peers
+                .iter()
+                .map(|p| p.allowed_ips.len())
+                .sum::<usize>();
+        if prefixes > MAX_PREFIXES {
+            return Err(format!("at most {MAX_PREFIXES} prefixes in one request"));
+        }
+        for a in &self.addresses {
+            if a.addr().is_unspecified() || a.addr().is_multicast() || a.addr().is_loopback() {
+                return Err(format!("{a} cannot be an interface address"));
+            }
+        }
+        if let Some(mtu) = self.mtu {
+            let min = if self.addresses.iter().any(|a| a.addr().is_ipv6()) {
+                MIN_MTU_V6
+            } else {
+                MIN_MTU
+            };
+            if !(min..=MAX_MTU).contains(&mtu) {
+                return Err(format!("MTU {mtu} is outside {min}..={MAX_MTU}"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if !seen.insert(p.public_key.clone()) {
+                return Err(format!("peer {} repeats a public key", i + 1));
+            }
+            if p.public_key.is_zero() {
+                return Err(format!("peer {} has an all-zero public key", i + 1));
+            }
+            if p.endpoint.is_empty()
+                || p.endpoint.len() > 255
+                || p.endpoint.chars().any(char::is_whitespace)
+            {
+                return Err(format!("peer {} has an invalid endpoint", i + 1));
+            }
+            if p.endpoint
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!(
+                    "peer {}: endpoint {:?} has no port (write host:port or [v6]:port)",
+                    i + 1,
+                    p.endpoint
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_config() -> TunnelConfig {
+        TunnelConfig {
+            profile: "se-sto-1".into(),
+            private_key: Key([1; 32]),
+            addresses: vec![
+                "10.64.1.2/32".parse().unwrap(),
+                "fd00:64:1::2/128".parse().unwrap(),
+            ],
+            dns: vec!["10.64.1.1".parse().unwrap()],
+            mtu: None,
+            peers: vec![PeerConfig {
+                public_key: Key([2; 32]),
+                preshared_key: None,
+                endpoint: "192.0.2.10:51820".into(),
+                allowed_ips: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+                persistent_keepalive: Some(25),
+            }],
+            routing: RoutingConfig::default(),
+        }
+    }
+
+    #[test]
+    fn sample_config_is_valid() {
+        sample_config().validate().unwrap();
+    }
+
+    #[test]
+    fn connect_request_round_trips_as_json() {
+        let msg = ClientMessage::Request {
+            id: 7,
+            request: Request::Connect {
+                config: Box::new(sample_config()),
+            },
+        };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(serde_json::from_str::<ClientMessage>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let json = r#"{"type":"hello","protocol":1,"client":"x","run":"rm -rf /"}"#;
+        assert!(serde_json::from_str::<ClientMessage>(json).is_err());
+    }
+
+    #[test]
+    fn status_json_has_the_documented_fields() {
+        let v = serde_json::to_value(Status::disconnected()).unwrap();
+        for field in [
+            "state",
+            "profile",
+            "interface",
+            "addresses",
+            "endpoint",
+            "rx_bytes",
+            "tx_bytes",
+            "last_handshake_secs",
+            "error",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(v["state"], "disconnected");
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut c = sample_config();
+        c.peers[0].endpoint = "192.0.2.10".into();
+        assert!(c.validate().unwrap_err().contains("no port"));
+        let mut c = sample_config();
+        c.mtu = Some(1000);
+        assert!(c.validate().unwrap_err().contains("MTU 1000"));
+        let mut c = sample_config();
+        c.peers.push(c.peers[0].clone());
+        assert!(c.validate().unwrap_err().contains("repeats"));
+        let mut c = sample_config();
+        c.addresses.clear();
+        assert!(c.validate().is_err());
+    }
+}
