@@ -160,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     pub async fn status(&mut self) -> Result<Status, ClientError> {
         match self.request(Request::Status).await? {
-            Response::Status { status } => Ok(status),
+            Response::Status { status } => Ok(*status),
             other => Err(ClientError::Protocol(format!(
                 "expected status, got {other:?}"
             ))),

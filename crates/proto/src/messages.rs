@@ -53,7 +53,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Status { status: Status },
+    Status { status: Box<Status> },
     Subscribed,
     Accepted,
 }
@@ -62,9 +62,9 @@ pub enum Response {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Event {
     /// The tunnel state changed.
-    State { status: Status },
+    State { status: Box<Status> },
     /// Periodic counters while a tunnel exists.
-    Statistics { status: Status },
+    Statistics { status: Box<Status> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,364 @@
+//! The actor that owns the tunnel: it feeds the state machine, carries out its effects through
+//! the data plane and the routing backend, and publishes status and events.
+//!
+//! All changes to the system happen in this one task, in order. IPC connections only send it
+//! commands and read the published status, so no client can interleave two setups.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use underpass_proto::{ErrorBody, ErrorCode, Event, PeerStatus, Status, TunnelConfig};
+
+use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
+use crate::state::{Effect, Input, State};
+use crate::tunnel::peers::PeerSpec;
+use crate::tunnel::{DataPlane, DataPlaneConfig};
+
+/// Outer IPv4 + UDP + WireGuard headers, and the same over IPv6.
+const OVERHEAD_V4: u16 = 60;
+const OVERHEAD_V6: u16 = 80;
+const DEFAULT_LINK_MTU: u16 = 1500;
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(100);
+const STATS_EVERY: u32 = 10;
+
+pub enum Command {
+    Connect(Box<TunnelConfig>, oneshot::Sender<Result<(), ErrorBody>>),
+    Disconnect(oneshot::Sender<Result<(), ErrorBody>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub struct Settings {
+    pub handshake_timeout: Duration,
+    pub interface_prefix: String,
+}
+
+struct Session {
+    plane: DataPlane,
+    routes: PlatformRoutes,
+    plan: RoutePlan,
+    mtu: u16,
+    addresses: Vec<ipnet::IpNet>,
+    started: Instant,
+}
+
+pub struct Daemon {
+    settings: Settings,
+    state: State,
+    /// The configuration the user asked for most recently.
+    wanted: Option<Box<TunnelConfig>>,
+    session: Option<Session>,
+    status: watch::Sender<Status>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Daemon {
+    pub fn new(
+        settings: Settings,
+        status: watch::Sender<Status>,
+        events: broadcast::Sender<Event>,
+    ) -> Daemon {
+        Daemon {
+            settings,
+            state: State::Disconnected,
+            wanted: None,
+            session: None,
+            status,
+            events,
+        }
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u32 = 0;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Connect(config, reply)) => {
+                        if let Err(reason) = config.validate() {
+                            let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
+                            continue;
+                        }
+                        let _ = reply.send(Ok(()));
+                        let profile = config.profile.clone();
+                        self.wanted = Some(config);
+                        self.feed(Input::ConnectRequested { profile }).await;
+                    }
+                    Some(Command::Disconnect(reply)) => {
+                        self.feed(Input::DisconnectRequested).await;
+                        let _ = reply.send(Ok(()));
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        self.feed(Input::DisconnectRequested).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.feed(Input::DisconnectRequested).await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    self.on_tick(ticks % STATS_EVERY == 0).await;
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self, publish_stats: bool) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        if matches!(self.state, State::Connecting { .. }) {
+            let shaken = session
+                .plane
+                .peers()
+                .peers()
+                .iter()
+                .any(|p| p.last_handshake().is_some());
+            if shaken {
+                self.feed(Input::HandshakeCompleted).await;
+                return;
+            }
+            if session.started.elapsed() > self.settings.handshake_timeout {
+                let endpoint = session.plane.peers().peers()[0].endpoint;
+                let reason = format!(
+                    "no handshake with {endpoint} within {} s: the server did not answer. \
+                     Check that it is reachable and that the profile's keys are current",
+                    self.settings.handshake_timeout.as_secs()
+                );
+                self.feed(Input::Failed(reason)).await;
+                return;
+            }
+        }
+        if publish_stats {
+            let status = self.snapshot();
+            self.status.send_replace(status.clone());
+            let _ = self.events.send(Event::Statistics {
+                status: Box::new(status),
+            });
+        }
+    }
+
+    /// Runs the machine until it rests, carrying out each effect.
+    async fn feed(&mut self, input: Input) {
+        let mut next = Some(input);
+        while let Some(input) = next.take() {
+            let Some((state, effect)) = self.state.on(input.clone()) else {
+                tracing::debug!(?input, state = ?self.state, "input ignored");
+                continue;
+            };
+            tracing::info!(from = %self.state.public(), to = %state.public(), "state");
+            self.state = state;
+            self.publish_state();
+            match effect {
+                Effect::None => {}
+                Effect::TearDown => {
+                    self.tear_down().await;
+                    next = Some(Input::TornDown);
+                }
+                Effect::BringUp => {
+                    let Some(config) = self.wanted.clone() else {
+                        next = Some(Input::Failed(
+                            "internal: no configuration to connect".into(),
+                        ));
+                        continue;
+                    };
+                    match self.bring_up(&config).await {
+                        Ok(session) => self.session = Some(session),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "connect failed");
+                            next = Some(Input::Failed(format!("{e:#}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish_state(&self) {
+        let status = self.snapshot();
+        self.status.send_replace(status.clone());
+        let _ = self.events.send(Event::State {
+            status: Box::new(status),
+        });
+    }
+
+    fn snapshot(&self) -> Status {
+        let mut status = Status::disconnected();
+        status.state = self.state.public();
+        status.profile = self.state.profile().map(str::to_string);
+        status.error = self.state.error().map(str::to_string);
+        if let Some(s) = &self.session {
+            let peers = s.plane.peers();
+            let (rx, tx) = peers.totals();
+            status.interface = Some(s.plane.interface().to_string());
+            status.addresses = s.addresses.clone();
+            status.rx_bytes = rx;
+            status.tx_bytes = tx;
+            status.mtu = Some(s.mtu);
+            status.routing = Some(s.plan.summary());
+            status.peers = peers
+                .peers()
+                .iter()
+                .map(|p| PeerStatus {
+                    public_key: p.public_key.clone(),
+                    endpoint: Some(p.endpoint),
+                    allowed_ips: p.allowed_ips.clone(),
+                    rx_bytes: p.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    tx_bytes: p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
+                })
+                .collect();
+            status.endpoint = status.peers.first().and_then(|p| p.endpoint);
+            status.last_handshake_secs = status
+                .peers
+                .iter()
+                .filter_map(|p| p.last_handshake_secs)
+                .min();
+        }
+        status
+    }
+
+    async fn bring_up(&self, config: &TunnelConfig) -> Result<Session> {
+        let mut peers = Vec::with_capacity(config.peers.len());
+        for p in &config.peers {
+            peers.push(PeerSpec {
+                public_key: p.public_key.clone(),
+                preshared_key: p.preshared_key.clone(),
+                endpoint: resolve(&p.endpoint).await?,
+                allowed_ips: p.allowed_ips.clone(),
+                persistent_keepalive: p.persistent_keepalive,
+            });
+        }
+        let mut routes = PlatformRoutes::open().await?;
+        let (table, fwmark) = routes.free_table_and_mark().await?;
+        let mtu = match config.mtu {
+            Some(m) => m,
+            None => {
+                let first = peers[0].endpoint;
+                let link = routes
+                    .egress_mtu(first.ip())
+                    .await
+                    .unwrap_or(DEFAULT_LINK_MTU);
+                let overhead = if peers.iter().any(|p| p.endpoint.is_ipv6()) {
+                    OVERHEAD_V6
+                } else {
+                    OVERHEAD_V4
+                };
+                let floor = if config.addresses.iter().any(|a| a.addr().is_ipv6()) {
+                    underpass_proto::MIN_MTU_V6
+                } else {
+                    underpass_proto::MIN_MTU
+                };
+                link.saturating_sub(overhead).max(floor)
+            }
+        };
+        let interface = free_interface_name(&self.settings.interface_prefix)?;
+        let plane = DataPlane::start(DataPlaneConfig {
+            interface: interface.clone(),
+            private_key: config.private_key.clone(),
+            addresses: config.addresses.clone(),
+            mtu,
+            peers,
+            fwmark,
+        })
+        .await?;
+        let plan = RoutePlan::new(config, &interface, fwmark, table);
+        if let Err(e) = routes.apply(&plan).await {
+            plane.stop().await;
+            return Err(e);
+        }
+        tracing::info!(
+            %interface, mtu, table, fwmark,
+            full_tunnel = plan.full_tunnel_v4 || plan.full_tunnel_v6,
+            "tunnel routes installed"
+        );
+        Ok(Session {
+            plane,
+            routes,
+            plan,
+            mtu,
+            addresses: config.addresses.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    async fn tear_down(&mut self) {
+        if let Some(mut s) = self.session.take() {
+            if let Err(e) = s.routes.restore().await {
+                tracing::error!(error = %format!("{e:#}"), "restoring routes");
+            }
+            s.plane.stop().await;
+            tracing::info!(interface = %s.plan.interface, "tunnel down");
+        }
+    }
+}
+
+/// Resolves `host:port` (or `[v6]:port`) before any route exists, so the lookup cannot go
+/// through the tunnel that it is needed to build.
+async fn resolve(endpoint: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(endpoint))
+            .await
+            .map_err(|_| {
+                anyhow!("resolving endpoint {endpoint}: no answer within {RESOLVE_TIMEOUT:?}")
+            })?
+            .with_context(|| format!("resolving endpoint {endpoint}"))?
+            .collect();
+    // Prefer IPv4: it works on more networks, and the choice is stable.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow!("endpoint {endpoint} resolves to no address"))
+}
+
+/// The first `<prefix>N` that no existing interface uses.
+fn free_interface_name(prefix: &str) -> Result<String> {
+    for n in 0..100 {
+        let name = format!("{prefix}{n}");
+        if !std::path::Path::new("/sys/class/net").join(&name).exists() {
+            return Ok(name);
+        }
+    }
+    bail!("no free interface name {prefix}0..{prefix}99")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn literal_endpoints_need_no_lookup() {
+        assert_eq!(
+            resolve("192.0.2.10:51820").await.unwrap(),
+            "192.0.2.10:51820".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[2001:db8::1]:51820").await.unwrap(),
+            "[2001:db8::1]:51820".parse().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn hostnames_are_resolved() {
+        let addr = resolve("localhost:51820").await.unwrap();
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), 51820);
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_endpoint_names_itself() {
+        let err = resolve("no-such-host.invalid:51820").await.unwrap_err();
+        assert!(format!("{err:#}").contains("no-such-host.invalid:51820"));
+    }
+}

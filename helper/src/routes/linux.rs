@@ -1,0 +1,324 @@
+//! Linux routing through rtnetlink: one table for the tunnel's routes, two policy rules per
+//! address family, and the `src_valid_mark` sysctl that lets replies to the marked socket pass
+//! reverse-path filtering. Nothing here runs `ip`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{anyhow, Context, Result};
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
+use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use tokio::task::JoinHandle;
+
+use super::{RouteManager, RoutePlan};
+
+/// Where the search for a free table id and firewall mark starts ("up" in ASCII).
+const TABLE_BASE: u32 = 0x7570;
+/// `lookup main suppress_prefixlength 0`, then `not fwmark M lookup T`. Both sit just ahead of
+/// the main table's own rule (32766).
+const PRIORITY_SUPPRESS: u32 = 32760;
+const PRIORITY_TUNNEL: u32 = 32761;
+const SRC_VALID_MARK: &str = "/proc/sys/net/ipv4/conf/all/src_valid_mark";
+
+enum Undo {
+    Rule(RuleMessage),
+    Route(RouteMessage),
+    Sysctl { path: &'static str, old: String },
+}
+
+pub struct LinuxRoutes {
+    handle: Handle,
+    connection: JoinHandle<()>,
+    undo: Vec<Undo>,
+}
+
+impl Drop for LinuxRoutes {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl LinuxRoutes {
+    async fn ifindex(&self, name: &str) -> Result<u32> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        let link: LinkMessage = links
+            .try_next()
+            .await
+            .with_context(|| format!("looking up interface {name}"))?
+            .ok_or_else(|| anyhow!("interface {name} does not exist"))?;
+        Ok(link.header.index)
+    }
+
+    async fn add_route(&mut self, msg: RouteMessage, what: &str) -> Result<()> {
+        self.handle
+            .route()
+            .add(msg.clone())
+            .execute()
+            .await
+            .with_context(|| format!("adding route {what}"))?;
+        self.undo.push(Undo::Route(msg));
+        Ok(())
+    }
+
+    async fn add_rule(&mut self, mut msg: RuleMessage, what: &str) -> Result<()> {
+        let mut req = self.handle.rule().add();
+        std::mem::swap(req.message_mut(), &mut msg);
+        let sent = req.message_mut().clone();
+        req.execute()
+            .await
+            .with_context(|| format!("adding rule {what}"))?;
+        self.undo.push(Undo::Rule(sent));
+        Ok(())
+    }
+
+    fn set_sysctl(&mut self, path: &'static str, value: &str) -> Result<()> {
+        let old = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        if old.trim() == value {
+            return Ok(());
+        }
+        std::fs::write(path, value).with_context(|| format!("writing {path}"))?;
+        self.undo.push(Undo::Sysctl { path, old });
+        Ok(())
+    }
+
+    async fn install(&mut self, plan: &RoutePlan) -> Result<()> {
+        let index = self.ifindex(&plan.interface).await?;
+        for net in &plan.include {
+            let msg = route_message(*net, plan.table, Some(index));
+            self.add_route(msg, &format!("{net} dev {}", plan.interface))
+                .await?;
+        }
+        for net in &plan.exclude {
+            let mut msg = route_message(*net, plan.table, None);
+            msg.header.kind = RouteType::Throw;
+            msg.header.scope = RouteScope::Universe;
+            self.add_route(msg, &format!("throw {net} table {}", plan.table))
+                .await?;
+        }
+        for (family_v4, present, full) in [
+            (true, plan.has_v4(), plan.full_tunnel_v4),
+            (false, plan.has_v6(), plan.full_tunnel_v6),
+        ] {
+            if !present {
+                continue;
+            }
+            let v = if family_v4 { "-4" } else { "-6" };
+            if full {
+                let mut rule = rule_message(
+                    family_v4,
+                    RouteHeader::RT_TABLE_MAIN as u32,
+                    PRIORITY_SUPPRESS,
+                );
+                rule.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+                self.add_rule(rule, &format!("{v} lookup main suppress_prefixlength 0"))
+                    .await?;
+            }
+            let mut rule = rule_message(family_v4, plan.table, PRIORITY_TUNNEL);
+            rule.attributes.push(RuleAttribute::FwMark(plan.fwmark));
+            rule.header.flags |= RuleFlags::Invert;
+            self.add_rule(
+                rule,
+                &format!("{v} not fwmark {:#x} lookup {}", plan.fwmark, plan.table),
+            )
+            .await?;
+        }
+        if plan.has_v4() {
+            self.set_sysctl(SRC_VALID_MARK, "1")?;
+        }
+        Ok(())
+    }
+}
+
+fn rule_message(v4: bool, table: u32, priority: u32) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = if v4 {
+        rtnetlink::packet_route::AddressFamily::Inet
+    } else {
+        rtnetlink::packet_route::AddressFamily::Inet6
+    };
+    msg.header.action = RuleAction::ToTable;
+    if table > 255 {
+        msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        msg.attributes.push(RuleAttribute::Table(table));
+    } else {
+        msg.header.table = table as u8;
+    }
+    msg.attributes.push(RuleAttribute::Priority(priority));
+    msg
+}
+
+fn route_message(net: IpNet, table: u32, oif: Option<u32>) -> RouteMessage {
+    let mut msg = match net {
+        IpNet::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(n.addr(), n.prefix_len())
+            .table_id(table)
+            .protocol(RouteProtocol::Static)
+            .scope(RouteScope::Link)
+            .build(),
+        IpNet::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(n.addr(), n.prefix_len())
+            .table_id(table)
+            .protocol(RouteProtocol::Static)
+            .scope(RouteScope::Link)
+            .build(),
+    };
+    if let Some(oif) = oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    msg
+}
+
+fn route_table(msg: &RouteMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(msg.header.table as u32)
+}
+
+fn rule_table_and_mark(msg: &RuleMessage) -> (u32, Option<u32>) {
+    let mut table = msg.header.table as u32;
+    let mut mark = None;
+    for a in &msg.attributes {
+        match a {
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::FwMark(m) => mark = Some(*m),
+            _ => {}
+        }
+    }
+    (table, mark)
+}
+
+impl RouteManager for LinuxRoutes {
+    async fn open() -> Result<Self> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().context("opening a netlink socket")?;
+        Ok(LinuxRoutes {
+            handle,
+            connection: tokio::spawn(connection),
+            undo: Vec::new(),
+        })
+    }
+
+    async fn free_table_and_mark(&self) -> Result<(u32, u32)> {
+        let mut used_tables = std::collections::HashSet::new();
+        let mut used_marks = std::collections::HashSet::new();
+        for family in [IpVersion::V4, IpVersion::V6] {
+            let mut routes = self
+                .handle
+                .route()
+                .get(match family {
+                    IpVersion::V4 => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+                    IpVersion::V6 => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+                })
+                .execute();
+            while let Some(r) = routes.try_next().await.context("listing routes")? {
+                used_tables.insert(route_table(&r));
+            }
+            let mut rules = self.handle.rule().get(family).execute();
+            while let Some(r) = rules.try_next().await.context("listing rules")? {
+                let (table, mark) = rule_table_and_mark(&r);
+                used_tables.insert(table);
+                used_marks.extend(mark);
+            }
+        }
+        (TABLE_BASE..TABLE_BASE + 256)
+            .find(|n| !used_tables.contains(n) && !used_marks.contains(n))
+            .map(|n| (n, n))
+            .ok_or_else(|| anyhow!("no free routing table near {TABLE_BASE}"))
+    }
+
+    async fn apply(&mut self, plan: &RoutePlan) -> Result<()> {
+        if let Err(e) = self.install(plan).await {
+            if let Err(undo) = self.restore().await {
+                tracing::error!(error = %format!("{undo:#}"), "rolling back routes failed");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn restore(&mut self) -> Result<()> {
+        let mut first_error = None;
+        // Rules first, so that nothing is steered into a table that is being emptied.
+        let (rules, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.undo)
+            .into_iter()
+            .partition(|u| matches!(u, Undo::Rule(_)));
+        for undo in rules.into_iter().rev().chain(rest.into_iter().rev()) {
+            let result = match undo {
+                Undo::Rule(msg) => self
+                    .handle
+                    .rule()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .context("deleting a policy rule"),
+                Undo::Route(msg) => match self.handle.route().del(msg).execute().await {
+                    // Routes through the TUN vanish with it; that is not a failure.
+                    Err(rtnetlink::Error::NetlinkError(e))
+                        if e.raw_code() == -libc::ESRCH || e.raw_code() == -libc::ENOENT =>
+                    {
+                        Ok(())
+                    }
+                    other => other.context("deleting a route"),
+                },
+                Undo::Sysctl { path, old } => {
+                    std::fs::write(path, old.trim()).with_context(|| format!("restoring {path}"))
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "restoring routing state");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn egress_mtu(&self, dst: IpAddr) -> Option<u16> {
+        let query = match dst {
+            IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .build(),
+        };
+        let route = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_next()
+            .await
+            .ok()??;
+        let oif = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })?;
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(oif)
+            .execute()
+            .try_next()
+            .await
+            .ok()??;
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => u16::try_from(*m).ok(),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Which destinations enter the tunnel, and how the helper's own traffic stays out of it.
+//!
+//! The plan is computed here, portably and without side effects; each OS file installs it.
+//!
+//! The scheme is the one wg-quick made standard on Linux, applied to split tunnels too:
+//! every tunnel route lives in a table of its own, a rule sends everything that does *not*
+//! carry the helper's firewall mark to that table, and the encrypted UDP socket carries the
+//! mark. The endpoint can then be any address, even one inside an included prefix, and its
+//! packets never loop back into the tunnel. Excluded prefixes are `throw` routes in that table,
+//! which hand the lookup back to the main table. In a full tunnel a rule ahead of it consults the
+//! main table with `suppress_prefixlength 0`, so the LAN's own routes keep working while the
+//! default route is the tunnel's.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use underpass_proto::{RoutingSummary, TunnelConfig};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::LinuxRoutes as PlatformRoutes;
+
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+pub use unsupported::UnsupportedRoutes as PlatformRoutes;
+
+/// What one OS's routing backend must do.
+#[allow(async_fn_in_trait)]
+pub trait RouteManager: Sized {
+    /// Connects to the OS routing facility.
+    async fn open() -> anyhow::Result<Self>;
+    /// Picks a policy-routing table and firewall mark that nothing else on the host uses.
+    async fn free_table_and_mark(&self) -> anyhow::Result<(u32, u32)>;
+    /// Installs the plan. On failure, whatever was installed is removed again.
+    async fn apply(&mut self, plan: &RoutePlan) -> anyhow::Result<()>;
+    /// Removes everything `apply` installed, leaving the tables and rules as they were.
+    async fn restore(&mut self) -> anyhow::Result<()>;
+    /// The MTU of the link that currently carries traffic to `dst`, if known.
+    async fn egress_mtu(&self, dst: std::net::IpAddr) -> Option<u16>;
+}
+
+/// The routing changes for one tunnel, in OS-independent terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub interface: String,
+    /// Prefixes routed into the tunnel, network-normalized, sorted and without duplicates.
+    pub include: Vec<IpNet>,
+    /// Prefixes that never enter the tunnel.
+    pub exclude: Vec<IpNet>,
+    pub full_tunnel_v4: bool,
+    pub full_tunnel_v6: bool,
+    pub fwmark: u32,
+    pub table: u32,
+}
+
+impl RoutePlan {
+    /// Includes are the request's split-tunnel list or, when it is empty, every peer's
+    /// AllowedIPs. Host bits are cleared (`10.0.0.5/8` means `10.0.0.0/8`).
+    pub fn new(config: &TunnelConfig, interface: &str, fwmark: u32, table: u32) -> RoutePlan {
+        let normalize = |nets: &mut dyn Iterator<Item = &IpNet>| -> Vec<IpNet> {
+            nets.map(IpNet::trunc)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let include = if config.routing.include.is_empty() {
+            normalize(&mut config.peers.iter().flat_map(|p| p.allowed_ips.iter()))
+        } else {
+            normalize(&mut config.routing.include.iter())
+        };
+        let exclude = normalize(&mut config.routing.exclude.iter());
+        let full = |v4: bool| {
+            include
+                .iter()
+                .any(|n| n.prefix_len() == 0 && matches!(n, IpNet::V4(_)) == v4)
+        };
+        RoutePlan {
+            interface: interface.to_string(),
+            full_tunnel_v4: full(true),
+            full_tunnel_v6: full(false),
+            include,
+            exclude,
+            fwmark,
+            table,
+        }
+    }
+
+    pub fn has_v4(&self) -> bool {
+        self.include.iter().any(|n| matches!(n, IpNet::V4(_)))
+    }
+
+    pub fn has_v6(&self) -> bool {
+        self.include.iter().any(|n| matches!(n, IpNet::V6(_)))
+    }
+
+    pub fn summary(&self) -> RoutingSummary {
+        RoutingSummary {
+            full_tunnel: self.full_tunnel_v4 || self.full_tunnel_v6,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            fwmark: self.fwmark,
+            table: self.table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use underpass_proto::{Key, PeerConfig, RoutingConfig};
+
+    fn config(allowed: &[&str], include: &[&str], exclude: &[&str]) -> TunnelConfig {
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        TunnelConfig {
+            profile: "t".into(),
+            private_key: Key([1; 32]),
+            addresses: nets(&["10.64.1.2/32"]),
+            dns: vec![],
+            mtu: None,
+            peers: vec![PeerConfig {
+                public_key: Key([2; 32]),
+                preshared_key: None,
+                endpoint: "192.0.2.10:51820".into(),
+                allowed_ips: nets(allowed),
+                persistent_keepalive: None,
+            }],
+            routing: RoutingConfig {
+                include: nets(include),
+                exclude: nets(exclude),
+            },
+        }
+    }
+
+    #[test]
+    fn default_routes_make_a_full_tunnel_in_both_families() {
+        let plan = RoutePlan::new(&config(&["0.0.0.0/0", "::/0"], &[], &[]), "up0", 1, 2);
+        assert!(plan.full_tunnel_v4 && plan.full_tunnel_v6);
+        assert!(plan.has_v4() && plan.has_v6());
+    }
+
+    #[test]
+    fn v4_only_allowed_ips_install_no_v6_routes() {
+        let plan = RoutePlan::new(&config(&["0.0.0.0/0"], &[], &[]), "up0", 1, 2);
+        assert!(plan.full_tunnel_v4 && !plan.full_tunnel_v6);
+        assert!(!plan.has_v6());
+    }
+
+    #[test]
+    fn an_include_list_makes_a_split_tunnel_even_when_peers_allow_everything() {
+        let plan = RoutePlan::new(
+            &config(
+                &["0.0.0.0/0", "::/0"],
+                &["198.18.1.0/24"],
+                &["198.18.1.128/25"],
+            ),
+            "up0",
+            1,
+            2,
+        );
+        assert!(!plan.full_tunnel_v4 && !plan.full_tunnel_v6);
+        assert_eq!(
+            plan.include,
+            vec!["198.18.1.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            plan.exclude,
+            vec!["198.18.1.128/25".parse::<IpNet>().unwrap()]
+        );
+        assert!(!plan.summary().full_tunnel);
+    }
+
+    #[test]
+    fn prefixes_are_normalized_and_deduplicated() {
+        let plan = RoutePlan::new(
+            &config(&["10.1.2.3/8", "10.0.0.0/8", "fd00::1/64"], &[], &[]),
+            "up0",
+            1,
+            2,
+        );
+        let want: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/64".parse().unwrap()];
+        assert_eq!(plan.include, want);
+    }
+}

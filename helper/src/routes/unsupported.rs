@@ -1,0 +1,32 @@
+//! Routing on macOS and Windows: not written yet (they will get `macos.rs` and `windows.rs`).
+//! Every call fails with a clear message; nothing pretends to work.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+
+use super::{RouteManager, RoutePlan};
+
+pub struct UnsupportedRoutes;
+
+impl RouteManager for UnsupportedRoutes {
+    async fn open() -> Result<Self> {
+        bail!("routing is not supported on this OS yet (Linux only for now)")
+    }
+
+    async fn free_table_and_mark(&self) -> Result<(u32, u32)> {
+        bail!("routing is not supported on this OS yet")
+    }
+
+    async fn apply(&mut self, _plan: &RoutePlan) -> Result<()> {
+        bail!("routing is not supported on this OS yet")
+    }
+
+    async fn restore(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn egress_mtu(&self, _dst: IpAddr) -> Option<u16> {
+        None
+    }
+}

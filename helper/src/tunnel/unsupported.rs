@@ -1,0 +1,32 @@
+//! Placeholder for the operating systems whose data plane is not written yet (macOS utun,
+//! Windows Wintun). It type-checks and refuses clearly; it never pretends to work.
+
+use anyhow::{bail, Result};
+
+use super::peers::PeerTable;
+use super::DataPlaneConfig;
+
+pub struct DataPlane {
+    peers: PeerTable,
+    interface: String,
+}
+
+impl DataPlane {
+    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+        let _ = DataPlane {
+            peers: PeerTable::new(&cfg.private_key, &cfg.peers),
+            interface: cfg.interface,
+        };
+        bail!("the data plane is not supported on this OS yet (Linux only for now)")
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
+    }
+
+    pub async fn stop(self) {}
+}
