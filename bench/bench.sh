@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# Underpass benchmark: throughput, CPU per GB, peak RSS and connect time of WireGuard clients
+# running in the sandbox's client namespace against the same wireguard-go server.
+#
+#   bench/bench.sh [--rounds N] [--seconds S] [--clients LIST] [--reverse]
+#     --rounds N     rounds (default 5); each round runs every client once, order rotated per round
+#     --seconds S    iperf3 duration per run (default 10)
+#     --clients LIST comma list from: wireguard-go,boringtun,underpass (default: all three)
+#     --reverse      measure download (iperf3 -R: internet host -> client) instead of upload
+#   env: UNDERPASS_BIN_DIR (default ${CARGO_TARGET_DIR:-<repo>/target}/release) holds underpassd, underpass
+#        UNDERPASS_CONNECT_ARGS extra args for `underpass connect --timeout 10` (default: none:
+#          the only imported profile, se-sto-wg-001); UNDERPASSD_ARGS extra args for underpassd
+#
+# Needs root (network namespaces). Uses sandbox PREFIX "ubn" (scripts/sandbox.sh), 1 server.
+# Writes bench/results/<timestamp>.json (raw per-run numbers) and prints a Markdown table.
+#
+# What is measured, per run:
+#   connect_ms    comparison clients: from process start to the first ping reply from the
+#                 internet host through the tunnel; underpass: from `underpass connect` (helper
+#                 already running, profile imported) to that first reply. Polled every <=0.2 s,
+#                 bounded at 10 s.
+#   mbps          iperf3 -c 198.18.1.2 -t S -J from the client ns, end.sum_received.bits_per_second
+#   cpu_s_per_gb  (utime+stime of the client process and its descendants during the iperf3 run)
+#                 / GB received (underpass: underpassd, which owns the data plane)
+#   rss_mib       VmHWM of the client process (summed over its descendants) after the run
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SANDBOX="$ROOT/scripts/sandbox.sh"
+PREFIX=ubn
+RESULTS_DIR="$ROOT/bench/results"
+export PATH="$PATH:$HOME/.cargo/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+rounds=5 seconds=10 reverse=0 clients_arg="wireguard-go,boringtun,underpass"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) rounds=${2:?}; shift 2 ;;
+    --seconds) seconds=${2:?}; shift 2 ;;
+    --clients) clients_arg=${2:?}; shift 2 ;;
+    --reverse) reverse=1; shift ;;
+    -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $rounds =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 100 ] || { echo "bench: --rounds 1..100" >&2; exit 2; }
+[[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -ge 1 ] && [ "$seconds" -le 300 ] || { echo "bench: --seconds 1..300" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench: must run as root (network namespaces)" >&2; exit 1; }
+for t in ip wg wireguard-go iperf3 jq setsid timeout awk; do
+  command -v "$t" >/dev/null || { echo "bench: $t missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
+done
+
+BIN_DIR=${UNDERPASS_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+case $BIN_DIR in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
+CLK_TCK=$(getconf CLK_TCK)
+IPERF_PORT=5201
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# ---------------------------------------------------------------- which clients can run
+clients=() notes=()  # notes: "client: why it was skipped"
+IFS=, read -r -a wanted <<<"$clients_arg"
+for c in "${wanted[@]}"; do
+  case $c in
+    wireguard-go) clients+=(wireguard-go) ;;
+    boringtun)
+      if command -v boringtun-cli >/dev/null; then clients+=(boringtun)
+      else notes+=("boringtun: boringtun-cli not on PATH (scripts/install-deps.sh --bench)"); fi ;;
+    underpass)
+      if [ -x "$BIN_DIR/underpassd" ] && [ -x "$BIN_DIR/underpass" ]; then clients+=(underpass)
+      else notes+=("underpass: $BIN_DIR/underpassd or $BIN_DIR/underpass not built (cargo build --release, or set UNDERPASS_BIN_DIR)"); fi ;;
+    *) echo "bench: unknown client '$c'" >&2; exit 2 ;;
+  esac
+done
+for n in "${notes[@]}"; do
+  log "##############################################################"
+  log "## SKIPPED ${n%%:*}:${n#*:}"
+  log "##############################################################"
+done
+[ ${#clients[@]} -gt 0 ] || { log "no client to run"; exit 1; }
+
+# ---------------------------------------------------------------- sandbox + cleanup
+WORK=$(mktemp -d /tmp/underpass-bench.XXXXXX)
+CLIENT_PID="" CLIENT_KIND="" CLIENT_IF=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$CLIENT_KIND" ] && stop_client || true
+  bash "$SANDBOX" down "$PREFIX" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+log "sandbox up ($PREFIX)"
+bash "$SANDBOX" up "$PREFIX" --servers 1 >/dev/null
+# shellcheck disable=SC1091
+. "$ROOT/.sandbox/$PREFIX/env.sh"
+TARGET4=$INET_ADDR4_1
+
+in_client() { ip netns exec "$NS_CLIENT" "$@"; }
+
+ip netns exec "$NS_INET_1" iperf3 -s -D -B "$TARGET4" -p $IPERF_PORT --pidfile "$SANDBOX_DIR/iperf3.pid"
+listening() { ip netns exec "$NS_INET_1" ss -ltnH "sport = :$IPERF_PORT" | grep -q .; }
+for ((k = 0; k < 100; k++)); do listening && break; sleep 0.1; done
+listening || { log "iperf3 server did not start"; exit 1; }
+
+alive() {
+  local st
+  st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+kill_wait() {  # kill_wait PID : TERM, up to 5 s, then KILL
+  local pid=$1 k
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((k = 0; k < 100; k++)); do alive "$pid" || return 0; sleep 0.05; done
+  log "pid $pid ignored SIGTERM for 5 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((k = 0; k < 40; k++)); do alive "$pid" || return 0; sleep 0.05; done
+}
+tree_pids() {  # PID and all its descendants (a client may run its data plane in a child)
+  ps -eo pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2; pids[NR] = $1 }
+    END { print root; for (i in pids) { p = pids[i]; q = parent[p]; n = 0
+            while (q > 1 && n++ < 64) { if (q == root) { print p; break } q = parent[q] } } }'
+}
+cpu_ticks() {  # utime+stime (fields 14, 15, parsed after the ")" ending comm) of the process tree
+  local p sum=0 t
+  for p in $(tree_pids "$1"); do
+    t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+    sum=$((sum + ${t:-0}))
+  done
+  echo "$sum"
+}
+vm_hwm_kib() {  # peak RSS: sum of VmHWM over the process tree
+  local p sum=0 v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
+# Poll a ping through the tunnel; prints ms since $1, or fails after 10 s.
+wait_tunnel_ms() {
+  local t0=$1 k
+  for ((k = 0; k < 2000; k++)); do
+    if in_client ping -c1 -W0.2 -n "$TARGET4" >/dev/null 2>&1; then echo $(($(now_ms) - t0)); return 0; fi
+    [ $(($(now_ms) - t0)) -gt 10000 ] && break
+    sleep 0.01
+  done
+  return 1
+}
+
+wait_socket() {  # wait_socket PATH SECONDS
+  local k
+  for ((k = 0; k < $2 * 100; k++)); do [ -S "$1" ] && return 0; sleep 0.01; done
+  return 1
+}
+
+# Put the client ns back to "no tunnel": whatever a client left (routes, rules, nft, resolv.conf).
+reset_client_ns() {
+  in_client nft flush ruleset 2>/dev/null || true
+  local fam prio
+  for fam in -4 -6; do
+    for prio in $(ip -n "$NS_CLIENT" $fam rule show | awk -F: '$1 != 0 && $1 != 32766 && $1 != 32767 {print $1}'); do
+      ip -n "$NS_CLIENT" $fam rule del priority "$prio" 2>/dev/null || true
+    done
+  done
+  printf 'nameserver %s\n' "$ROUTER_ADDR4" >"/etc/netns/$NS_CLIENT/resolv.conf" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- clients
+# Each start_* sets CLIENT_PID (the process whose CPU/RSS is measured), CLIENT_IF, and
+# CONNECT_MS; returns non-zero on failure.
+
+# Userspace clients that speak the WireGuard UAPI (wireguard-go, boringtun): same setup.
+start_uapi() {  # start_uapi IFNAME CMD...
+  local ifname=$1; shift
+  local t0; t0=$(now_ms)
+  CLIENT_IF=$ifname
+  CLIENT_LOG="$WORK/$ifname.log"
+  setsid ip netns exec "$NS_CLIENT" "$@" </dev/null >"$CLIENT_LOG" 2>&1 &
+  CLIENT_PID=$!
+  wait_socket "/var/run/wireguard/$ifname.sock" 10 || { log "$ifname: no UAPI socket after 10 s"; return 1; }
+  in_client wg set "$ifname" private-key "$CLIENT_KEY_FILE" \
+    peer "$SERVER_PUB_1" endpoint "$SERVER_ENDPOINT_1" allowed-ips 0.0.0.0/0,::/0
+  ip -n "$NS_CLIENT" addr add "$CLIENT_TUN_ADDR4_1/32" dev "$ifname"
+  ip -n "$NS_CLIENT" -6 addr add "$CLIENT_TUN_ADDR6_1/128" dev "$ifname" nodad
+  ip -n "$NS_CLIENT" link set "$ifname" mtu 1420 up
+  ip -n "$NS_CLIENT" route add "$INET_NET4_1" dev "$ifname"
+  ip -n "$NS_CLIENT" -6 route add "$INET_NET6_1" dev "$ifname"
+  CONNECT_MS=$(wait_tunnel_ms "$t0") || { log "$ifname: no ping through the tunnel within 10 s"; return 1; }
+}
+stop_uapi() {
+  [ -n "$CLIENT_PID" ] && kill_wait "$CLIENT_PID"
+  ip -n "$NS_CLIENT" link del "$CLIENT_IF" 2>/dev/null || true
+  rm -f "/var/run/wireguard/$CLIENT_IF.sock"
+}
+
+start_wireguard_go() {
+  start_uapi "${PREFIX}cwg" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error \
+    wireguard-go -f "${PREFIX}cwg"
+}
+start_boringtun() {
+  start_uapi "${PREFIX}cbt" env WG_SUDO=1 \
+    "$(command -v boringtun-cli)" --foreground --disable-drop-privileges \
+    --log "$WORK/boringtun.log" "${PREFIX}cbt"
+}
+
+# Underpass: the helper (underpassd) in the client ns, then the CLI: import + connect.
+UP_DIR="$SANDBOX_DIR/underpass"
+UP_SOCK="$UP_DIR/underpassd.sock"
+up_cli() { timeout 20 ip netns exec "$NS_CLIENT" "$BIN_DIR/underpass" --socket "$UP_SOCK" --config-dir "$UP_DIR/config" "$@"; }
+start_underpass() {
+  rm -rf "$UP_DIR"; mkdir -p "$UP_DIR/state" "$UP_DIR/config"
+  CLIENT_IF="" CLIENT_LOG="$WORK/underpassd.log"
+  # shellcheck disable=SC2086
+  setsid ip netns exec "$NS_CLIENT" "$BIN_DIR/underpassd" --socket "$UP_SOCK" --state-dir "$UP_DIR/state" \
+    ${UNDERPASSD_ARGS:-} </dev/null >"$CLIENT_LOG" 2>&1 &
+  CLIENT_PID=$!
+  echo "$CLIENT_PID" >"$SANDBOX_DIR/underpassd.pid"  # sandbox.sh down kills it too
+  wait_socket "$UP_SOCK" 10 || { log "underpassd: no socket $UP_SOCK after 10 s"; tail -5 "$WORK/underpassd.log" >&2; return 1; }
+  up_cli import "$PROFILE_1" >"$WORK/underpass-import.log" 2>&1 ||
+    { log "underpass import failed:"; tail -5 "$WORK/underpass-import.log" >&2; return 1; }
+  local t0; t0=$(now_ms)
+  # shellcheck disable=SC2086
+  up_cli connect --timeout 10 ${UNDERPASS_CONNECT_ARGS:-} >"$WORK/underpass-connect.log" 2>&1 ||
+    { log "underpass connect failed:"; tail -5 "$WORK/underpass-connect.log" >&2; return 1; }
+  CONNECT_MS=$(wait_tunnel_ms "$t0") || { log "underpass: no ping through the tunnel within 10 s"; return 1; }
+}
+stop_underpass() {
+  if [ -n "$CLIENT_PID" ] && alive "$CLIENT_PID"; then up_cli disconnect --timeout 10 >/dev/null 2>&1 || true; fi
+  [ -n "$CLIENT_PID" ] && kill_wait "$CLIENT_PID"
+  rm -f "$SANDBOX_DIR/underpassd.pid"
+}
+
+# Forget the server's state for the client key before each run. Needed, not cosmetic: boringtun's
+# TAI64N handshake timestamps run 27 s ahead of wireguard-go's (it adds 37 s of TAI-UTC offset,
+# wireguard-go adds 10), so after a boringtun run the server rejects wireguard-go's initiations
+# as replays for ~27 s. Re-adding the peer resets the stored timestamp.
+reset_server_peer() {
+  ip netns exec "$NS_SERVER_1" wg set "$SERVER_WG_IF_1" peer "$CLIENT_PUB" remove
+  ip netns exec "$NS_SERVER_1" wg set "$SERVER_WG_IF_1" peer "$CLIENT_PUB" \
+    allowed-ips "$CLIENT_TUN_ADDR4_1/32,$CLIENT_TUN_ADDR6_1/128"
+}
+
+start_client() {
+  CLIENT_KIND=$1 CLIENT_PID="" CONNECT_MS="" CLIENT_LOG=""
+  reset_server_peer
+  case $1 in
+    wireguard-go) start_wireguard_go ;;
+    boringtun) start_boringtun ;;
+    underpass) start_underpass ;;
+  esac
+}
+stop_client() {
+  case $CLIENT_KIND in
+    wireguard-go | boringtun) stop_uapi ;;
+    underpass) stop_underpass ;;
+  esac
+  reset_client_ns
+  CLIENT_KIND="" CLIENT_PID=""
+}
+
+# ---------------------------------------------------------------- one run
+RUNS="$WORK/runs.jsonl"
+: >"$RUNS"
+record() {  # record ROUND CLIENT OK ERROR [mbps bytes cpu_s rss_kib connect_ms]
+  jq -nc --argjson round "$1" --arg client "$2" --argjson ok "$3" --arg error "$4" \
+    --arg mbps "${5:-}" --arg bytes "${6:-}" --arg cpu "${7:-}" --arg rss "${8:-}" --arg conn "${9:-}" '
+    def num: if . == "" then null else tonumber end;
+    {round: $round, client: $client, ok: $ok, error: (if $error == "" then null else $error end),
+     mbps: ($mbps|num), bytes: ($bytes|num), cpu_s: ($cpu|num),
+     cpu_s_per_gb: (if ($cpu|num) != null and ($bytes|num) and ($bytes|num) > 0
+                    then ($cpu|num) / (($bytes|num) / 1e9) else null end),
+     rss_mib: (if ($rss|num) then ($rss|num) / 1024 else null end),
+     connect_ms: ($conn|num)}' >>"$RUNS"
+}
+
+run_one() {  # run_one ROUND CLIENT
+  local round=$1 client=$2 json="$WORK/iperf-$1-$2.json"
+  if ! start_client "$client"; then
+    [ -n "$CLIENT_LOG" ] && [ -s "$CLIENT_LOG" ] && { log "last lines of $client's log:"; tail -n 8 "$CLIENT_LOG" >&2; }
+    record "$round" "$client" false "client did not come up (see log above)"
+    stop_client; return 0
+  fi
+  alive "$CLIENT_PID" || { record "$round" "$client" false "client process exited"; stop_client; return 0; }
+  local t_before t_after rss rflag=()
+  [ "$reverse" = 1 ] && rflag=(-R)
+  t_before=$(cpu_ticks "$CLIENT_PID")
+  timeout $((seconds + 30)) ip netns exec "$NS_CLIENT" \
+    iperf3 -c "$TARGET4" -p $IPERF_PORT -t "$seconds" -J --connect-timeout 5000 "${rflag[@]}" >"$json" 2>&1 || true
+  if ! alive "$CLIENT_PID"; then record "$round" "$client" false "client process died during transfer"; stop_client; return 0; fi
+  t_after=$(cpu_ticks "$CLIENT_PID")
+  rss=$(vm_hwm_kib "$CLIENT_PID")
+  local err mbps bytes
+  err=$(jq -r '.error // empty' "$json" 2>/dev/null || echo "iperf3 output is not JSON")
+  if [ -n "$err" ]; then
+    record "$round" "$client" false "iperf3: $err"; stop_client; return 0
+  fi
+  mbps=$(jq -r '.end.sum_received.bits_per_second / 1e6' "$json")
+  bytes=$(jq -r '.end.sum_received.bytes' "$json")
+  local cpu; cpu=$(awk -v a="$t_before" -v b="$t_after" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / hz}')
+  record "$round" "$client" true "" "$mbps" "$bytes" "$cpu" "$rss" "$CONNECT_MS"
+  log "round $round $client: $(printf '%.0f' "$mbps") Mbit/s, cpu ${cpu}s, connect ${CONNECT_MS} ms, rss $((rss / 1024)) MiB"
+  stop_client
+}
+
+# ---------------------------------------------------------------- rounds (interleaved)
+log "clients: ${clients[*]}; rounds $rounds x ${seconds}s; $([ "$reverse" = 1 ] && echo download || echo upload)"
+n=${#clients[@]}
+for ((r = 1; r <= rounds; r++)); do
+  for ((j = 0; j < n; j++)); do
+    run_one "$r" "${clients[$(((j + r - 1) % n))]}"
+  done
+done
+
+# ---------------------------------------------------------------- results
+mkdir -p "$RESULTS_DIR"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out="$RESULTS_DIR/$stamp.json"
+kernel=$(uname -srm)
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+notes_json=$(printf '%s\n' "${notes[@]+"${notes[@]}"}" | jq -R . | jq -sc 'map(select(. != ""))')
+jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(nproc)" \
+  --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
+  --arg direction "$([ "$reverse" = 1 ] && echo download || echo upload)" \
+  --argjson notes "$notes_json" --arg clients "${clients[*]}" '
+  def median: sort | if length == 0 then null
+    elif length % 2 == 1 then .[length / 2 | floor]
+    else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  . as $runs
+  | ($runs | map(select(.client == "wireguard-go" and .ok)) | map({key: (.round|tostring), value: .mbps}) | from_entries) as $base
+  | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
+     direction: $direction, notes: $notes, runs: $runs,
+     summary: [($clients | split(" "))[] as $c
+       | ($runs | map(select(.client == $c and .ok))) as $ok
+       | {client: $c, ok_rounds: ($ok | length), failed_rounds: ($runs | map(select(.client == $c and (.ok|not))) | length),
+          median_mbps: ($ok | map(.mbps) | median),
+          median_ratio_vs_wireguard_go: ($ok | map(select($base[.round|tostring] != null) | .mbps / $base[.round|tostring]) | median),
+          median_cpu_s_per_gb: ($ok | map(.cpu_s_per_gb) | map(select(. != null)) | median),
+          median_rss_mib: ($ok | map(.rss_mib) | median),
+          median_connect_ms: ($ok | map(.connect_ms) | median)}]}' "$RUNS" >"$out"
+
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN { if (v == "" || v == "null") print "–"; else printf "%.*f\n", d, v }'; }
+echo
+echo "### Underpass benchmark, $(date -u '+%F %H:%M UTC')"
+echo
+echo "$(nproc) CPU ($cpu_model), $kernel; iperf3 $([ "$reverse" = 1 ] && echo download || echo upload) ${seconds}s x $rounds rounds, interleaved; server: wireguard-go in the sandbox"
+echo
+echo "| client | throughput, median (Mbit/s) | vs wireguard-go (median of per-round ratios) | CPU s/GB (median) | peak RSS (MiB, median) | connect (ms, median) | rounds ok |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+jq -r '.summary[] | [.client, .median_mbps, .median_ratio_vs_wireguard_go, .median_cpu_s_per_gb, .median_rss_mib, .median_connect_ms, .ok_rounds, .failed_rounds] | map(tostring) | @tsv' "$out" |
+  while IFS=$'\t' read -r c mbps ratio cpu rss conn okr bad; do
+    rounds_cell="$okr/$rounds"; [ "$bad" != 0 ] && rounds_cell+=" ($bad failed)"
+    echo "| $c | $(fmt "$mbps" 0) | $(fmt "$ratio" 2) | $(fmt "$cpu" 2) | $(fmt "$rss" 1) | $(fmt "$conn" 0) | $rounds_cell |"
+  done
+for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | | | | | 0/$rounds |"; done
+echo
+echo "Raw numbers: ${out#"$ROOT"/}"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Install what Underpass's tests, demo and benchmark need on Debian 12. Idempotent: apt runs only
+# when a package is missing.
+#
+#   scripts/install-deps.sh           system packages (as root, or through sudo)
+#   scripts/install-deps.sh --bench   also boringtun-cli (cargo install, ~3-4 min cold) for bench/
+set -euo pipefail
+
+bench=0
+for a in "$@"; do
+  case $a in
+    --bench) bench=1 ;;
+    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf 'install-deps: %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { say "not root and no sudo: run me as root"; exit 1; }
+  SUDO=(sudo)
+fi
+
+# Packages used by scripts/sandbox.sh, scripts/demo.sh, scripts/test.sh and bench/bench.sh.
+PKGS=(
+  iputils-ping iproute2 nftables wireguard-go wireguard-tools tcpdump dnsmasq-base iperf3
+  procps psmisc jq util-linux coreutils
+)
+# npm runs the scripts in package.json; any node install that gives `npm` is fine.
+command -v npm >/dev/null || PKGS+=(nodejs npm)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  say "installed ${#missing[@]} package(s)"
+else
+  say "system packages: all present"
+fi
+
+if [ "$bench" = 1 ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if command -v boringtun-cli >/dev/null; then
+    say "boringtun-cli: present ($(command -v boringtun-cli))"
+  else
+    command -v cargo >/dev/null || { say "--bench needs cargo (rustup) on PATH"; exit 1; }
+    say "building boringtun-cli with cargo install (a few minutes)..."
+    cargo install boringtun-cli --locked --quiet
+    say "boringtun-cli: installed ($(command -v boringtun-cli))"
+  fi
+fi
+
+# Tools that must be callable now (catches a broken install early).
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout; do
+  command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
+done
