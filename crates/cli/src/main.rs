@@ -1,1 +1,50 @@
-fn main() {}
+//! `underpass`: the command-line front end of Underpass.
+//!
+//! It is unprivileged on purpose. It owns the user's profiles (through `underpass_profile`)
+//! and asks the helper, `underpassd`, to do everything that needs root, over the IPC
+//! contract in `underpass_proto`. It never runs a command from a profile.
+//!
+//! Layout: [`cli`] is the argument grammar (its names are a contract for scripts),
+//! [`commands`] does the work, [`session`] holds the request/wait logic against the helper
+//! (generic over the transport, so it is tested against a fake helper), and [`output`]
+//! turns results into text. Errors go to stderr as `underpass: …`, with a non-zero exit.
+
+mod cli;
+mod commands;
+mod output;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("underpass: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our stdout went away (`| head`): nothing left to tell anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("underpass: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
