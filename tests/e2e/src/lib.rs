@@ -1,1 +1,373 @@
-//! End-to-end test harness.
+//! End-to-end harness: real namespaces (`scripts/sandbox.sh`), a real wireguard-go server, the
+//! real `underpassd` and `underpass` binaries, real captures with tcpdump.
+//!
+//! Every test builds its own sandbox under its own prefix, so tests can run side by side, and
+//! every resource is released in `Drop`, so a failing assertion still cleans up. Traffic only
+//! ever goes to hosts inside the sandbox.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// The directory holding `underpassd` and `underpass` (set `UNDERPASS_BIN_DIR`, or the
+/// default debug target dir is used).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("UNDERPASS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    target.join("debug")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// True when the end-to-end tests can run. Without root they are skipped loudly, except under
+/// CI=true, where not being able to run them is a failure.
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let msg = "END-TO-END TEST SKIPPED: it needs root (network namespaces, TUN, netlink)";
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}, and CI=true requires it to run");
+    }
+    eprintln!("\n*** {msg} ***\n");
+    false
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    out
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 50 ms until it returns true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// One sandbox from `scripts/sandbox.sh`, torn down on drop.
+pub struct Sandbox {
+    pub prefix: String,
+    pub dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Sandbox {
+    pub fn up(prefix: &str, servers: u32) -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("underpass-e2e-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        run_ok(
+            Command::new("bash")
+                .arg(repo_root().join("scripts/sandbox.sh"))
+                .args(["up", prefix, "--servers", &servers.to_string(), "--dir"])
+                .arg(&dir),
+        );
+        let env = parse_env(&std::fs::read_to_string(dir.join("env.sh")).expect("env.sh"));
+        Sandbox {
+            prefix: prefix.to_string(),
+            dir,
+            env,
+        }
+    }
+
+    /// A variable from the sandbox's env.sh.
+    pub fn var(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("sandbox env has no {key}"))
+    }
+
+    pub fn client_ns(&self) -> &str {
+        self.var("NS_CLIENT")
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn in_ns(&self, ns: &str, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, program]);
+        cmd
+    }
+
+    /// `ping` from the client namespace; true when a reply came back.
+    pub fn ping(&self, target: &str) -> bool {
+        run(self
+            .in_ns(self.client_ns(), "ping")
+            .args(["-c1", "-W2", target]))
+        .status
+        .success()
+    }
+
+    /// Everything `ip` says about rules, routes (all tables) and links, v4 and v6, in the
+    /// client namespace: the state a disconnect must restore exactly.
+    pub fn routing_snapshot(&self) -> String {
+        let mut s = String::new();
+        for args in [
+            &["-4", "rule"][..],
+            &["-6", "rule"],
+            &["-4", "route", "show", "table", "all"],
+            &["-6", "route", "show", "table", "all"],
+            &["-o", "link"],
+        ] {
+            let out = run_ok(self.in_ns(self.client_ns(), "ip").args(args));
+            s.push_str(&format!("## ip {}\n{out}", args.join(" ")));
+        }
+        s
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/sandbox.sh"))
+            .args(["down", &self.prefix, "--dir"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split("   #").next()?.trim();
+            let (k, v) = line.split_once('=')?;
+            if k.starts_with('#') || k.contains(' ') {
+                return None;
+            }
+            Some((k.to_string(), v.trim_matches('\'').to_string()))
+        })
+        .collect()
+}
+
+/// A running `underpassd` in the sandbox's client namespace, stopped with SIGTERM on drop.
+pub struct Helper {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub config_dir: PathBuf,
+    pub log: PathBuf,
+    pub ns: String,
+}
+
+impl Helper {
+    pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Helper {
+        Helper::start_in(Some(sandbox.client_ns()), &sandbox.dir, extra)
+    }
+
+    /// Starts the helper in `ns` (or the current namespace), with its files under `dir`.
+    pub fn start_in(ns: Option<&str>, dir: &Path, extra: &[&str]) -> Helper {
+        std::fs::create_dir_all(dir).expect("helper dir");
+        let socket = dir.join("underpassd.sock");
+        let log = dir.join("underpassd.log");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("underpassd"));
+                c
+            }
+            None => Command::new(bin("underpassd")),
+        };
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = cmd.spawn().expect("starting underpassd");
+        let helper = Helper {
+            child: Some(child),
+            socket,
+            config_dir: dir.join("config"),
+            log,
+            ns: ns.unwrap_or("").to_string(),
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(&helper.socket).is_ok()
+            }),
+            "underpassd did not start listening; its log:\n{}",
+            helper.log_text()
+        );
+        helper
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The `underpass` CLI, pointed at this helper and its own config dir.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin("underpass"));
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("--config-dir")
+            .arg(&self.config_dir);
+        cmd
+    }
+
+    /// Runs the CLI and returns its output, whatever the exit status.
+    pub fn cli_run(&self, args: &[&str]) -> Output {
+        run(self.cli().args(args))
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        run_ok(self.cli().args(args))
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    /// Sends `signal` and waits for the helper to exit.
+    pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // `ip netns exec` execs the helper, so the child's pid is the helper's.
+        // SAFETY: kill(2) on a pid we own.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!(
+                    "underpassd did not exit after signal {signal}:\n{}",
+                    self.log_text()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop_with(libc::SIGTERM);
+        }
+    }
+}
+
+/// tcpdump on one interface of one namespace, writing a pcap; read it back with [`Capture::stop`].
+pub struct Capture {
+    child: Option<Child>,
+    pcap: PathBuf,
+}
+
+impl Capture {
+    pub fn start(sandbox: &Sandbox, ns: &str, interface: &str, name: &str) -> Capture {
+        let pcap = sandbox.dir.join(format!("{name}.pcap"));
+        let mut child = sandbox
+            .in_ns(ns, "tcpdump")
+            .args(["-i", interface, "-n", "-U", "--immediate-mode", "-w"])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        // tcpdump says "listening on" once the capture is live; only then may traffic start.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "tcpdump did not start capturing on {interface}"
+        );
+        Capture {
+            child: Some(child),
+            pcap,
+        }
+    }
+
+    /// Stops the capture and returns one line per packet matching the BPF `filter`.
+    pub fn stop(mut self, filter: &str) -> Vec<String> {
+        sleep(Duration::from_millis(300));
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+        }
+        let out = run_ok(
+            Command::new("tcpdump")
+                .args(["-n", "-r"])
+                .arg(&self.pcap)
+                .arg(filter),
+        );
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The BPF filter for what may cross the client's physical link while tunnelled: encrypted
+/// UDP to the endpoint, and the link-layer housekeeping that IP needs (ARP, neighbour
+/// discovery, router solicitations, link-local multicast such as MLD reports).
+pub fn not_tunnel_traffic(endpoint_ip: &str, endpoint_port: &str) -> String {
+    format!(
+        "not (udp and host {endpoint_ip} and port {endpoint_port}) and not arp \
+         and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) and not ip6 multicast"
+    )
+}
