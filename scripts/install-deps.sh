@@ -27,6 +27,10 @@ fi
 PKGS=(
   iputils-ping iproute2 nftables wireguard-go wireguard-tools tcpdump dnsmasq-base iperf3
   procps psmisc jq util-linux coreutils
+  # the Windows type-check (cargo check --target x86_64-pc-windows-gnu) compiles ring's C
+  gcc-mingw-w64-x86-64
+  # the end-to-end tests run the CLI as test users (setpriv) and create them (useradd)
+  passwd
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)

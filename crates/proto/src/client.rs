@@ -11,8 +11,8 @@ use tokio_util::codec::Framed;
 
 use crate::codec::{FrameError, JsonFrames};
 use crate::{
-    ClientMessage, ErrorBody, ErrorCode, Event, Request, Response, ServerMessage, Status,
-    DEFAULT_GROUP, PROTOCOL_VERSION,
+    ClientMessage, ErrorBody, Event, Request, Response, ServerMessage, Status, DEFAULT_GROUP,
+    PROTOCOL_VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ impl Client<tokio::net::UnixStream> {
             })?;
         let mut client = Client::handshake(stream, client_name).await;
         if let Err(ClientError::Refused(body)) = &client {
-            if body.code == ErrorCode::PermissionDenied {
+            if body.code == crate::ErrorCode::PermissionDenied {
                 client = Err(ClientError::PermissionDenied { path: path.into() });
             }
         }

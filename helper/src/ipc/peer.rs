@@ -1,7 +1,7 @@
 //! Who may talk to the helper: root, or a member of its group. Checked on every connection
 //! with the kernel's own record of the peer (SO_PEERCRED), not anything the client says.
 
-use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+use nix::unistd::{Gid, Group, Uid, User};
 
 /// The credentials the kernel reports for the other end of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub struct PeerCred {
     pub pid: Option<i32>,
 }
 
-/// Decides from credentials and group membership. Group lookups go through a function so the
+/// Decides from credentials and group membership. The membership lookup is a parameter so the
 /// rule itself is testable without real users.
 pub struct Authorizer {
     /// The helper's group, when it exists on this system.
@@ -35,15 +35,15 @@ impl Authorizer {
     }
 
     pub fn check(&self, peer: PeerCred) -> Verdict {
-        self.check_with(peer, supplementary_groups)
+        self.check_with(peer, is_member)
     }
 
-    pub fn check_with(&self, peer: PeerCred, groups_of: impl Fn(u32, u32) -> Vec<u32>) -> Verdict {
+    pub fn check_with(&self, peer: PeerCred, is_member: impl Fn(u32, Gid) -> bool) -> Verdict {
         if peer.uid == 0 {
             return Verdict::Allowed;
         }
         if let Some(gid) = self.group {
-            if peer.gid == gid.as_raw() || groups_of(peer.uid, peer.gid).contains(&gid.as_raw()) {
+            if peer.gid == gid.as_raw() || is_member(peer.uid, gid) {
                 return Verdict::Allowed;
             }
         }
@@ -56,17 +56,17 @@ impl Authorizer {
     }
 }
 
-/// The groups the user database gives `uid` (as a fresh login would have them).
-fn supplementary_groups(uid: u32, primary: u32) -> Vec<u32> {
+/// Whether the user database puts `uid` in group `gid` (as a fresh login would have it):
+/// as the user's primary group, or in the group's member list.
+fn is_member(uid: u32, gid: Gid) -> bool {
     let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
-        return Vec::new();
+        return false;
     };
-    let Ok(name) = std::ffi::CString::new(user.name) else {
-        return Vec::new();
-    };
-    getgrouplist(&name, Gid::from_raw(primary))
-        .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
-        .unwrap_or_default()
+    user.gid == gid
+        || Group::from_gid(gid)
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.mem.contains(&user.name))
 }
 
 #[cfg(test)]
@@ -91,19 +91,15 @@ mod tests {
     #[test]
     fn root_is_always_allowed() {
         assert_eq!(
-            auth(None).check_with(peer(0, 0), |_, _| vec![]),
+            auth(None).check_with(peer(0, 0), |_, _| false),
             Verdict::Allowed
         );
     }
 
     #[test]
     fn a_member_by_supplementary_group_is_allowed() {
-        let verdict = auth(Some(900)).check_with(peer(1000, 1000), |uid, _| {
-            if uid == 1000 {
-                vec![1000, 900]
-            } else {
-                vec![]
-            }
+        let verdict = auth(Some(900)).check_with(peer(1000, 1000), |uid, gid| {
+            uid == 1000 && gid.as_raw() == 900
         });
         assert_eq!(verdict, Verdict::Allowed);
     }
@@ -111,14 +107,14 @@ mod tests {
     #[test]
     fn a_member_by_primary_group_is_allowed() {
         assert_eq!(
-            auth(Some(900)).check_with(peer(1000, 900), |_, _| vec![]),
+            auth(Some(900)).check_with(peer(1000, 900), |_, _| false),
             Verdict::Allowed
         );
     }
 
     #[test]
     fn anyone_else_is_refused_with_who_and_why() {
-        let v = auth(Some(900)).check_with(peer(1001, 1001), |_, _| vec![1001]);
+        let v = auth(Some(900)).check_with(peer(1001, 1001), |_, _| false);
         assert_eq!(
             v,
             Verdict::Refused("uid 1001 (pid 42) is not root and not in group underpass".into())
@@ -128,7 +124,7 @@ mod tests {
     #[test]
     fn without_the_group_only_root_may_talk() {
         assert!(matches!(
-            auth(None).check_with(peer(1000, 900), |_, _| vec![900]),
+            auth(None).check_with(peer(1000, 900), |_, _| true),
             Verdict::Refused(_)
         ));
     }
