@@ -38,6 +38,11 @@ cargo test -p underpass-e2e --locked -- --test-threads 2
 step "sandbox self-check"
 bash scripts/sandbox-check.sh
 
+step "the demo (npm run demo), unattended, then torn down"
+bash scripts/demo.sh --no-wait >/tmp/underpass-demo.log 2>&1 || { cat /tmp/underpass-demo.log; exit 1; }
+grep -q "Connected to de-fra-wg-001" /tmp/underpass-demo.log
+bash scripts/demo.sh --down
+
 # The crates that must build on the other desktop OSes. Their OS modules that are not written yet
 # return "not supported on this OS yet"; this proves the code at least type-checks there.
 # Windows: ring (under boringtun) compiles C with Debian's mingw-w64. macOS: Apple's SDK cannot be
