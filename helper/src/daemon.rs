@@ -75,7 +75,14 @@ impl Daemon {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
         loop {
+            let handshakes = self.session.as_ref().map(|s| s.plane.handshakes());
             tokio::select! {
+                _ = async {
+                    match &handshakes {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_tick(false).await,
                 command = commands.recv() => match command {
                     Some(Command::Connect(config, reply)) => {
                         if let Err(reason) = config.validate() {

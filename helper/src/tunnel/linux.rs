@@ -22,6 +22,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
@@ -45,6 +46,8 @@ struct Io {
     socket: UdpSocket,
     udp: UdpSocketState,
     peers: Arc<PeerTable>,
+    /// Signalled whenever a handshake message arrives, so the daemon sees "connected" at once.
+    handshakes: Arc<Notify>,
     /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
     dual_stack: bool,
 }
@@ -52,6 +55,7 @@ struct Io {
 pub struct DataPlane {
     interface: String,
     peers: Arc<PeerTable>,
+    handshakes: Arc<Notify>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -64,11 +68,13 @@ impl DataPlane {
             bind_socket(cfg.fwmark, dual_stack).context("creating the encrypted UDP socket")?;
         let udp = UdpSocketState::new((&socket).into()).context("configuring UDP offload")?;
         let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
+        let handshakes = Arc::new(Notify::new());
         let io = Arc::new(Io {
             device,
             socket,
             udp,
             peers: peers.clone(),
+            handshakes: handshakes.clone(),
             dual_stack,
         });
         tracing::info!(
@@ -104,6 +110,7 @@ impl DataPlane {
         Ok(DataPlane {
             interface: cfg.interface,
             peers,
+            handshakes,
             cancel,
             tasks,
         })
@@ -115,6 +122,10 @@ impl DataPlane {
 
     pub fn peers(&self) -> &PeerTable {
         &self.peers
+    }
+
+    pub fn handshakes(&self) -> Arc<Notify> {
+        self.handshakes.clone()
     }
 
     /// Stops the loops and closes the device; the kernel then removes the link and every
@@ -300,7 +311,8 @@ async fn flush(io: &Io, out: &[u8], run: &Run) {
 /// TUN → encrypt → UDP.
 async fn outbound(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET];
-    let mut bufs = vec![vec![0u8; MAX_PACKET]; IDEAL_BATCH_SIZE];
+    // After GSO splitting no packet is larger than the MTU.
+    let mut bufs = vec![vec![0u8; mtu as usize + 64]; IDEAL_BATCH_SIZE];
     let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
     let slot = (mtu as usize + WG_OVERHEAD).max(256);
     let mut out = vec![0u8; slot * IDEAL_BATCH_SIZE + MAX_PACKET];
@@ -361,9 +373,8 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
     let batch = quinn_udp::BATCH_SIZE.max(1);
     let mut recv = vec![vec![0u8; MAX_PACKET]; batch];
     let mut metas = vec![RecvMeta::default(); batch];
-    let mut tun_bufs: Vec<BytesMut> = (0..IDEAL_BATCH_SIZE)
-        .map(|_| BytesMut::zeroed(TUN_OFFSET + MAX_PACKET))
-        .collect();
+    // Sized per packet below; a buffer that heads a coalesced (GRO) run grows once and keeps it.
+    let mut tun_bufs: Vec<BytesMut> = (0..IDEAL_BATCH_SIZE).map(|_| BytesMut::new()).collect();
     let mut gro = GROTable::default();
     let mut replies: Vec<Vec<u8>> = Vec::new();
     loop {
@@ -394,7 +405,8 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                 peer.rx_bytes
                     .fetch_add(datagram.len() as u64, Ordering::Relaxed);
                 let out = &mut tun_bufs[ready];
-                out.resize(TUN_OFFSET + MAX_PACKET, 0);
+                // A decrypted packet is never longer than the datagram that carried it.
+                out.resize(TUN_OFFSET + datagram.len(), 0);
                 {
                     let mut tunn = peer.tunn.lock();
                     match tunn.decapsulate(Some(from), datagram, &mut out[TUN_OFFSET..]) {
@@ -426,6 +438,9 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                         TunnResult::Err(e) => tracing::debug!(error = ?e, "decapsulate failed"),
                     }
                 }
+                if is_handshake(datagram) {
+                    io.handshakes.notify_one();
+                }
                 for reply in replies.drain(..) {
                     io.send(peer, &reply, None).await;
                 }
@@ -439,6 +454,11 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
         }
     }
+}
+
+/// Handshake initiation (1) or response (2), by WireGuard's message type.
+fn is_handshake(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(1 | 2))
 }
 
 async fn write_tun(io: &Io, gro: &mut GROTable, bufs: &mut [BytesMut]) {

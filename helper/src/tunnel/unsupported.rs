@@ -1,7 +1,10 @@
 //! Placeholder for the operating systems whose data plane is not written yet (macOS utun,
 //! Windows Wintun). It type-checks and refuses clearly; it never pretends to work.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
+use tokio::sync::Notify;
 
 use super::peers::PeerTable;
 use super::DataPlaneConfig;
@@ -26,6 +29,10 @@ impl DataPlane {
 
     pub fn peers(&self) -> &PeerTable {
         &self.peers
+    }
+
+    pub fn handshakes(&self) -> Arc<Notify> {
+        Arc::new(Notify::new())
     }
 
     pub async fn stop(self) {}
