@@ -330,3 +330,52 @@ fn profile_that_does_not_exist_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn two_peers_each_carry_the_traffic_for_their_own_allowed_ips() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("et9", 2);
+    let helper = Helper::start(&sandbox, &[]);
+    let key = std::fs::read_to_string(sandbox.var("CLIENT_KEY_FILE")).unwrap();
+    let conf = format!(
+        "[Interface]\nPrivateKey = {}\nAddress = 10.64.1.2/32, 10.64.2.2/32\n\n\
+         [Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = 10.64.1.0/24, {}\n\n\
+         [Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = 10.64.2.0/24, {}\n",
+        key.trim(),
+        sandbox.var("SERVER_PUB_1"),
+        sandbox.var("SERVER_ENDPOINT_1"),
+        sandbox.var("INET_NET4_1"),
+        sandbox.var("SERVER_PUB_2"),
+        sandbox.var("SERVER_ENDPOINT_2"),
+        sandbox.var("INET_NET4_2"),
+    );
+    let path = sandbox.dir.join("two-peers.conf");
+    std::fs::write(&path, conf).unwrap();
+    helper.cli_ok(&["import", path.to_str().unwrap()]);
+    helper.cli_ok(&["connect", "two-peers"]);
+
+    // Each server only accepts its own inner address as our source, so each ping proves that
+    // cryptokey routing chose the right peer.
+    for (src, dst) in [("10.64.1.2", "INET_ADDR4_1"), ("10.64.2.2", "INET_ADDR4_2")] {
+        let out = run(sandbox.in_ns(sandbox.client_ns(), "ping").args([
+            "-c1",
+            "-W2",
+            "-I",
+            src,
+            sandbox.var(dst),
+        ]));
+        assert!(out.status.success(), "ping from {src} to {dst} failed");
+    }
+    let status = helper.status();
+    let peers = status["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2);
+    for p in peers {
+        assert!(
+            p["last_handshake_secs"].as_u64().is_some(),
+            "peer without handshake: {p}"
+        );
+        assert!(p["rx_bytes"].as_u64().unwrap() > 0);
+    }
+}
