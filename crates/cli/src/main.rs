@@ -41,10 +41,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// True when our stdout's reader went away; an IPC error that happens to be EPIPE is not that.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    let from_ipc = e
+        .chain()
+        .any(|cause| cause.is::<underpass_proto::client::ClientError>());
+    !from_ipc
+        && e.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use underpass_proto::client::ClientError;
+
+    #[test]
+    fn a_closed_stdout_is_not_an_error() {
+        let e = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe)).context("printing");
+        assert!(is_broken_pipe(&e));
+    }
+
+    #[test]
+    fn a_helper_that_hangs_up_is_an_error_not_a_closed_stdout() {
+        let e = anyhow::Error::new(ClientError::Io(io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert!(!is_broken_pipe(&e));
+    }
 }

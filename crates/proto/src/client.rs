@@ -97,12 +97,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Does the version handshake on an already connected stream.
     pub async fn handshake(stream: S, client_name: &str) -> Result<Self, ClientError> {
         let mut framed = Framed::new(stream, JsonFrames::default());
-        framed
+        let sent = framed
             .send(ClientMessage::Hello {
                 protocol: PROTOCOL_VERSION,
                 client: client_name.to_string(),
             })
-            .await?;
+            .await;
+        // A helper that refuses us may close before our hello is written; its reason is
+        // still waiting to be read, and says more than "broken pipe".
+        if let Err(e) = sent {
+            return match framed.next().await {
+                Some(Ok(ServerMessage::Fatal { error })) => Err(ClientError::Refused(error)),
+                _ => Err(e.into()),
+            };
+        }
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
             .await
             .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))?;
