@@ -1,20 +1,35 @@
-//! Profiles: importing the wg-quick files providers hand out, and keeping them per user.
+//! Profiles: the wg-quick files providers hand out, the signed bundles IT departments hand
+//! out, and keeping both per user.
 //!
 //! - [`wgquick`] parses and writes wg-quick `.conf` files. Hook lines (`PostUp = iptables …`)
 //!   are read but **never executed**: a profile is data, and the helper only ever receives a
 //!   [`underpass_proto::TunnelConfig`]. The importer shows the user what was dropped.
-//! - [`store`] keeps profiles under the user's config dir, with secrets in separate 0600
-//!   files, every write atomic, and a format version so a newer file is refused clearly
-//!   rather than misread.
+//! - [`bundle`] reads and verifies signed profile bundles (`.underpass`: a minisign signature
+//!   and a JSON payload), and pins organization keys. Its format is documented in
+//!   `docs/profile-bundles.md`; a bundle carries a [`bundle::Policy`] the session must obey.
+//! - [`store`] keeps profiles under the user's config dir, every write atomic, with a format
+//!   version so a newer file is refused clearly rather than misread. Private keys go to the
+//!   OS keyring ([`secrets`]), or to 0600 files only when the user opts in.
+//! - [`batch`] reads a folder or `.zip` of wg-quick files; [`location`] infers a server's
+//!   country and city from its file name; [`catalog`] groups every server by country.
 //!
-//! This crate does no I/O beyond the store's own directory, and no networking: resolving an
-//! endpoint's host name is the helper's job, just before it installs routes.
+//! This crate does no networking: resolving an endpoint's host name is the helper's job,
+//! just before it installs routes.
 
+pub mod batch;
+pub mod bundle;
+pub mod catalog;
+pub mod location;
+pub mod secrets;
 pub mod store;
 pub mod wgquick;
 
+pub use bundle::{Bundle, BundleError, KillSwitchMode, Policy, SignerKey, TrustStore};
+pub use catalog::{Catalog, CatalogCountry, CatalogServer};
+pub use location::Location;
+pub use secrets::Keystore;
 pub use store::{
-    default_config_dir, ImportOptions, ImportReport, LoadedProfile, NameError, ProfileName,
-    ProfileSummary, Store, StoreError,
+    default_config_dir, BundleInfo, ImportOptions, ImportReport, LoadedProfile, NameError,
+    ProfileName, ProfileSummary, ServerInfo, Store, StoreError,
 };
 pub use wgquick::{parse, IgnoredHook, Interface, ParseError, Parsed, Peer, WgQuickConfig};

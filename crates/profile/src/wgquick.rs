@@ -665,6 +665,10 @@ pub fn parse_prefix(item: &str) -> Result<IpNet, String> {
 
 /// Checks the shape of `host:port`, `a.b.c.d:port` or `[v6]:port`; hostnames are resolved
 /// later, by the helper.
+pub(crate) fn check_endpoint(value: &str) -> Result<String, String> {
+    parse_endpoint(value)
+}
+
 fn parse_endpoint(value: &str) -> Result<String, String> {
     let no_port = || format!("{value:?} has no port (write host:port, or [v6]:port for IPv6)");
     if value.len() > 255 || value.contains(char::is_whitespace) {
@@ -705,7 +709,7 @@ fn parse_endpoint(value: &str) -> Result<String, String> {
 }
 
 /// A DNS name: dot-separated labels of letters, digits, '-' and '_'.
-fn is_domain(s: &str) -> bool {
+pub(crate) fn is_domain(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()
         && s.len() <= 253

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use underpass_profile::store::{ImportOptions, ProfileName, Store, StoreError};
 use underpass_profile::wgquick::{parse, WgQuickConfig};
+use underpass_profile::Keystore;
 use underpass_proto::Key;
 
 fn corpus(file: &str) -> WgQuickConfig {
@@ -19,7 +20,7 @@ fn name(s: &str) -> ProfileName {
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("underpass")).unwrap();
+    let store = Store::open_with(dir.path().join("underpass"), Keystore::File).unwrap();
     (dir, store)
 }
 
@@ -27,6 +28,7 @@ fn import(store: &Store, n: &str, file: &str) {
     let opts = ImportOptions {
         source: Some(file.into()),
         replace: false,
+        ..Default::default()
     };
     store.import(&name(n), &corpus(file), &opts).unwrap();
 }
@@ -53,7 +55,7 @@ fn imported_profile_loads_back_with_its_keys() {
 
     let loaded = store.load(&name("homelab")).unwrap();
     assert_eq!(loaded.config, original, "keys, PSKs and settings survive");
-    let t = loaded.tunnel_config();
+    let t = loaded.tunnel_config(None).unwrap();
     assert_eq!(t.profile, "homelab");
     assert_eq!(t.private_key, original.interface.private_key);
     t.validate().unwrap();
@@ -71,7 +73,8 @@ fn stored_profile_json_holds_no_secret_and_a_version() {
         assert!(json.contains(&p.public_key.to_base64()));
     }
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["keystore"], "file");
     assert_eq!(v["name"], "homelab");
     assert_eq!(v["source"], "homelab.conf");
     assert!(v["imported_at"].as_u64().unwrap() > 1_600_000_000);
@@ -102,6 +105,7 @@ fn writes_leave_no_temp_files_behind() {
     let replace = ImportOptions {
         source: None,
         replace: true,
+        ..Default::default()
     };
     // Replacing a PSK profile with one without PSKs also drops the stale .psk file.
     store
@@ -137,6 +141,7 @@ fn existing_name_is_refused_unless_replace() {
     let opts = ImportOptions {
         source: None,
         replace: true,
+        ..Default::default()
     };
     let report = store.import(&name("se"), &proton, &opts).unwrap();
     assert!(report.replaced);
@@ -218,16 +223,16 @@ fn profile_from_a_future_version_is_refused_clearly() {
     let (_tmp, store) = store();
     import(&store, "se", "mullvad-se-sto-wg-001.conf");
     let path = store.profile_path(&name("se"));
-    fs::write(&path, r#"{"version": 2, "name": "se", "servers": {}}"#).unwrap();
+    fs::write(&path, r#"{"version": 3, "name": "se", "servers": {}}"#).unwrap();
     let err = store.load(&name("se")).unwrap_err();
     assert!(
-        matches!(err, StoreError::UnsupportedVersion { found: 2, .. }),
+        matches!(err, StoreError::UnsupportedVersion { found: 3, .. }),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: written by a newer Underpass (profile format version 2; this one reads version 1). Upgrade Underpass to use it",
+            "{}: written by a newer Underpass (profile format version 3; this one reads version 2). Upgrade Underpass to use it",
             path.display()
         )
     );
