@@ -3,9 +3,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
-use underpass_profile::{NameError, ProfileName};
+use underpass_profile::{Keystore, KillSwitchMode, NameError, ProfileName};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,26 +33,66 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Where private keys are kept: the OS keyring, or (on a machine without one) files of
+    /// mode 0600 in the config dir
+    #[arg(
+        long,
+        global = true,
+        env = "UNDERPASS_KEYSTORE",
+        value_name = "keyring|file",
+        default_value = "keyring"
+    )]
+    pub keystore: Keystore,
+
+    /// The directory of organization keys pinned system-wide by IT
+    #[arg(
+        long,
+        global = true,
+        env = "UNDERPASS_TRUSTED_KEYS_DIR",
+        value_name = "DIR",
+        default_value = underpass_profile::bundle::DEFAULT_SYSTEM_TRUST_DIR
+    )]
+    pub trusted_keys_dir: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import a wg-quick .conf file as a profile (hook commands in it are never run)
+    /// Import a wg-quick .conf file, a folder or .zip of them, or a signed .underpass bundle
+    /// (hook commands in wg-quick files are never run)
     Import {
-        /// The wg-quick file, as handed out by the VPN provider
-        #[arg(value_name = "FILE.conf")]
+        /// A .conf file, a folder of them, a .zip of them, or an .underpass bundle
+        #[arg(value_name = "PATH")]
         file: PathBuf,
-        /// Profile name [default: the file name without .conf]
+        /// Profile name [default: the file name without .conf] (single .conf files only)
         #[arg(long, value_parser = parse_name)]
         name: Option<ProfileName>,
         /// Overwrite a profile of the same name
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        location: LocationArgs,
+        /// Trust the bundle's signing key for your account (after checking its fingerprint
+        /// with your IT department)
+        #[arg(long)]
+        trust: bool,
     },
     /// List the stored profiles
     Profiles,
+    /// Manage profiles, and sign bundles (IT)
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// List every server of every profile, grouped by country
+    Servers {
+        /// Only this country (ISO code, e.g. SE)
+        #[arg(long, value_name = "CC")]
+        country: Option<String>,
+        /// Only servers matching every word (country, city, profile, server, organization)
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+    },
     /// Bring the tunnel up with a profile
     Connect {
         /// The profile [default: the only one there is]
@@ -67,6 +107,12 @@ pub enum Command {
         /// Give up waiting after this many seconds
         #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
+        /// The server of a signed profile to use (see `underpass servers`) [default: its first]
+        #[arg(long, value_name = "ID")]
+        server: Option<String>,
+        /// Kill-switch mode for this session [default: the profile's policy minimum]
+        #[arg(long, value_name = "off|auto|lockdown")]
+        kill_switch: Option<KillSwitchMode>,
     },
     /// Tear the tunnel down
     Disconnect {
@@ -76,6 +122,88 @@ pub enum Command {
     },
     /// Show the tunnel's state, addresses, handshake and traffic
     Status,
+}
+
+/// `--country` and `--city`, to set or correct where a server is.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LocationArgs {
+    /// The server's country (ISO 3166-1 code, e.g. SE) [default: inferred from the file name]
+    #[arg(long, value_name = "CC", value_parser = parse_country)]
+    pub country: Option<String>,
+    /// The server's city [default: inferred from the file name]
+    #[arg(long, value_name = "NAME")]
+    pub city: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Set or correct where a profile's server is
+    Set {
+        #[arg(value_parser = parse_name)]
+        name: ProfileName,
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+    /// Delete a profile and its keys
+    Remove {
+        #[arg(value_parser = parse_name)]
+        name: ProfileName,
+    },
+    /// Print a profile's WireGuard public key (to register a locally generated key with IT)
+    PublicKey {
+        #[arg(value_parser = parse_name)]
+        name: ProfileName,
+    },
+    /// IT: make a minisign signing key pair (the same files the minisign tool uses)
+    Keygen {
+        /// Where to write the secret key
+        #[arg(long, value_name = "FILE", default_value = "underpass-signing.key")]
+        secret_key: PathBuf,
+        /// Where to write the public key (install it in the trusted-keys directory)
+        #[arg(long, value_name = "FILE", default_value = "underpass-signing.pub")]
+        public_key: PathBuf,
+        /// Do not encrypt the secret key (otherwise the password comes from
+        /// UNDERPASS_SIGNING_PASSWORD, or is asked for)
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// IT: sign a bundle payload (JSON) into an .underpass file
+    Sign {
+        /// The JSON payload (see docs/profile-bundles.md)
+        #[arg(value_name = "PAYLOAD.json")]
+        payload: PathBuf,
+        /// The minisign secret key
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "minisig",
+            conflicts_with = "minisig"
+        )]
+        secret_key: Option<PathBuf>,
+        /// Instead of signing: assemble the bundle from a signature made by the minisign tool
+        #[arg(long, value_name = "FILE.minisig")]
+        minisig: Option<PathBuf>,
+        /// The signed comment shown on import
+        #[arg(long, value_name = "TEXT")]
+        trusted_comment: Option<String>,
+        /// The bundle to write
+        #[arg(long, short, value_name = "FILE.underpass")]
+        output: PathBuf,
+    },
+    /// Check a bundle: signature, signer, expiry and contents, without importing it
+    Verify {
+        #[arg(value_name = "FILE.underpass")]
+        file: PathBuf,
+        /// Check against this public key file instead of the trusted keys
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+}
+
+fn parse_country(s: &str) -> Result<String, String> {
+    underpass_profile::location::normalize_country(s)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{s:?} is not an ISO 3166-1 country code (e.g. SE, DE, US)"))
 }
 
 fn parse_name(s: &str) -> Result<ProfileName, NameError> {
@@ -142,6 +270,7 @@ mod tests {
                 include,
                 exclude,
                 timeout,
+                ..
             } => {
                 assert_eq!(name.unwrap().as_str(), "se-sto");
                 assert_eq!(include.len(), 1);

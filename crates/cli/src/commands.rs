@@ -1,49 +1,71 @@
 //! One function per subcommand. Each prints its result and returns `Err` on failure; `main`
 //! prints the error chain and sets the exit code.
 
-use std::fs;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use serde::Serialize;
+use underpass_profile::bundle::SessionRequest;
 use underpass_profile::{
-    default_config_dir, wgquick, IgnoredHook, ImportOptions, ProfileName, ProfileSummary, Store,
-    StoreError,
+    default_config_dir, Keystore, KillSwitchMode, LoadedProfile, ProfileName, ProfileSummary,
+    Store, StoreError,
 };
 use underpass_proto::client::Client;
 use underpass_proto::{RoutingConfig, Status};
 
 use crate::cli::{Cli, Command};
 use crate::output;
+use crate::profile_cmds;
 use crate::session::{self, Outcome};
 
 /// How the CLI introduces itself to the helper.
 const CLIENT_NAME: &str = "underpass-cli";
 
-/// wg-quick files are a few hundred bytes; anything this big is the wrong file.
-const MAX_CONF_BYTES: u64 = 1024 * 1024;
-
-struct Ctx {
+pub struct Ctx {
     socket: PathBuf,
     config_dir: Option<PathBuf>,
-    json: bool,
+    pub json: bool,
+    keystore: Keystore,
+    pub trusted_keys_dir: PathBuf,
 }
 
 impl Ctx {
-    fn store(&self) -> Result<Store> {
-        let dir = match &self.config_dir {
-            Some(dir) => dir.clone(),
+    pub fn config_dir(&self) -> Result<PathBuf> {
+        match &self.config_dir {
+            Some(dir) => Ok(dir.clone()),
             None => default_config_dir().context(
                 "cannot tell where your profiles live: set HOME or XDG_CONFIG_HOME, or pass --config-dir",
-            )?,
-        };
-        Store::open(&dir).with_context(|| format!("opening the profile store in {}", dir.display()))
+            ),
+        }
     }
 
-    fn print_json<T: Serialize>(&self, value: &T) -> Result<()> {
+    /// Opens the store. With the keyring, keys that an older Underpass left in files are
+    /// moved into it first (each read back before its file goes).
+    pub fn store(&self) -> Result<Store> {
+        let dir = self.config_dir()?;
+        let store = Store::open_with(&dir, self.keystore)
+            .with_context(|| format!("opening the profile store in {}", dir.display()))?;
+        for m in store.migrate_legacy_keys()? {
+            match m.result {
+                Ok(()) => eprintln!(
+                    "underpass: moved the private key of \"{}\" from {} into the OS keyring",
+                    m.name,
+                    store.key_path(&m.name).display()
+                ),
+                Err(e) => eprintln!(
+                    "underpass: warning: the private key of \"{}\" stays in {}: {e}",
+                    m.name,
+                    store.key_path(&m.name).display()
+                ),
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn print_json<T: Serialize>(&self, value: &T) -> Result<()> {
         emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
     }
 }
@@ -53,74 +75,38 @@ pub async fn run(cli: Cli) -> Result<()> {
         socket: cli.socket,
         config_dir: cli.config_dir,
         json: cli.json,
+        keystore: cli.keystore,
+        trusted_keys_dir: cli.trusted_keys_dir,
     };
     match cli.command {
         Command::Import {
             file,
             name,
             replace,
-        } => import(&ctx, &file, name, replace),
+            location,
+            trust,
+        } => profile_cmds::import(&ctx, &file, name, replace, &location, trust),
         Command::Profiles => profiles(&ctx),
+        Command::Profile(cmd) => profile_cmds::profile(&ctx, cmd),
+        Command::Servers { country, search } => profile_cmds::servers(&ctx, country, search),
         Command::Connect {
             name,
             include,
             exclude,
             timeout,
-        } => connect(&ctx, name, include, exclude, Duration::from_secs(timeout)).await,
+            server,
+            kill_switch,
+        } => {
+            let session = SessionArgs {
+                include,
+                exclude,
+                server,
+                kill_switch,
+            };
+            connect(&ctx, name, session, Duration::from_secs(timeout)).await
+        }
         Command::Disconnect { timeout } => disconnect(&ctx, Duration::from_secs(timeout)).await,
         Command::Status => status(&ctx).await,
-    }
-}
-
-/// `--json` output of `underpass import`.
-#[derive(Serialize)]
-struct ImportJson<'a> {
-    #[serde(flatten)]
-    summary: &'a ProfileSummary,
-    replaced: bool,
-    ignored_hooks: &'a [IgnoredHook],
-}
-
-fn import(ctx: &Ctx, file: &Path, name: Option<ProfileName>, replace: bool) -> Result<()> {
-    let display = file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.display().to_string());
-    let size = fs::metadata(file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .len();
-    if size > MAX_CONF_BYTES {
-        bail!(
-            "{}: {size} bytes is far too big for a wg-quick file; is it the right file?",
-            file.display()
-        );
-    }
-    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let parsed = wgquick::parse(&display, &text)?;
-    let name = match name {
-        Some(n) => n,
-        None => ProfileName::from_file_name(file).map_err(|e| anyhow!("{e} with --name"))?,
-    };
-    let store = ctx.store()?;
-    let opts = ImportOptions {
-        source: Some(display.clone()),
-        replace,
-    };
-    let report = store
-        .import(&name, &parsed.config, &opts)
-        .map_err(hint)
-        .with_context(|| format!("importing {}", file.display()))?;
-    if !parsed.ignored_hooks.is_empty() {
-        eprint!("{}", output::hooks_warning(&display, &parsed.ignored_hooks));
-    }
-    if ctx.json {
-        ctx.print_json(&ImportJson {
-            summary: &report.summary,
-            replaced: report.replaced,
-            ignored_hooks: &parsed.ignored_hooks,
-        })
-    } else {
-        emit(&format!("{}\n", output::imported(&report)))
     }
 }
 
@@ -133,11 +119,52 @@ fn profiles(ctx: &Ctx) -> Result<()> {
     }
 }
 
+/// What the user asked of this session, beyond the profile.
+struct SessionArgs {
+    include: Vec<IpNet>,
+    exclude: Vec<IpNet>,
+    server: Option<String>,
+    kill_switch: Option<KillSwitchMode>,
+}
+
+/// Refuses a session the profile's policy forbids, or a bundle that expired since import.
+/// Returns the kill-switch mode the session runs with.
+fn check_policy(profile: &LoadedProfile, args: &SessionArgs, now: u64) -> Result<KillSwitchMode> {
+    let Some(bundle) = &profile.bundle else {
+        return Ok(args.kill_switch.unwrap_or(KillSwitchMode::Off));
+    };
+    if let (Some(at), Some(text)) = (bundle.expires_at, &bundle.expires) {
+        if at <= now {
+            bail!(
+                "profile \"{}\" expired on {text}; ask {} for a new one",
+                profile.name,
+                bundle.organization
+            );
+        }
+    }
+    let mode = args.kill_switch.unwrap_or(bundle.policy.min_kill_switch);
+    let request = SessionRequest {
+        kill_switch: mode,
+        split_tunnel: !args.include.is_empty() || !args.exclude.is_empty(),
+        lan_access: false,
+    };
+    let violations = bundle.policy.violations(&request);
+    if !violations.is_empty() {
+        bail!(
+            "refusing to connect \"{}\": the policy of {} (serial {}) says {}",
+            profile.name,
+            bundle.organization,
+            bundle.serial,
+            violations.join("; ")
+        );
+    }
+    Ok(mode)
+}
+
 async fn connect(
     ctx: &Ctx,
     name: Option<ProfileName>,
-    include: Vec<IpNet>,
-    exclude: Vec<IpNet>,
+    args: SessionArgs,
     timeout: Duration,
 ) -> Result<()> {
     let store = ctx.store()?;
@@ -146,8 +173,20 @@ async fn connect(
         None => select_profile(&store.list()?)?,
     };
     let profile = store.load(&name).map_err(hint)?;
-    let mut config = profile.tunnel_config();
-    config.routing = RoutingConfig { include, exclude };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // The helper is told the mode once the IPC contract carries it (see the module docs of
+    // underpass_profile::bundle); until then the check here is the enforcement.
+    let _kill_switch = check_policy(&profile, &args, now)?;
+    let mut config = profile
+        .tunnel_config(args.server.as_deref())
+        .map_err(hint)?;
+    config.routing = RoutingConfig {
+        include: args.include,
+        exclude: args.exclude,
+    };
     config
         .validate()
         .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;
@@ -204,7 +243,7 @@ async fn status(ctx: &Ctx) -> Result<()> {
 
 /// Writes to stdout, returning an error instead of panicking when stdout is gone
 /// (`underpass profiles --json | head -1`); `main` exits quietly on that error.
-fn emit(text: &str) -> Result<()> {
+pub fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -234,7 +273,7 @@ fn select_profile(profiles: &[ProfileSummary]) -> Result<ProfileName> {
 }
 
 /// Adds what to type next to the store errors a CLI user can fix.
-fn hint(e: StoreError) -> anyhow::Error {
+pub fn hint(e: StoreError) -> anyhow::Error {
     match e {
         StoreError::NotFound(name) => {
             anyhow!("profile \"{name}\" not found; `underpass profiles` lists them")
@@ -259,6 +298,10 @@ mod tests {
             peers: 1,
             full_tunnel: true,
             imported_at: 0,
+            country: None,
+            city: None,
+            keystore: Keystore::File,
+            bundle: None,
         }
     }
 

@@ -12,6 +12,7 @@
 mod cli;
 mod commands;
 mod output;
+mod profile_cmds;
 mod session;
 
 use std::process::ExitCode;

@@ -243,6 +243,10 @@ mod tests {
             peers,
             full_tunnel: full,
             imported_at: 0,
+            country: None,
+            city: None,
+            keystore: underpass_profile::Keystore::File,
+            bundle: None,
         }
     }
 
@@ -251,6 +255,8 @@ mod tests {
         let r = ImportReport {
             summary: summary("se-sto", 1, true),
             replaced: false,
+            previous_serial: None,
+            generated_public_key: None,
         };
         assert_eq!(
             imported(&r),
@@ -259,6 +265,8 @@ mod tests {
         let r = ImportReport {
             summary: summary("lab", 2, false),
             replaced: true,
+            previous_serial: None,
+            generated_public_key: None,
         };
         assert_eq!(
             imported(&r),

@@ -44,6 +44,9 @@ impl Env {
             .args(args)
             .env_remove("UNDERPASS_SOCKET")
             .env("UNDERPASS_CONFIG_DIR", self.path("config"))
+            // These tests run without a session bus; tests/keyring.rs covers the keyring.
+            .env("UNDERPASS_KEYSTORE", "file")
+            .env("UNDERPASS_TRUSTED_KEYS_DIR", self.path("system-keys"))
             .arg("--socket")
             .arg(self.path("helper.sock"))
             .output()
@@ -279,6 +282,9 @@ mod with_fake_helper {
                     current = Status::disconnected();
                     (Response::Accepted, vec![current.clone()])
                 }
+                // Requests the contract may grow (kill switch, LAN access): accepted as is.
+                #[allow(unreachable_patterns)]
+                _ => (Response::Accepted, vec![]),
             };
             framed
                 .send(ServerMessage::Response {

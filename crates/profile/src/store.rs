@@ -1156,8 +1156,8 @@ pub fn public_key_of(private_key: &Key) -> Key {
     Key(x25519_dalek::PublicKey::from(&secret).to_bytes())
 }
 
-/// [`write_atomic`] for other modules (non-secret files).
-pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// Writes a (non-secret) file atomically: temp file, fsync, rename, fsync of the directory.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     write_atomic(path, bytes, false)
 }
 
