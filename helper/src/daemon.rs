@@ -9,10 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use underpass_proto::{ErrorBody, ErrorCode, Event, PeerStatus, Status, TunnelConfig};
+use underpass_proto::{
+    DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, Status, TunnelConfig,
+};
 
+use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
+use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
+use crate::intent::{Intent, IntentStore};
 use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
-use crate::state::{Effect, Input, State};
+use crate::state::{AfterTeardown, Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
 use crate::tunnel::{DataPlane, DataPlaneConfig};
 
@@ -24,21 +29,29 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
 const STATS_EVERY: u32 = 10;
 
+type Reply = oneshot::Sender<Result<(), ErrorBody>>;
+
 pub enum Command {
-    Connect(Box<TunnelConfig>, oneshot::Sender<Result<(), ErrorBody>>),
-    Disconnect(oneshot::Sender<Result<(), ErrorBody>>),
+    Connect(Box<TunnelConfig>, Reply),
+    Disconnect(Reply),
+    SetKillSwitch(KillSwitchMode, Reply),
+    SetLanAccess(bool, Reply),
     Shutdown(oneshot::Sender<()>),
 }
 
 pub struct Settings {
     pub handshake_timeout: Duration,
     pub interface_prefix: String,
+    pub state_dir: std::path::PathBuf,
+    pub resolv_conf: std::path::PathBuf,
 }
 
 struct Session {
     plane: DataPlane,
     routes: PlatformRoutes,
     plan: RoutePlan,
+    hole: TunnelHole,
+    dns: Option<DnsStatus>,
     mtu: u16,
     addresses: Vec<ipnet::IpNet>,
     started: Instant,
@@ -47,30 +60,146 @@ struct Session {
 pub struct Daemon {
     settings: Settings,
     state: State,
-    /// The configuration the user asked for most recently.
-    wanted: Option<Box<TunnelConfig>>,
+    /// What the user asked for; persisted on every change.
+    intent: Intent,
+    store: IntentStore,
     session: Option<Session>,
+    firewall: PlatformFirewall,
+    /// The firewall policy in force: `None` while unknown (at start, or after a failure).
+    firewall_applied: Option<Option<FirewallPolicy>>,
+    dns: PlatformDns,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
 
 impl Daemon {
-    pub fn new(
+    pub async fn new(
         settings: Settings,
         status: watch::Sender<Status>,
         events: broadcast::Sender<Event>,
-    ) -> Daemon {
-        Daemon {
+    ) -> Result<Daemon> {
+        let store = IntentStore::new(&settings.state_dir);
+        let dns = PlatformDns::new(DnsPaths {
+            resolv_conf: settings.resolv_conf.clone(),
+            state_dir: settings.state_dir.clone(),
+        });
+        Ok(Daemon {
+            firewall: PlatformFirewall::open().await?,
             settings,
             state: State::Disconnected,
-            wanted: None,
+            intent: Intent::default(),
+            store,
             session: None,
+            firewall_applied: None,
+            dns,
             status,
             events,
+        })
+    }
+
+    /// Picks up where the last helper left off: reconnects, keeps blocking, or opens up, as the
+    /// persisted intent says. An unreadable intent blocks rather than guess.
+    async fn reconcile(&mut self) {
+        match self.store.load() {
+            Ok(Some(intent)) => self.intent = intent,
+            Ok(None) => {}
+            Err(e) => {
+                let reason = format!("{e:#}. Blocking all traffic until you connect or disconnect");
+                tracing::error!("{reason}");
+                self.state = State::Error { reason };
+            }
+        }
+        tracing::info!(
+            kill_switch = %self.intent.kill_switch,
+            reconnect = self.intent.wanted.is_some(),
+            "reconciling with the persisted intent"
+        );
+        if let Some(config) = &self.intent.wanted {
+            let profile = config.profile.clone();
+            self.feed(Input::ConnectRequested { profile }).await;
+        } else {
+            if let Err(e) = self.dns.restore().await {
+                tracing::error!(error = %format!("{e:#}"), "restoring DNS left by an earlier run");
+            }
+            // A failure is logged and shows in the status as an unknown firewall state.
+            let _ = self.enforce_firewall(None).await;
+            self.publish_state();
+        }
+    }
+
+    fn save_intent(&self) -> Result<(), ErrorBody> {
+        self.store.save(&self.intent).map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("saving the helper's state: {e:#}"),
+            )
+        })
+    }
+
+    /// True while the user wants a tunnel: the kill switch in `auto` blocks then.
+    fn wants_connection(&self) -> bool {
+        match &self.state {
+            State::Connecting { .. } | State::Connected { .. } | State::Error { .. } => true,
+            State::Disconnecting { then } => !matches!(then, AfterTeardown::Idle),
+            State::Disconnected => false,
+        }
+    }
+
+    /// Makes the firewall match the mode, the state and the tunnel (`hole`, or the live
+    /// session's). Nothing changes mid-teardown: the next state decides.
+    async fn enforce_firewall(&mut self, hole: Option<&TunnelHole>) -> Result<()> {
+        if matches!(self.state, State::Disconnecting { .. }) {
+            return Ok(());
+        }
+        let hole = hole.or(self.session.as_ref().map(|s| &s.hole));
+        let want = firewall::desired(
+            self.intent.kill_switch,
+            self.wants_connection(),
+            hole,
+            self.intent.lan_access,
+        );
+        if self.firewall_applied.as_ref() == Some(&want) {
+            return Ok(());
+        }
+        let result = match &want {
+            Some(policy) => self.firewall.apply(policy).await,
+            None => self.firewall.remove().await,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(firewall = ?firewall::state_of(want.as_ref()), "firewall");
+                self.firewall_applied = Some(want);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "firewall");
+                self.firewall_applied = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops for good: the tunnel goes down, but the user's intent stays, and so does the
+    /// kill switch's block when the intent calls for it.
+    async fn shutdown(&mut self) {
+        self.tear_down().await;
+        let want = firewall::desired(
+            self.intent.kill_switch,
+            self.intent.wanted.is_some(),
+            None,
+            self.intent.lan_access,
+        );
+        let result = match &want {
+            Some(policy) => self.firewall.apply(policy).await,
+            None => self.firewall.remove().await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "firewall at shutdown");
         }
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.reconcile().await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
@@ -89,22 +218,33 @@ impl Daemon {
                             let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
                             continue;
                         }
-                        let _ = reply.send(Ok(()));
                         let profile = config.profile.clone();
-                        self.wanted = Some(config);
+                        self.intent.wanted = Some(*config);
+                        let saved = self.save_intent();
+                        let _ = reply.send(saved);
                         self.feed(Input::ConnectRequested { profile }).await;
                     }
                     Some(Command::Disconnect(reply)) => {
+                        self.intent.wanted = None;
+                        let saved = self.save_intent();
                         self.feed(Input::DisconnectRequested).await;
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(saved);
+                    }
+                    Some(Command::SetKillSwitch(mode, reply)) => {
+                        self.intent.kill_switch = mode;
+                        let _ = reply.send(self.apply_setting().await);
+                    }
+                    Some(Command::SetLanAccess(allow, reply)) => {
+                        self.intent.lan_access = allow;
+                        let _ = reply.send(self.apply_setting().await);
                     }
                     Some(Command::Shutdown(reply)) => {
-                        self.feed(Input::DisconnectRequested).await;
+                        self.shutdown().await;
                         let _ = reply.send(());
                         return;
                     }
                     None => {
-                        self.feed(Input::DisconnectRequested).await;
+                        self.shutdown().await;
                         return;
                     }
                 },
@@ -114,6 +254,14 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Persists a changed setting and makes the firewall follow it at once.
+    async fn apply_setting(&mut self) -> Result<(), ErrorBody> {
+        self.save_intent()?;
+        let applied = self.enforce_firewall(None).await;
+        self.publish_state();
+        applied.map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("{e:#}")))
     }
 
     async fn on_tick(&mut self, publish_stats: bool) {
@@ -143,8 +291,23 @@ impl Daemon {
             }
         }
         if publish_stats {
-            let status = self.snapshot();
-            self.status.send_replace(status.clone());
+            let has_dns = self.session.as_ref().is_some_and(|s| s.dns.is_some());
+            if has_dns {
+                match self.dns.reassert().await {
+                    Ok(true) => tracing::warn!(
+                        file = %self.settings.resolv_conf.display(),
+                        "someone rewrote the DNS configuration; put the tunnel's back"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "re-asserting DNS"),
+                }
+            }
+        }
+        // Status requests read this snapshot, so it is kept fresh on every tick; subscribers
+        // get counters once a second.
+        let status = self.snapshot();
+        self.status.send_replace(status.clone());
+        if publish_stats {
             let _ = self.events.send(Event::Statistics {
                 status: Box::new(status),
             });
@@ -161,6 +324,13 @@ impl Daemon {
             };
             tracing::info!(from = %self.state.public(), to = %state.public(), "state");
             self.state = state;
+            if let Err(e) = self.enforce_firewall(None).await {
+                if effect == Effect::BringUp {
+                    self.publish_state();
+                    next = Some(Input::Failed(format!("{e:#}")));
+                    continue;
+                }
+            }
             self.publish_state();
             match effect {
                 Effect::None => {}
@@ -169,7 +339,7 @@ impl Daemon {
                     next = Some(Input::TornDown);
                 }
                 Effect::BringUp => {
-                    let Some(config) = self.wanted.clone() else {
+                    let Some(config) = self.intent.wanted.clone() else {
                         next = Some(Input::Failed(
                             "internal: no configuration to connect".into(),
                         ));
@@ -200,7 +370,12 @@ impl Daemon {
         status.state = self.state.public();
         status.profile = self.state.profile().map(str::to_string);
         status.error = self.state.error().map(str::to_string);
+        status.kill_switch = self.intent.kill_switch;
+        status.lan_access = self.intent.lan_access;
+        status.firewall =
+            firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
         if let Some(s) = &self.session {
+            status.dns = s.dns.clone();
             let peers = s.plane.peers();
             let (rx, tx) = peers.totals();
             status.interface = Some(s.plane.interface().to_string());
@@ -231,7 +406,7 @@ impl Daemon {
         status
     }
 
-    async fn bring_up(&self, config: &TunnelConfig) -> Result<Session> {
+    async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session> {
         let mut peers = Vec::with_capacity(config.peers.len());
         for p in &config.peers {
             peers.push(PeerSpec {
@@ -243,6 +418,7 @@ impl Daemon {
             });
         }
         let mut routes = PlatformRoutes::open().await?;
+        routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
         let mtu = match config.mtu {
             Some(m) => m,
@@ -266,6 +442,18 @@ impl Daemon {
             }
         };
         let interface = free_interface_name(&self.settings.interface_prefix)?;
+        let plan = RoutePlan::new(config, &interface, fwmark, table);
+        let hole = TunnelHole {
+            interface: interface.clone(),
+            endpoints: peers.iter().map(|p| p.endpoint).collect(),
+            fwmark,
+            dns: config.dns.clone(),
+            addresses: config.addresses.clone(),
+            include: plan.include.clone(),
+            exclude: plan.exclude.clone(),
+        };
+        // The endpoint must be open in the kill switch before the first handshake goes out.
+        self.enforce_firewall(Some(&hole)).await?;
         let plane = DataPlane::start(DataPlaneConfig {
             interface: interface.clone(),
             private_key: config.private_key.clone(),
@@ -275,11 +463,29 @@ impl Daemon {
             fwmark,
         })
         .await?;
-        let plan = RoutePlan::new(config, &interface, fwmark, table);
         if let Err(e) = routes.apply(&plan).await {
             plane.stop().await;
             return Err(e);
         }
+        let dns = if config.dns.is_empty() {
+            None
+        } else {
+            let wanted = DnsConfig {
+                servers: config.dns.clone(),
+                search: config.dns_search.clone(),
+            };
+            if let Err(e) = self.dns.set(&wanted).await {
+                // Never leave the old resolver silently in place: the connect fails instead.
+                let _ = self.dns.restore().await;
+                let _ = routes.restore().await;
+                plane.stop().await;
+                return Err(e.context(format!("setting DNS through {}", self.dns.method())));
+            }
+            Some(DnsStatus {
+                servers: config.dns.clone(),
+                method: self.dns.method().to_string(),
+            })
+        };
         tracing::info!(
             %interface, mtu, table, fwmark,
             full_tunnel = plan.full_tunnel_v4 || plan.full_tunnel_v6,
@@ -289,6 +495,8 @@ impl Daemon {
             plane,
             routes,
             plan,
+            hole,
+            dns,
             mtu,
             addresses: config.addresses.clone(),
             started: Instant::now(),
@@ -297,6 +505,11 @@ impl Daemon {
 
     async fn tear_down(&mut self) {
         if let Some(mut s) = self.session.take() {
+            if s.dns.is_some() {
+                if let Err(e) = self.dns.restore().await {
+                    tracing::error!(error = %format!("{e:#}"), "restoring DNS");
+                }
+            }
             if let Err(e) = s.routes.restore().await {
                 tracing::error!(error = %format!("{e:#}"), "restoring routes");
             }

@@ -6,14 +6,18 @@
 //! nothing a client sends ever becomes a command line.
 //!
 //! Layout: `ipc` (listener, peer check, dispatch) → `daemon` (the one task that changes the
-//! system, driven by the I/O-free `state` machine) → `tunnel` (data plane) and `routes`
-//! (one trait, one file per OS).
+//! system, driven by the I/O-free `state` machine, remembering the user's `intent` across
+//! crashes) → `tunnel` (data plane), `routes`, `firewall` (the kill switch) and `dns`, each one
+//! trait with one file per OS.
 
 // On macOS and Windows the OS backends are still stubs that refuse to run, so the shared code
 // they will drive is unused there; only the Linux build is held to dead-code warnings.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 mod daemon;
+mod dns;
+mod firewall;
+mod intent;
 #[cfg(unix)]
 mod ipc;
 mod routes;
@@ -52,6 +56,9 @@ struct Args {
     /// Tunnel interfaces are named PREFIX0, PREFIX1, ...
     #[arg(long, default_value = "underpass")]
     interface_prefix: String,
+    /// The resolver configuration to point at the tunnel's DNS while connected.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
 }
 
 fn main() -> Result<()> {
@@ -87,10 +94,13 @@ async fn run(args: Args) -> Result<()> {
         Settings {
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
             interface_prefix: args.interface_prefix.clone(),
+            state_dir: args.state_dir.clone(),
+            resolv_conf: args.resolv_conf.clone(),
         },
         status_tx,
         events.clone(),
-    );
+    )
+    .await?;
     let daemon_task = tokio::spawn(daemon.run(commands_rx));
     let server = listen(&args, commands.clone(), status_rx, events)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");

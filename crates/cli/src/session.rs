@@ -242,6 +242,7 @@ mod tests {
             private_key: Key([1; 32]),
             addresses: vec!["10.64.1.2/32".parse().unwrap()],
             dns: vec![],
+            dns_search: vec![],
             mtu: None,
             peers: vec![PeerConfig {
                 public_key: Key([2; 32]),

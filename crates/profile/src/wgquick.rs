@@ -116,6 +116,7 @@ impl WgQuickConfig {
             private_key: self.interface.private_key.clone(),
             addresses: self.interface.addresses.clone(),
             dns: self.interface.dns.clone(),
+            dns_search: self.interface.dns_search.clone(),
             mtu: self.interface.mtu,
             peers: self
                 .peers

@@ -48,6 +48,36 @@ pub enum Request {
     Connect { config: Box<TunnelConfig> },
     /// Tear the tunnel down.
     Disconnect,
+    /// Change the kill switch. Persisted by the helper; takes effect at once.
+    SetKillSwitch { mode: KillSwitchMode },
+    /// Allow or forbid the local network (LAN) while the kill switch blocks.
+    SetLanAccess { allow: bool },
+}
+
+/// When the firewall blocks traffic that does not go through the tunnel.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KillSwitchMode {
+    /// Never.
+    Off,
+    /// Whenever the user wants to be connected and the tunnel is not up: while connecting,
+    /// after an error, and after the helper died.
+    #[default]
+    Auto,
+    /// Always, even when disconnected, until the user turns it off.
+    Lockdown,
+}
+
+impl std::fmt::Display for KillSwitchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KillSwitchMode::Off => "off",
+            KillSwitchMode::Auto => "auto",
+            KillSwitchMode::Lockdown => "lockdown",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +180,30 @@ pub struct Status {
     /// Routing mode actually installed.
     pub routing: Option<RoutingSummary>,
     pub peers: Vec<PeerStatus>,
+    pub kill_switch: KillSwitchMode,
+    pub lan_access: bool,
+    /// What the firewall does right now.
+    pub firewall: FirewallState,
+    /// The resolvers the system is pointed at while connected, and how.
+    pub dns: Option<DnsStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallState {
+    /// No Underpass rules: traffic flows as the system routes it.
+    Open,
+    /// Only traffic through the tunnel (and to its endpoint) may leave.
+    TunnelOnly,
+    /// Nothing but loopback, DHCP/NDP (and the LAN, when allowed) may leave.
+    Blocking,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStatus {
+    pub servers: Vec<IpAddr>,
+    /// `resolv.conf` (rewritten in place) or `systemd-resolved`.
+    pub method: String,
 }
 
 impl Status {
@@ -167,6 +221,10 @@ impl Status {
             mtu: None,
             routing: None,
             peers: Vec::new(),
+            kill_switch: KillSwitchMode::default(),
+            lan_access: false,
+            firewall: FirewallState::Open,
+            dns: None,
         }
     }
 }
@@ -204,6 +262,9 @@ pub struct TunnelConfig {
     pub addresses: Vec<IpNet>,
     #[serde(default)]
     pub dns: Vec<IpAddr>,
+    /// Search domains; in a split tunnel, only these names are resolved through the tunnel.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
     /// Inner MTU; `None` lets the helper derive it from the path (1500 minus outer headers).
     #[serde(default)]
     pub mtu: Option<u16>,
@@ -271,8 +332,20 @@ impl TunnelConfig {
         if self.peers.len() > MAX_PEERS {
             return Err(format!("at most {MAX_PEERS} peers are supported"));
         }
-        if self.dns.len() > 16 {
-            return Err("at most 16 DNS servers".into());
+        if self.dns.len() > 16 || self.dns_search.len() > 16 {
+            return Err("at most 16 DNS servers and 16 search domains".into());
+        }
+        for d in &self.dns_search {
+            let valid = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !valid {
+                return Err(format!("{d:?} is not a valid search domain"));
+            }
         }
         let prefixes = self.addresses.len()
             + self.routing.include.len()
@@ -343,6 +416,7 @@ mod tests {
                 "fd00:64:1::2/128".parse().unwrap(),
             ],
             dns: vec!["10.64.1.1".parse().unwrap()],
+            dns_search: vec!["corp.example".into()],
             mtu: None,
             peers: vec![PeerConfig {
                 public_key: Key([2; 32]),
@@ -411,5 +485,8 @@ mod tests {
         let mut c = sample_config();
         c.addresses.clear();
         assert!(c.validate().is_err());
+        let mut c = sample_config();
+        c.dns_search = vec!["evil\nnameserver 1.2.3.4".into()];
+        assert!(c.validate().unwrap_err().contains("search domain"));
     }
 }

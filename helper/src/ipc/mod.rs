@@ -223,35 +223,33 @@ async fn next_event(
 }
 
 async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBody> {
-    let daemon_gone = || ErrorBody::new(ErrorCode::Internal, "the helper is shutting down");
     match request {
         Request::Status => Ok(Response::Status {
             status: Box::new(shared.status.borrow().clone()),
         }),
         Request::Subscribe => Ok(Response::Subscribed),
-        Request::Connect { config } => {
-            let (tx, rx) = oneshot::channel();
-            shared
-                .commands
-                .send(Command::Connect(config, tx))
-                .await
-                .map_err(|_| daemon_gone())?;
-            rx.await
-                .map_err(|_| daemon_gone())?
-                .map(|()| Response::Accepted)
-        }
-        Request::Disconnect => {
-            let (tx, rx) = oneshot::channel();
-            shared
-                .commands
-                .send(Command::Disconnect(tx))
-                .await
-                .map_err(|_| daemon_gone())?;
-            rx.await
-                .map_err(|_| daemon_gone())?
-                .map(|()| Response::Accepted)
-        }
+        Request::Connect { config } => ask(shared, |tx| Command::Connect(config, tx)).await,
+        Request::Disconnect => ask(shared, Command::Disconnect).await,
+        Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
+        Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
     }
+}
+
+/// Hands a command to the daemon and waits for its verdict.
+async fn ask(
+    shared: &Shared,
+    command: impl FnOnce(oneshot::Sender<Result<(), ErrorBody>>) -> Command,
+) -> Result<Response, ErrorBody> {
+    let daemon_gone = || ErrorBody::new(ErrorCode::Internal, "the helper is shutting down");
+    let (tx, rx) = oneshot::channel();
+    shared
+        .commands
+        .send(command(tx))
+        .await
+        .map_err(|_| daemon_gone())?;
+    rx.await
+        .map_err(|_| daemon_gone())?
+        .map(|()| Response::Accepted)
 }
 
 async fn refuse_frame(conn: &mut Conn, cred: PeerCred, e: FrameError) {

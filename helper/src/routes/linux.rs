@@ -188,6 +188,28 @@ fn route_table(msg: &RouteMessage) -> u32 {
         .unwrap_or(msg.header.table as u32)
 }
 
+/// The table of a rule that only underpassd installs (see `install`), if `msg` is one.
+fn stale_rule_table(msg: &RuleMessage) -> Option<u32> {
+    let priority = msg.attributes.iter().find_map(|a| match a {
+        RuleAttribute::Priority(p) => Some(*p),
+        _ => None,
+    });
+    let (table, mark) = rule_table_and_mark(msg);
+    let suppress = msg
+        .attributes
+        .iter()
+        .any(|a| matches!(a, RuleAttribute::SuppressPrefixLen(0)));
+    let ours = match priority {
+        Some(PRIORITY_TUNNEL) => {
+            msg.header.flags.contains(RuleFlags::Invert)
+                && mark.is_some_and(|m| (TABLE_BASE..TABLE_BASE + 256).contains(&m))
+        }
+        Some(PRIORITY_SUPPRESS) => suppress && table == RouteHeader::RT_TABLE_MAIN as u32,
+        _ => false,
+    };
+    ours.then_some(table)
+}
+
 fn rule_table_and_mark(msg: &RuleMessage) -> (u32, Option<u32>) {
     let mut table = msg.header.table as u32;
     let mut mark = None;
@@ -210,6 +232,54 @@ impl RouteManager for LinuxRoutes {
             connection: tokio::spawn(connection),
             undo: Vec::new(),
         })
+    }
+
+    async fn remove_stale(&mut self) -> Result<()> {
+        let mut tables = std::collections::HashSet::new();
+        for family in [IpVersion::V4, IpVersion::V6] {
+            let mut stale = Vec::new();
+            let mut rules = self.handle.rule().get(family).execute();
+            while let Some(r) = rules.try_next().await.context("listing rules")? {
+                if let Some(table) = stale_rule_table(&r) {
+                    tables.insert(table);
+                    stale.push(r);
+                }
+            }
+            for r in stale {
+                tracing::warn!(?r.header.family, "removing a policy rule left by an earlier underpassd");
+                self.handle
+                    .rule()
+                    .del(r)
+                    .execute()
+                    .await
+                    .context("deleting a stale policy rule")?;
+            }
+        }
+        for table in tables
+            .into_iter()
+            .filter(|t| *t != RouteHeader::RT_TABLE_MAIN as u32)
+        {
+            for query in [
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .table_id(table)
+                    .build(),
+                RouteMessageBuilder::<Ipv6Addr>::new()
+                    .table_id(table)
+                    .build(),
+            ] {
+                let mut stale = Vec::new();
+                let mut routes = self.handle.route().get(query).execute();
+                while let Some(r) = routes.try_next().await.context("listing routes")? {
+                    if route_table(&r) == table {
+                        stale.push(r);
+                    }
+                }
+                for r in stale {
+                    let _ = self.handle.route().del(r).execute().await;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn free_table_and_mark(&self) -> Result<(u32, u32)> {

@@ -31,6 +31,8 @@ pub use unsupported::UnsupportedRoutes as PlatformRoutes;
 pub trait RouteManager: Sized {
     /// Connects to the OS routing facility.
     async fn open() -> anyhow::Result<Self>;
+    /// Removes rules and routes that a helper which died without cleaning up left behind.
+    async fn remove_stale(&mut self) -> anyhow::Result<()>;
     /// Picks a policy-routing table and firewall mark that nothing else on the host uses.
     async fn free_table_and_mark(&self) -> anyhow::Result<(u32, u32)>;
     /// Installs the plan. On failure, whatever was installed is removed again.
@@ -118,6 +120,7 @@ mod tests {
             private_key: Key([1; 32]),
             addresses: nets(&["10.64.1.2/32"]),
             dns: vec![],
+            dns_search: vec![],
             mtu: None,
             peers: vec![PeerConfig {
                 public_key: Key([2; 32]),

@@ -14,6 +14,10 @@ impl RouteManager for UnsupportedRoutes {
         bail!("routing is not supported on this OS yet (Linux only for now)")
     }
 
+    async fn remove_stale(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     async fn free_table_and_mark(&self) -> Result<(u32, u32)> {
         bail!("routing is not supported on this OS yet")
     }

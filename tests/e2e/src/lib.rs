@@ -371,3 +371,151 @@ pub fn not_tunnel_traffic(endpoint_ip: &str, endpoint_port: &str) -> String {
          and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) and not ip6 multicast"
     )
 }
+
+impl Helper {
+    /// Sends one raw request (the JSON of a `Request`) over the IPC socket and returns the
+    /// helper's `result` field: `{"Ok": ...}` or `{"Err": ...}`.
+    pub fn request(&self, request: serde_json::Value) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut send = |v: serde_json::Value| {
+            let body = serde_json::to_vec(&v).unwrap();
+            s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+            s.write_all(&body).unwrap();
+        };
+        send(serde_json::json!({"type": "hello", "protocol": 1, "client": "e2e"}));
+        send(serde_json::json!({"type": "request", "id": 1, "request": request}));
+        loop {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).expect("reply");
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body).expect("reply body");
+            let msg: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if msg["type"] == "response" {
+                return msg["result"].clone();
+            }
+        }
+    }
+
+    pub fn set_kill_switch(&self, mode: &str) {
+        let r = self.request(serde_json::json!({"kind": "set_kill_switch", "mode": mode}));
+        assert!(r.get("Ok").is_some(), "set_kill_switch {mode}: {r}");
+    }
+
+    /// Polls the status until `state` is reached.
+    pub fn wait_for_state(&self, state: &str, limit: Duration) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        let reached = wait_until(limit, || {
+            last = self.status();
+            last["state"] == state
+        });
+        assert!(
+            reached,
+            "never reached {state}; last status: {last}\n{}",
+            self.log_text()
+        );
+        last
+    }
+}
+
+/// A bounded background load from the client namespace: pings to each target and UDP to the
+/// router, for as long as it lives. What it sends is what a leak check must account for.
+pub struct Traffic {
+    children: Vec<Child>,
+}
+
+impl Traffic {
+    pub fn start(sandbox: &Sandbox, targets: &[&str]) -> Traffic {
+        let mut children = Vec::new();
+        for t in targets {
+            // At most 600 packets (2 minutes at 5/s): bounded even if never stopped.
+            let ping = if t.contains(':') { "ping6" } else { "ping" };
+            children.push(
+                sandbox
+                    .in_ns(sandbox.client_ns(), ping)
+                    .args(["-n", "-q", "-i", "0.2", "-c", "600", "-W", "1", t])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("ping"),
+            );
+        }
+        Traffic { children }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A dnsmasq in `ns`, answering `*.example.test` with 192.0.2.99 and logging every query.
+pub struct Resolver {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Resolver {
+    pub fn start(sandbox: &Sandbox, ns: &str, listen: &str, name: &str) -> Resolver {
+        let log = sandbox.dir.join(format!("dnsmasq-{name}.log"));
+        let _ = std::fs::remove_file(&log);
+        let child = sandbox
+            .in_ns(ns, "dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--log-queries",
+                "--address=/example.test/192.0.2.99",
+            ])
+            .arg(format!("--listen-address={listen}"))
+            .arg(format!("--log-facility={}", log.display()))
+            .arg(format!(
+                "--pid-file={}",
+                sandbox.dir.join(format!("dnsmasq-{name}.pid")).display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq");
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                std::fs::read_to_string(&log).is_ok_and(|l| l.contains("started"))
+            }),
+            "dnsmasq {name} did not start"
+        );
+        Resolver { child, log }
+    }
+
+    /// The names this resolver was asked for.
+    pub fn queries(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split("query[").nth(1))
+            .filter_map(|rest| rest.split_whitespace().nth(1).map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client namespace's resolv.conf, as `ip netns exec` shows it to the helper.
+pub fn client_resolv_conf(sandbox: &Sandbox) -> PathBuf {
+    Path::new("/etc/netns")
+        .join(sandbox.client_ns())
+        .join("resolv.conf")
+}

@@ -1,0 +1,47 @@
+//! Pointing the system resolver at the tunnel's DNS while connected, and putting it back.
+//!
+//! One trait, one file per OS. The original configuration is backed up in the helper's state
+//! dir *before* anything is changed, so it can be restored byte for byte on disconnect, and at
+//! the next start after a crash.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::ResolvConf as PlatformDns;
+
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+pub use unsupported::UnsupportedDns as PlatformDns;
+
+/// Where things are, so tests can point the helper at their own files.
+#[derive(Debug, Clone)]
+pub struct DnsPaths {
+    pub resolv_conf: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+/// What the tunnel wants the resolver to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait DnsManager: Sized {
+    fn new(paths: DnsPaths) -> Self;
+    /// How the resolver is set, for the status and for error messages.
+    fn method(&self) -> &'static str;
+    /// Backs up the current configuration (unless a backup from an earlier run exists, which
+    /// is then the true original) and installs `config`.
+    async fn set(&mut self, config: &DnsConfig) -> anyhow::Result<()>;
+    /// Checks that our configuration is still in place and rewrites it if someone changed it.
+    /// True when it had to.
+    async fn reassert(&mut self) -> anyhow::Result<bool>;
+    /// Puts the original back, if a backup exists (also one left by a crashed helper).
+    async fn restore(&mut self) -> anyhow::Result<()>;
+}

@@ -1,0 +1,22 @@
+//! The kill switch on macOS (PF anchor) and Windows (WFP): not written yet. Every call fails
+//! with a clear message; nothing pretends to protect anyone.
+
+use anyhow::{bail, Result};
+
+use super::{Firewall, FirewallPolicy};
+
+pub struct UnsupportedFirewall;
+
+impl Firewall for UnsupportedFirewall {
+    async fn open() -> Result<Self> {
+        Ok(UnsupportedFirewall)
+    }
+
+    async fn apply(&mut self, _policy: &FirewallPolicy) -> Result<()> {
+        bail!("the kill switch is not supported on this OS yet (Linux only for now)")
+    }
+
+    async fn remove(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
