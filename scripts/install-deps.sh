@@ -31,6 +31,9 @@ PKGS=(
   gcc-mingw-w64-x86-64
   # the end-to-end tests run the CLI as test users (setpriv) and create them (useradd)
   passwd
+  # keys in the OS keyring: libdbus to build the Secret Service client (keyring crate), and a
+  # headless session bus with gnome-keyring for its tests; minisign for the bundle interop test
+  libdbus-1-dev pkg-config dbus-daemon gnome-keyring minisign
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)
@@ -65,6 +68,7 @@ fi
 
 # Tools that must be callable now (catches a broken install early).
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout; do
+for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout \
+  dbus-run-session gnome-keyring-daemon minisign; do
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done

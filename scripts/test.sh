@@ -32,6 +32,15 @@ cargo build --workspace --locked
 step "unit and integration tests"
 cargo test --workspace --locked --exclude underpass-e2e
 
+step "private keys in the real OS keyring (Secret Service: dbus-run-session + gnome-keyring)"
+# Store, read back from other processes, delete, and never on disk (crates/cli/tests/keyring.rs).
+dbus-run-session -- sh -c 'printf "\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+  UNDERPASS_KEYRING_TEST=1 cargo test -p underpass-cli --locked --test keyring'
+
+# The steps below run the CLI as root in network namespaces, where no secret service exists:
+# keys go to 0600 files there, as `--keystore file` would put them.
+export UNDERPASS_KEYSTORE=file
+
 step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
 cargo test -p underpass-e2e --locked -- --test-threads 2
 

@@ -1164,7 +1164,10 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename,
 /// then fsync of the directory so the rename itself survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), StoreError> {
-    let dir = path.parent().expect("store paths have a parent");
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
     // tempfile already creates files as 0600 on Unix; say so explicitly for the secrets.
     if secret {
