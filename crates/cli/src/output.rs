@@ -397,6 +397,7 @@ mod tests {
             private_key: Key([1; 32]),
             addresses: vec!["10.10.0.5/24".parse().unwrap()],
             dns: vec![],
+            dns_search: vec![],
             mtu: None,
             peers: vec![PeerConfig {
                 public_key: Key([2; 32]),
