@@ -213,7 +213,8 @@ start_boringtun() {
 # Underpass: the helper (underpassd) in the client ns, then the CLI: import + connect.
 UP_DIR="$SANDBOX_DIR/underpass"
 UP_SOCK="$UP_DIR/underpassd.sock"
-up_cli() { timeout 20 ip netns exec "$NS_CLIENT" "$BIN_DIR/underpass" --socket "$UP_SOCK" --config-dir "$UP_DIR/config" "$@"; }
+# Headless sandbox: keys in files (mode 0600), the keyring opt-out a machine without one needs.
+up_cli() { UNDERPASS_KEYSTORE=file timeout 20 ip netns exec "$NS_CLIENT" "$BIN_DIR/underpass" --socket "$UP_SOCK" --config-dir "$UP_DIR/config" "$@"; }
 start_underpass() {
   rm -rf "$UP_DIR"; mkdir -p "$UP_DIR/state" "$UP_DIR/config"
   CLIENT_IF="" CLIENT_LOG="$WORK/underpassd.log"

@@ -59,6 +59,9 @@ ip netns exec "$NS_CLIENT" "$BIN/underpassd" --socket "$SOCK" --state-dir "$DIR/
 echo $! >"$DIR/underpassd.pid"
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 [ -S "$SOCK" ] || { cat "$DIR/underpassd.log"; echo "demo: underpassd did not start" >&2; exit 1; }
+# The sandbox has no desktop keyring (Secret Service), so the demo keeps its throwaway keys in
+# files of mode 0600: the opt-in a headless machine needs.
+export UNDERPASS_KEYSTORE=file
 underpass() { "$BIN/underpass" --socket "$SOCK" --config-dir "$CFG" "$@"; }
 
 say "4. Importing the three servers' profiles (plain wg-quick files, as a provider hands them out)"
@@ -96,7 +99,7 @@ underpass connect de-fra-wg-001
 ip netns exec "$NS_CLIENT" ping -c 1 "$INET_ADDR4_2" | sed -n 2p | sed 's/^/    /'
 
 say "Try it yourself"
-explain "export UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG"
+explain "export UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYSTORE=file"
 explain "$BIN/underpass status            # or: profiles, connect us-nyc-wg-001, disconnect"
 explain "ip netns exec $NS_CLIENT ping $INET_ADDR4_3   # a host behind the US server"
 explain "The desktop app is not built yet; this demo will open it when it exists."

@@ -129,6 +129,16 @@ impl Sandbox {
         cmd
     }
 
+    /// The MAC address of the client's physical link: what the client itself sends, whatever
+    /// its IP source address.
+    pub fn client_mac(&self) -> String {
+        let out = run_ok(
+            self.in_ns(self.client_ns(), "cat")
+                .arg(format!("/sys/class/net/{}/address", self.var("CLIENT_IF"))),
+        );
+        out.trim().to_string()
+    }
+
     /// `ping` from the client namespace; true when a reply came back.
     pub fn ping(&self, target: &str) -> bool {
         run(self
@@ -240,13 +250,15 @@ impl Helper {
         self.child.as_ref().expect("running").id()
     }
 
-    /// The `underpass` CLI, pointed at this helper and its own config dir.
+    /// The `underpass` CLI, pointed at this helper and its own config dir. The sandbox is
+    /// headless (no Secret Service), so keys are kept in files, the documented opt-in.
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(bin("underpass"));
         cmd.arg("--socket")
             .arg(&self.socket)
             .arg("--config-dir")
-            .arg(&self.config_dir);
+            .arg(&self.config_dir)
+            .env("UNDERPASS_KEYSTORE", "file");
         cmd
     }
 
