@@ -80,7 +80,11 @@ fn assert_not_on_disk(dir: &Path, secret: &str) {
     for f in files(dir) {
         let bytes = std::fs::read(&f).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(secret), "{} holds the key (base64)", f.display());
+        assert!(
+            !text.contains(secret),
+            "{} holds the key (base64)",
+            f.display()
+        );
         assert!(
             !bytes.windows(32).any(|w| w == raw),
             "{} holds the key (raw)",
@@ -118,7 +122,10 @@ fn key_is_stored_read_back_by_another_process_and_deleted_and_never_on_disk() {
     let user = keyring_user(&config, "se-sto");
     let stored = secrets::keyring_load(&user).unwrap();
     assert_eq!(stored.private_key.to_base64(), PRIV);
-    assert_eq!(stored.preshared_keys.values().next().unwrap().to_base64(), PSK);
+    assert_eq!(
+        stored.preshared_keys.values().next().unwrap().to_base64(),
+        PSK
+    );
 
     ok(&config, &["profile", "remove", "se-sto"]);
     assert!(matches!(

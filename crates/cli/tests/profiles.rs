@@ -107,14 +107,25 @@ fn zip_import_keeps_good_files_and_names_each_bad_one() {
         "{err}"
     );
     assert!(
-        err.ends_with("underpass: 1 of 3 files in provider.zip could not be imported; the others were kept\n"),
+        err.ends_with(
+            "underpass: 1 of 3 files in provider.zip could not be imported; the others were kept\n"
+        ),
         "{err}"
     );
     let out = stdout(&o);
-    assert!(out.contains("se-sto-wg-001 (Stockholm, Sweden, endpoint 192.0.2.10:51820)"), "{out}");
-    assert!(out.contains("Imported 2 of 3 files from provider.zip; 1 refused"), "{out}");
+    assert!(
+        out.contains("se-sto-wg-001 (Stockholm, Sweden, endpoint 192.0.2.10:51820)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Imported 2 of 3 files from provider.zip; 1 refused"),
+        "{out}"
+    );
     let names = env.ok(&["profiles"]);
-    assert!(names.contains("de-fra-wg-002") && names.contains("se-sto-wg-001"), "{names}");
+    assert!(
+        names.contains("de-fra-wg-002") && names.contains("se-sto-wg-001"),
+        "{names}"
+    );
     assert!(!names.contains("us-nyc"), "{names}");
 }
 
@@ -132,7 +143,10 @@ fn folder_import_reports_progress_and_json() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("underpass: progress: 10/26 files"), "{err}");
-    assert!(err.contains("underpass: progress: 26/26 files (25 imported, 1 failed)"), "{err}");
+    assert!(
+        err.contains("underpass: progress: 26/26 files (25 imported, 1 failed)"),
+        "{err}"
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["imported"].as_array().unwrap().len(), 25);
     assert_eq!(json["failed"][0]["file"], "many/broken.conf");
@@ -146,13 +160,26 @@ fn location_is_inferred_and_can_be_corrected() {
     let f = env.write("se-sto-wg-001.conf", &conf(KEY_A, "192.0.2.10:51820"));
     env.ok(&["import", f.to_str().unwrap()]);
     let f = env.write("office.conf", &conf(KEY_B, "192.0.2.20:51820"));
-    env.ok(&["import", f.to_str().unwrap(), "--country", "de", "--city", "Berlin"]);
+    env.ok(&[
+        "import",
+        f.to_str().unwrap(),
+        "--country",
+        "de",
+        "--city",
+        "Berlin",
+    ]);
     let f = env.write("home.conf", &conf(KEY_B, "192.0.2.30:51820"));
     env.ok(&["import", f.to_str().unwrap()]);
 
     let servers = env.ok(&["servers"]);
-    assert!(servers.starts_with("🇩🇪 Germany (DE): 1\n  Berlin"), "{servers}");
-    assert!(servers.contains("🇸🇪 Sweden (SE): 1\n  Stockholm      se-sto-wg-001"), "{servers}");
+    assert!(
+        servers.starts_with("🇩🇪 Germany (DE): 1\n  Berlin"),
+        "{servers}"
+    );
+    assert!(
+        servers.contains("🇸🇪 Sweden (SE): 1\n  Stockholm      se-sto-wg-001"),
+        "{servers}"
+    );
     assert!(servers.contains("Unknown location: 1\n"), "{servers}");
 
     assert_eq!(
@@ -173,7 +200,15 @@ fn location_is_inferred_and_can_be_corrected() {
 /// Makes a signing key with the CLI and signs a payload; returns the bundle's path.
 fn make_bundle(env: &Env, serial: u64, min_kill_switch: &str, expires: Option<&str>) -> PathBuf {
     if !env.path("it.key").exists() {
-        env.ok(&["profile", "keygen", "--no-password", "--secret-key", "it.key", "--public-key", "it.pub"]);
+        env.ok(&[
+            "profile",
+            "keygen",
+            "--no-password",
+            "--secret-key",
+            "it.key",
+            "--public-key",
+            "it.pub",
+        ]);
     }
     let pk = std::fs::read_to_string(env.path("it.pub")).unwrap();
     let pk = pk.lines().nth(1).unwrap();
@@ -191,7 +226,15 @@ fn make_bundle(env: &Env, serial: u64, min_kill_switch: &str, expires: Option<&s
     );
     env.write(&format!("corp-{serial}.json"), &payload);
     let out = format!("corp-{serial}.underpass");
-    env.ok(&["profile", "sign", &format!("corp-{serial}.json"), "--secret-key", "it.key", "-o", &out]);
+    env.ok(&[
+        "profile",
+        "sign",
+        &format!("corp-{serial}.json"),
+        "--secret-key",
+        "it.key",
+        "-o",
+        &out,
+    ]);
     env.path(&out)
 }
 
@@ -202,22 +245,37 @@ fn unknown_signer_is_refused_without_trust_and_shows_the_fingerprint() {
     let pk = std::fs::read_to_string(env.path("it.pub")).unwrap();
     let pk = pk.lines().nth(1).unwrap().to_string();
     let err = env.fails(&["import", b.to_str().unwrap()]);
-    assert!(err.contains("corp-1.underpass: refused: signed by an unknown key"), "{err}");
+    assert!(
+        err.contains("corp-1.underpass: refused: signed by an unknown key"),
+        "{err}"
+    );
     assert!(err.contains(&pk), "the fingerprint is shown: {err}");
     assert!(err.contains("--trust"), "{err}");
     assert!(env.ok(&["profiles"]).starts_with("No profiles yet"));
 
     let out = env.ok(&["import", b.to_str().unwrap(), "--trust"]);
-    assert!(out.starts_with("Imported \"corp\" from Example Corp IT (serial 1)\n"), "{out}");
+    assert!(
+        out.starts_with("Imported \"corp\" from Example Corp IT (serial 1)\n"),
+        "{out}"
+    );
     assert!(out.contains("accepted by you"), "{out}");
-    assert!(out.contains("Give this public key to Example Corp IT"), "{out}");
+    assert!(
+        out.contains("Give this public key to Example Corp IT"),
+        "{out}"
+    );
     // The key is now pinned for this user: the next edition needs no --trust.
     let b2 = make_bundle(&env, 2, "auto", None);
     let out = env.ok(&["import", b2.to_str().unwrap()]);
-    assert!(out.starts_with("Updated \"corp\" from Example Corp IT (serial 1 -> 2)"), "{out}");
+    assert!(
+        out.starts_with("Updated \"corp\" from Example Corp IT (serial 1 -> 2)"),
+        "{out}"
+    );
     // And the older one is now a rollback.
     let err = env.fails(&["import", b.to_str().unwrap()]);
-    assert!(err.contains("installed with serial 2; this bundle has serial 1, which is older"), "{err}");
+    assert!(
+        err.contains("installed with serial 2; this bundle has serial 1, which is older"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -268,14 +326,23 @@ fn profile_that_requires_the_kill_switch_cannot_connect_with_it_off() {
         "underpass: refusing to connect \"corp\": the policy of Example Corp IT (serial 1) says the kill switch must be at least \"auto\" (asked for \"off\")\n"
     );
     let err = env.fails(&["connect", "corp", "--include", "10.0.0.0/8"]);
-    assert!(err.contains("split tunneling (--include/--exclude) is not allowed"), "{err}");
+    assert!(
+        err.contains("split tunneling (--include/--exclude) is not allowed"),
+        "{err}"
+    );
     // Allowed requests get as far as the (absent) helper.
     for ks in ["auto", "lockdown"] {
         let err = env.fails(&["connect", "corp", "--kill-switch", ks]);
-        assert!(err.contains("the Underpass helper is not running"), "{ks}: {err}");
+        assert!(
+            err.contains("the Underpass helper is not running"),
+            "{ks}: {err}"
+        );
     }
     let err = env.fails(&["connect", "corp", "--server", "nope"]);
-    assert!(err.contains("has no server \"nope\"; it has: se-1"), "{err}");
+    assert!(
+        err.contains("has no server \"nope\"; it has: se-1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -289,7 +356,10 @@ fn keyring_store_without_a_secret_service_explains_the_file_opt_in() {
         .unwrap();
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("Underpass keeps private keys in the OS keyring"), "{err}");
+    assert!(
+        err.contains("Underpass keeps private keys in the OS keyring"),
+        "{err}"
+    );
     assert!(err.contains("pass --keystore file"), "{err}");
     assert!(!env.path("config/profiles/se.json").exists());
 }
