@@ -151,7 +151,8 @@ where
     Ok(())
 }
 
-/// The next state change, or `None` at the deadline. Statistics events are skipped.
+/// The next state change, or `None` at the deadline. Statistics and self-test progress are
+/// skipped.
 async fn next_state<S>(client: &mut Client<S>, deadline: Instant) -> Result<Option<Status>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -160,7 +161,7 @@ where
         match tokio::time::timeout_at(deadline, client.next_event()).await {
             Err(_elapsed) => return Ok(None),
             Ok(Ok(Event::State { status })) => return Ok(Some(*status)),
-            Ok(Ok(Event::Statistics { .. })) => continue,
+            Ok(Ok(Event::Statistics { .. } | Event::SelfTestProgress { .. })) => continue,
             Ok(Err(e)) => return Err(e.into()),
         }
     }

@@ -52,6 +52,89 @@ pub enum Request {
     SetKillSwitch { mode: KillSwitchMode },
     /// Allow or forbid the local network (LAN) while the kill switch blocks.
     SetLanAccess { allow: bool },
+    /// Run a built-in self-test. Progress arrives as [`Event::SelfTestProgress`] (after
+    /// [`Request::Subscribe`]); the answer is [`Response::SelfTest`].
+    SelfTest {
+        test: SelfTestKind,
+        #[serde(default)]
+        options: SelfTestOptions,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfTestKind {
+    /// Resolve fresh random names through the system resolver while capturing on every
+    /// non-tunnel interface: any DNS packet seen there is a leak.
+    Dns,
+    /// Send probes that try to bypass the tunnel, and simulate a tunnel drop, while capturing
+    /// on every non-tunnel interface: anything but encrypted traffic to the endpoint escaped.
+    KillSwitch,
+}
+
+/// Where the self-tests aim. The defaults are documentation addresses and a reserved domain,
+/// which no one answers; tests point them at hosts of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfTestOptions {
+    /// Names are `<random>.<domain>`; default `leaktest.underpass.invalid`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// How many names the DNS test resolves (1..=20, default 5).
+    #[serde(default)]
+    pub names: Option<u8>,
+    /// Probe destinations for the kill-switch test (default 192.0.2.1 and 2001:db8::1).
+    #[serde(default)]
+    pub probe_targets: Vec<IpAddr>,
+    /// How long the simulated tunnel drop lasts, in seconds (1..=10, default 3).
+    #[serde(default)]
+    pub drop_secs: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The test could not run as asked (no tunnel for the DNS test, say); see `notes`.
+    Inconclusive,
+}
+
+/// The evidence of one self-test: what it sent, where it listened, what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfTestReport {
+    pub test: SelfTestKind,
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    /// The interfaces the capture listened on (all but loopback and the tunnel).
+    pub captured_on: Vec<String>,
+    /// What the test sent: names resolved, probes fired, the drop simulated.
+    pub sent: Vec<String>,
+    /// Every packet that counts against the verdict.
+    pub leaks: Vec<LeakedPacket>,
+    /// The DNS test: the resolvers the system is configured with, and their routes.
+    pub resolvers: Vec<ResolverRoute>,
+    /// Anything a reader should know (for example why the test was inconclusive).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakedPacket {
+    pub interface: String,
+    /// `udp`, `tcp`, `icmp`, `icmpv6` or the EtherType.
+    pub protocol: String,
+    pub source: String,
+    pub destination: String,
+    /// For DNS, the query name when it could be read.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolverRoute {
+    pub server: IpAddr,
+    /// The interface the kernel routes queries to this server through.
+    pub interface: Option<String>,
+    pub through_tunnel: bool,
 }
 
 /// When the firewall blocks traffic that does not go through the tunnel.
@@ -86,6 +169,7 @@ pub enum Response {
     Status { status: Box<Status> },
     Subscribed,
     Accepted,
+    SelfTest { report: Box<SelfTestReport> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +179,8 @@ pub enum Event {
     State { status: Box<Status> },
     /// Periodic counters while a tunnel exists.
     Statistics { status: Box<Status> },
+    /// A self-test moved on to its next step.
+    SelfTestProgress { test: SelfTestKind, step: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -232,6 +232,10 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
         Request::Disconnect => ask(shared, Command::Disconnect).await,
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
         Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
+        Request::SelfTest { .. } => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "self-tests are not available in this build yet",
+        )),
     }
 }
 
