@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, Status, TunnelConfig,
+    DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, SelfTestKind,
+    SelfTestOptions, SelfTestReport, Status, TunnelConfig,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
 use crate::intent::{Intent, IntentStore};
 use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
+use crate::selftest;
 use crate::state::{AfterTeardown, Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
 use crate::tunnel::{DataPlane, DataPlaneConfig};
@@ -36,6 +38,11 @@ pub enum Command {
     Disconnect(Reply),
     SetKillSwitch(KillSwitchMode, Reply),
     SetLanAccess(bool, Reply),
+    SelfTest(
+        SelfTestKind,
+        SelfTestOptions,
+        oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -238,6 +245,7 @@ impl Daemon {
                         self.intent.lan_access = allow;
                         let _ = reply.send(self.apply_setting().await);
                     }
+                    Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -254,6 +262,37 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Starts a self-test in its own task (it takes seconds; the daemon keeps serving), with a
+    /// view of the tunnel as it is now.
+    fn self_test(
+        &self,
+        test: SelfTestKind,
+        options: SelfTestOptions,
+        reply: oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
+    ) {
+        if let Err(reason) = selftest::validate(&options) {
+            let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
+            return;
+        }
+        let ctx = selftest::Context {
+            tunnel: self.session.as_ref().map(|s| selftest::TunnelView {
+                interface: s.plane.interface().to_string(),
+                endpoints: s.hole.endpoints.clone(),
+                paused: s.plane.pause_switch(),
+            }),
+            events: self.events.clone(),
+        };
+        tokio::spawn(async move {
+            let result = selftest::run(test, options, ctx).await.map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("self-test failed to run: {e:#}"),
+                )
+            });
+            let _ = reply.send(result);
+        });
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.

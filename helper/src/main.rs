@@ -21,6 +21,7 @@ mod intent;
 #[cfg(unix)]
 mod ipc;
 mod routes;
+mod selftest;
 mod state;
 mod tunnel;
 

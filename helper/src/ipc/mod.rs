@@ -232,10 +232,18 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
         Request::Disconnect => ask(shared, Command::Disconnect).await,
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
         Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
-        Request::SelfTest { .. } => Err(ErrorBody::new(
-            ErrorCode::Internal,
-            "self-tests are not available in this build yet",
-        )),
+        Request::SelfTest { test, options } => {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .commands
+                .send(Command::SelfTest(test, options, tx))
+                .await
+                .map_err(|_| helper_gone())?;
+            let report = rx.await.map_err(|_| helper_gone())??;
+            Ok(Response::SelfTest {
+                report: Box::new(report),
+            })
+        }
     }
 }
 
@@ -244,16 +252,19 @@ async fn ask(
     shared: &Shared,
     command: impl FnOnce(oneshot::Sender<Result<(), ErrorBody>>) -> Command,
 ) -> Result<Response, ErrorBody> {
-    let daemon_gone = || ErrorBody::new(ErrorCode::Internal, "the helper is shutting down");
     let (tx, rx) = oneshot::channel();
     shared
         .commands
         .send(command(tx))
         .await
-        .map_err(|_| daemon_gone())?;
+        .map_err(|_| helper_gone())?;
     rx.await
-        .map_err(|_| daemon_gone())?
+        .map_err(|_| helper_gone())?
         .map(|()| Response::Accepted)
+}
+
+fn helper_gone() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, "the helper is shutting down")
 }
 
 async fn refuse_frame(conn: &mut Conn, cred: PeerCred, e: FrameError) {

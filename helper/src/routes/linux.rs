@@ -357,6 +357,25 @@ impl RouteManager for LinuxRoutes {
     }
 
     async fn egress_mtu(&self, dst: IpAddr) -> Option<u16> {
+        let link = self.egress_link(dst).await?;
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => u16::try_from(*m).ok(),
+            _ => None,
+        })
+    }
+
+    async fn egress_interface(&self, dst: IpAddr) -> Option<String> {
+        let link = self.egress_link(dst).await?;
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+    }
+}
+
+impl LinuxRoutes {
+    /// The link the kernel picks for `dst` now (`ip route get`).
+    async fn egress_link(&self, dst: IpAddr) -> Option<LinkMessage> {
         let query = match dst {
             IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(a, 32)
@@ -377,18 +396,13 @@ impl RouteManager for LinuxRoutes {
             RouteAttribute::Oif(i) => Some(*i),
             _ => None,
         })?;
-        let link = self
-            .handle
+        self.handle
             .link()
             .get()
             .match_index(oif)
             .execute()
             .try_next()
             .await
-            .ok()??;
-        link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Mtu(m) => u16::try_from(*m).ok(),
-            _ => None,
-        })
+            .ok()?
     }
 }

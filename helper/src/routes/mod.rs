@@ -41,6 +41,8 @@ pub trait RouteManager: Sized {
     async fn restore(&mut self) -> anyhow::Result<()>;
     /// The MTU of the link that currently carries traffic to `dst`, if known.
     async fn egress_mtu(&self, dst: std::net::IpAddr) -> Option<u16>;
+    /// The name of the interface the kernel routes traffic to `dst` through, if known.
+    async fn egress_interface(&self, dst: std::net::IpAddr) -> Option<String>;
 }
 
 /// The routing changes for one tunnel, in OS-independent terms.

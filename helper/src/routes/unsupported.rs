@@ -33,4 +33,8 @@ impl RouteManager for UnsupportedRoutes {
     async fn egress_mtu(&self, _dst: IpAddr) -> Option<u16> {
         None
     }
+
+    async fn egress_interface(&self, _dst: IpAddr) -> Option<String> {
+        None
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ struct Io {
     peers: Arc<PeerTable>,
     /// Signalled whenever a handshake message arrives, so the daemon sees "connected" at once.
     handshakes: Arc<Notify>,
+    /// While set, no data packet is forwarded either way (the self-test's simulated drop).
+    paused: Arc<AtomicBool>,
     /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
     dual_stack: bool,
 }
@@ -56,6 +58,7 @@ pub struct DataPlane {
     interface: String,
     peers: Arc<PeerTable>,
     handshakes: Arc<Notify>,
+    paused: Arc<AtomicBool>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -69,12 +72,14 @@ impl DataPlane {
         let udp = UdpSocketState::new((&socket).into()).context("configuring UDP offload")?;
         let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
         let handshakes = Arc::new(Notify::new());
+        let paused = Arc::new(AtomicBool::new(false));
         let io = Arc::new(Io {
             device,
             socket,
             udp,
             peers: peers.clone(),
             handshakes: handshakes.clone(),
+            paused: paused.clone(),
             dual_stack,
         });
         tracing::info!(
@@ -111,6 +116,7 @@ impl DataPlane {
             interface: cfg.interface,
             peers,
             handshakes,
+            paused,
             cancel,
             tasks,
         })
@@ -126,6 +132,10 @@ impl DataPlane {
 
     pub fn handshakes(&self) -> Arc<Notify> {
         self.handshakes.clone()
+    }
+
+    pub fn pause_switch(&self) -> Arc<AtomicBool> {
+        self.paused.clone()
     }
 
     /// Stops the loops and closes the device; the kernel then removes the link and every
@@ -329,6 +339,9 @@ async fn outbound(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
                 }
             },
         };
+        if io.paused.load(Ordering::Relaxed) {
+            continue;
+        }
         let mut run = Run::new();
         for i in 0..n {
             let packet = &bufs[i][..sizes[i]];
@@ -445,12 +458,14 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                     io.send(peer, &reply, None).await;
                 }
                 if ready == tun_bufs.len() {
-                    write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
+                    if !io.paused.load(Ordering::Relaxed) {
+                        write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
+                    }
                     ready = 0;
                 }
             }
         }
-        if ready > 0 {
+        if ready > 0 && !io.paused.load(Ordering::Relaxed) {
             write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
         }
     }

@@ -35,5 +35,9 @@ impl DataPlane {
         Arc::new(Notify::new())
     }
 
+    pub fn pause_switch(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::default()
+    }
+
     pub async fn stop(self) {}
 }

@@ -298,3 +298,176 @@ fn resolv_conf_is_restored_after_a_crash_while_dns_was_overridden() {
     helper.cli_ok(&["disconnect"]);
     assert_eq!(std::fs::read(&resolv).unwrap(), original);
 }
+
+fn self_test(helper: &Helper, test: &str, options: serde_json::Value) -> serde_json::Value {
+    let r =
+        helper.request(serde_json::json!({"kind": "self_test", "test": test, "options": options}));
+    r["Ok"]["report"].clone()
+}
+
+#[test]
+fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("ek7", 1);
+    let isp = Resolver::start(
+        &sandbox,
+        sandbox.var("NS_ROUTER"),
+        sandbox.var("ROUTER_ADDR4"),
+        "isp",
+    );
+    let _tunnel = Resolver::start(
+        &sandbox,
+        sandbox.var("NS_SERVER_1"),
+        sandbox.var("SERVER_TUN_ADDR4_1"),
+        "tunnel",
+    );
+    let helper = Helper::start(&sandbox, &[]);
+    helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
+    helper.cli_ok(&["connect"]);
+    let dns_opts = serde_json::json!({"domain": "example.test", "names": 3});
+    // Probes aim at the sandbox's own hosts: the router and an internet host.
+    let probe_opts = serde_json::json!({
+        "probe_targets": [sandbox.var("ROUTER_ADDR4"), sandbox.var("INET_ADDR4_1")],
+        "drop_secs": 2
+    });
+
+    // Sealed: both pass, with evidence of what was tried.
+    let dns = self_test(&helper, "dns", dns_opts.clone());
+    assert_eq!(dns["verdict"], "pass", "{dns:#}");
+    assert_eq!(
+        dns["captured_on"],
+        serde_json::json!([sandbox.var("CLIENT_IF")])
+    );
+    assert_eq!(dns["sent"].as_array().unwrap().len(), 3);
+    let resolvers = dns["resolvers"].as_array().unwrap();
+    assert!(
+        resolvers.iter().any(
+            |r| r["server"] == sandbox.var("SERVER_TUN_ADDR4_1") && r["through_tunnel"] == true
+        ),
+        "{dns:#}"
+    );
+    let ks = self_test(&helper, "kill_switch", probe_opts.clone());
+    assert_eq!(ks["verdict"], "pass", "{ks:#}");
+    assert!(ks["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s.as_str().unwrap().contains("simulated tunnel drop")));
+    assert!(
+        sandbox.ping(sandbox.var("INET_ADDR4_1")),
+        "the data plane came back after the drop"
+    );
+
+    // Broken on purpose: no kill switch, and resolv.conf pointed back at the ISP.
+    helper.set_kill_switch("off");
+    let ks = self_test(&helper, "kill_switch", probe_opts);
+    assert_eq!(ks["verdict"], "fail", "{ks:#}");
+    let leaks = ks["leaks"].as_array().unwrap();
+    assert!(
+        leaks
+            .iter()
+            .any(|l| l["interface"] == sandbox.var("CLIENT_IF")
+                && l["destination"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(sandbox.var("ROUTER_ADDR4"))),
+        "{ks:#}"
+    );
+    println!(
+        "kill-switch self-test with the kill switch off: {} escaped packets reported",
+        leaks.len()
+    );
+
+    std::fs::write(
+        client_resolv_conf(&sandbox),
+        format!("nameserver {}\n", sandbox.var("ROUTER_ADDR4")),
+    )
+    .unwrap();
+    // (The helper re-asserts within a second; run the test straight away, while it is broken.)
+    let dns = self_test(
+        &helper,
+        "dns",
+        serde_json::json!({"domain": "example.test", "names": 2}),
+    );
+    if dns["verdict"] == "pass" {
+        // The helper won the race and put the tunnel resolver back before the first query.
+        assert!(isp.queries().is_empty());
+    } else {
+        assert_eq!(dns["verdict"], "fail", "{dns:#}");
+        let leak = &dns["leaks"][0];
+        assert_eq!(
+            leak["destination"],
+            format!("{}:53", sandbox.var("ROUTER_ADDR4"))
+        );
+        assert!(
+            leak["detail"].as_str().unwrap().ends_with("example.test."),
+            "{dns:#}"
+        );
+    }
+    helper.cli_ok(&["disconnect"]);
+}
+
+#[test]
+fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
+    if !can_run() {
+        return;
+    }
+    // Deterministic version of the DNS break: a profile without DNS leaves resolv.conf on the
+    // ISP's resolver, and with the kill switch off the queries go out in the clear.
+    let sandbox = Sandbox::up("ek8", 1);
+    let isp = Resolver::start(
+        &sandbox,
+        sandbox.var("NS_ROUTER"),
+        sandbox.var("ROUTER_ADDR4"),
+        "isp",
+    );
+    let helper = Helper::start(&sandbox, &[]);
+    let conf = std::fs::read_to_string(sandbox.var("PROFILE_1")).unwrap();
+    let no_dns: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("DNS"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = sandbox.dir.join("no-dns.conf");
+    std::fs::write(&path, no_dns).unwrap();
+    helper.cli_ok(&["import", path.to_str().unwrap()]);
+    helper.set_kill_switch("off");
+    helper.cli_ok(&["connect"]);
+    let dns = self_test(
+        &helper,
+        "dns",
+        serde_json::json!({"domain": "example.test", "names": 2}),
+    );
+    assert_eq!(dns["verdict"], "fail", "{dns:#}");
+    let leak = &dns["leaks"][0];
+    assert_eq!(leak["interface"], sandbox.var("CLIENT_IF"));
+    assert_eq!(
+        leak["destination"],
+        format!("{}:53", sandbox.var("ROUTER_ADDR4"))
+    );
+    assert!(
+        leak["detail"].as_str().unwrap().ends_with(".example.test."),
+        "{dns:#}"
+    );
+    let resolvers = dns["resolvers"].as_array().unwrap();
+    assert!(
+        resolvers
+            .iter()
+            .any(|r| r["server"] == sandbox.var("ROUTER_ADDR4") && r["through_tunnel"] == false),
+        "{dns:#}"
+    );
+    assert!(
+        !isp.queries().is_empty(),
+        "the ISP resolver saw nothing, so no leak happened"
+    );
+    // With the kill switch back on, the same resolver is refused: no leak, pass.
+    helper.set_kill_switch("auto");
+    let dns = self_test(
+        &helper,
+        "dns",
+        serde_json::json!({"domain": "example.test", "names": 2}),
+    );
+    assert_eq!(dns["verdict"], "pass", "{dns:#}");
+}
