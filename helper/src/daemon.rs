@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
     DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, SelfTestKind,
-    SelfTestOptions, SelfTestReport, Status, TunnelConfig,
+    SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest, Status, TunnelConfig,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
@@ -227,6 +227,7 @@ impl Daemon {
                         }
                         let profile = config.profile.clone();
                         self.intent.wanted = Some(*config);
+                        self.hold_to_policy();
                         let saved = self.save_intent();
                         let _ = reply.send(saved);
                         self.feed(Input::ConnectRequested { profile }).await;
@@ -238,10 +239,28 @@ impl Daemon {
                         let _ = reply.send(saved);
                     }
                     Some(Command::SetKillSwitch(mode, reply)) => {
+                        let request = SessionRequest {
+                            kill_switch: mode,
+                            split_tunnel: false,
+                            lan_access: false,
+                        };
+                        if let Err(e) = self.check_policy(&request) {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
                         self.intent.kill_switch = mode;
                         let _ = reply.send(self.apply_setting().await);
                     }
                     Some(Command::SetLanAccess(allow, reply)) => {
+                        let request = SessionRequest {
+                            kill_switch: KillSwitchMode::Lockdown,
+                            split_tunnel: false,
+                            lan_access: allow,
+                        };
+                        if let Err(e) = self.check_policy(&request) {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
                         self.intent.lan_access = allow;
                         let _ = reply.send(self.apply_setting().await);
                     }
@@ -293,6 +312,49 @@ impl Daemon {
             });
             let _ = reply.send(result);
         });
+    }
+
+    /// The policy of the signed profile the user wants connected, if any.
+    fn policy(&self) -> Option<&SessionPolicy> {
+        self.intent.wanted.as_ref().and_then(|c| c.policy.as_ref())
+    }
+
+    /// Refuses a settings change that the wanted profile's policy forbids.
+    fn check_policy(&self, request: &SessionRequest) -> Result<(), ErrorBody> {
+        let Some(p) = self.policy() else {
+            return Ok(());
+        };
+        let violations = p.policy.violations(request);
+        if violations.is_empty() {
+            return Ok(());
+        }
+        Err(ErrorBody::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "the policy of {} (serial {}) says {} while its profile is in use; disconnect first",
+                p.organization,
+                p.serial,
+                violations.join("; ")
+            ),
+        ))
+    }
+
+    /// Raises the settings to what a newly wanted profile's policy requires: the kill switch to
+    /// its minimum, LAN access off when it is not allowed. (Split tunneling against the policy
+    /// is refused when the request is validated.)
+    fn hold_to_policy(&mut self) {
+        let Some(p) = self.policy().cloned() else {
+            return;
+        };
+        let min = p.policy.effective_min_kill_switch();
+        if self.intent.kill_switch < min {
+            tracing::info!(from = %self.intent.kill_switch, to = %min, organization = %p.organization, "kill switch raised by policy");
+            self.intent.kill_switch = min;
+        }
+        if self.intent.lan_access && !p.policy.lan_access_allowed {
+            tracing::info!(organization = %p.organization, "LAN access turned off by policy");
+            self.intent.lan_access = false;
+        }
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.
@@ -411,6 +473,7 @@ impl Daemon {
         status.error = self.state.error().map(str::to_string);
         status.kill_switch = self.intent.kill_switch;
         status.lan_access = self.intent.lan_access;
+        status.policy = self.policy().cloned();
         status.firewall =
             firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
         if let Some(s) = &self.session {

@@ -122,6 +122,49 @@ pub enum Command {
     },
     /// Show the tunnel's state, addresses, handshake and traffic
     Status,
+    /// Set the kill switch: off, auto (block while you want the tunnel and it is not up) or
+    /// lockdown (block whenever the tunnel is not up, even when disconnected)
+    Killswitch {
+        #[arg(value_name = "off|auto|lockdown")]
+        mode: KillSwitchMode,
+    },
+    /// Allow or forbid the local network while the kill switch blocks
+    LanAccess {
+        #[arg(value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+        allow: bool,
+    },
+    /// Run the built-in leak tests and show their evidence
+    Selftest {
+        #[arg(value_enum)]
+        test: SelfTestChoice,
+        /// Resolve names under this domain (DNS test) [default: underpass-leaktest.example]
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// How many fresh names the DNS test resolves (1-20) [default: 5]
+        #[arg(long, value_name = "N")]
+        names: Option<u8>,
+        /// Probe this address (kill-switch test; repeatable) [default: 192.0.2.1, 2001:db8::1]
+        #[arg(long = "probe", value_name = "IP")]
+        probes: Vec<IpAddr>,
+        /// Length of the simulated tunnel drop in seconds (1-10) [default: 3]
+        #[arg(long, value_name = "SECS")]
+        drop_secs: Option<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelfTestChoice {
+    Dns,
+    Killswitch,
+    All,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: say on or off")),
+    }
 }
 
 /// `--country` and `--city`, to set or correct where a server is.

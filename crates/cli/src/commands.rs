@@ -14,18 +14,19 @@ use underpass_profile::{
     Store, StoreError,
 };
 use underpass_proto::client::Client;
-use underpass_proto::{RoutingConfig, Status};
+use underpass_proto::{Request, RoutingConfig, SelfTestOptions, Status};
 
 use crate::cli::{Cli, Command};
+use crate::diagnostics;
 use crate::output;
 use crate::profile_cmds;
 use crate::session::{self, Outcome};
 
 /// How the CLI introduces itself to the helper.
-const CLIENT_NAME: &str = "underpass-cli";
+pub(crate) const CLIENT_NAME: &str = "underpass-cli";
 
 pub struct Ctx {
-    socket: PathBuf,
+    pub socket: PathBuf,
     config_dir: Option<PathBuf>,
     pub json: bool,
     keystore: Keystore,
@@ -107,7 +108,40 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Disconnect { timeout } => disconnect(&ctx, Duration::from_secs(timeout)).await,
         Command::Status => status(&ctx).await,
+        Command::Killswitch { mode } => {
+            set(&ctx, Request::SetKillSwitch { mode }).await?;
+            emit(&format!("Kill switch: {mode}\n"))
+        }
+        Command::LanAccess { allow } => {
+            set(&ctx, Request::SetLanAccess { allow }).await?;
+            emit(&format!(
+                "Local network access: {}\n",
+                if allow { "on" } else { "off" }
+            ))
+        }
+        Command::Selftest {
+            test,
+            domain,
+            names,
+            probes,
+            drop_secs,
+        } => {
+            let options = SelfTestOptions {
+                domain,
+                names,
+                probe_targets: probes,
+                drop_secs,
+            };
+            diagnostics::selftest(&ctx, test, options).await
+        }
     }
+}
+
+/// Sends one settings request to the helper.
+async fn set(ctx: &Ctx, request: Request) -> Result<()> {
+    let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
+    client.request(request).await?;
+    Ok(())
 }
 
 fn profiles(ctx: &Ctx) -> Result<()> {
@@ -177,9 +211,10 @@ async fn connect(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    // The helper is told the mode once the IPC contract carries it (see the module docs of
-    // underpass_profile::bundle); until then the check here is the enforcement.
-    let _kill_switch = check_policy(&profile, &args, now)?;
+    // Checked here to fail early with the profile's words; the helper holds the session to the
+    // same policy (it travels in the connect request) and raises the kill switch to its minimum.
+    check_policy(&profile, &args, now)?;
+    let explicit_kill_switch = args.kill_switch;
     let mut config = profile
         .tunnel_config(args.server.as_deref())
         .map_err(hint)?;
@@ -195,6 +230,9 @@ async fn connect(
     }
 
     let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
+    if let Some(mode) = explicit_kill_switch {
+        client.request(Request::SetKillSwitch { mode }).await?;
+    }
     match session::connect(&mut client, config, timeout).await? {
         Outcome::Reached(status) => {
             if ctx.json {

@@ -11,6 +11,7 @@
 
 mod cli;
 mod commands;
+mod diagnostics;
 mod output;
 mod profile_cmds;
 mod session;

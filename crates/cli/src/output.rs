@@ -5,7 +5,7 @@ use std::fmt::{Display, Write as _};
 
 use ipnet::IpNet;
 use underpass_profile::{IgnoredHook, ImportReport, ProfileSummary};
-use underpass_proto::{Status, TunnelConfig, TunnelState};
+use underpass_proto::{FirewallState, Status, TunnelConfig, TunnelState};
 
 /// `Imported "se-sto" (1 peer, endpoint 192.0.2.1:51820, full tunnel)`
 pub fn imported(report: &ImportReport) -> String {
@@ -145,6 +145,42 @@ pub fn status(s: &Status) -> String {
                 "{} received, {} sent",
                 human_bytes(s.rx_bytes),
                 human_bytes(s.tx_bytes)
+            ),
+        ));
+    }
+    if let Some(d) = &s.dns {
+        lines.push((
+            "DNS",
+            format!("{} (through {})", join(&d.servers), d.method),
+        ));
+    }
+    let firewall = match s.firewall {
+        FirewallState::Open => "not blocking",
+        FirewallState::TunnelOnly => "only the tunnel may pass",
+        FirewallState::Blocking => "BLOCKING all traffic outside the tunnel",
+    };
+    lines.push(("Kill switch", format!("{} ({firewall})", s.kill_switch)));
+    if s.lan_access {
+        lines.push(("LAN access", "allowed".to_string()));
+    }
+    if let Some(p) = &s.policy {
+        lines.push((
+            "Policy",
+            format!(
+                "{} (serial {}): kill switch at least {}{}{}",
+                p.organization,
+                p.serial,
+                p.policy.effective_min_kill_switch(),
+                if p.policy.split_tunnel_allowed {
+                    ""
+                } else {
+                    ", no split tunnel"
+                },
+                if p.policy.lan_access_allowed {
+                    ""
+                } else {
+                    ", no LAN access"
+                },
             ),
         ));
     }
@@ -364,30 +400,36 @@ mod tests {
     fn status_shows_a_line_per_fact() {
         assert_eq!(
             status(&connected_status()),
-            "State:     connected\n\
-             Profile:   se-sto\n\
-             Interface: underpass0\n\
-             Addresses: 10.64.1.2/32\n\
-             Endpoint:  192.0.2.10:51820\n\
-             Routing:   full tunnel (1 prefix excluded)\n\
-             Handshake: 12 s ago\n\
-             Transfer:  1.5 KiB received, 200 B sent\n"
+            "State:       connected\n\
+             Profile:     se-sto\n\
+             Interface:   underpass0\n\
+             Addresses:   10.64.1.2/32\n\
+             Endpoint:    192.0.2.10:51820\n\
+             Routing:     full tunnel (1 prefix excluded)\n\
+             Handshake:   12 s ago\n\
+             Transfer:    1.5 KiB received, 200 B sent\n\
+             Kill switch: auto (not blocking)\n"
         );
     }
 
     #[test]
     fn disconnected_status_is_short_and_shows_the_error() {
-        assert_eq!(status(&Status::disconnected()), "State: disconnected\n");
+        assert_eq!(
+            status(&Status::disconnected()),
+            "State:       disconnected\nKill switch: auto (not blocking)\n"
+        );
         let mut s = Status::disconnected();
         s.state = TunnelState::Error;
         s.error = Some("the endpoint vpn.example.com does not resolve".into());
         assert_eq!(
             status(&s),
-            "State: error\nError: the endpoint vpn.example.com does not resolve\n"
+            "State:       error\n\
+             Kill switch: auto (not blocking)\n\
+             Error:       the endpoint vpn.example.com does not resolve\n"
         );
         s.state = TunnelState::Connecting;
         s.error = None;
-        assert!(status(&s).contains("Handshake: none yet\n"));
+        assert!(status(&s).contains("Handshake:   none yet\n"));
     }
 
     #[test]
@@ -413,6 +455,7 @@ mod tests {
                 ],
                 exclude: vec![],
             },
+            policy: None,
         };
         assert_eq!(
             routing_warnings(&config),

@@ -253,6 +253,7 @@ mod tests {
                 persistent_keepalive: None,
             }],
             routing: RoutingConfig::default(),
+            policy: None,
         }
     }
 

@@ -48,80 +48,9 @@ pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
 /// The most servers one bundle may list.
 pub const MAX_SERVERS: usize = 1024;
 
-/// Kill-switch modes, weakest first, so that `a < b` means "a is weaker than b".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KillSwitchMode {
-    Off,
-    Auto,
-    Lockdown,
-}
-
-impl fmt::Display for KillSwitchMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KillSwitchMode::Off => "off",
-            KillSwitchMode::Auto => "auto",
-            KillSwitchMode::Lockdown => "lockdown",
-        })
-    }
-}
-
-impl std::str::FromStr for KillSwitchMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(KillSwitchMode::Off),
-            "auto" => Ok(KillSwitchMode::Auto),
-            "lockdown" => Ok(KillSwitchMode::Lockdown),
-            _ => Err(format!(
-                "{s:?} is not a kill-switch mode: use off, auto or lockdown"
-            )),
-        }
-    }
-}
-
-/// What the organization requires of every session of the profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// The weakest kill-switch mode the user may choose.
-    pub min_kill_switch: KillSwitchMode,
-    /// May the user route only some prefixes through the tunnel (or exclude some)?
-    pub split_tunnel_allowed: bool,
-    /// May the local network be reached outside the tunnel?
-    pub lan_access_allowed: bool,
-    /// Must all DNS go to the tunnel's resolvers?
-    pub dns_locked: bool,
-}
-
-/// What a user asks for when connecting; checked against a [`Policy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionRequest {
-    pub kill_switch: KillSwitchMode,
-    pub split_tunnel: bool,
-    pub lan_access: bool,
-}
-
-impl Policy {
-    /// Every way `request` breaks the policy, in words a user can act on. Empty means allowed.
-    pub fn violations(&self, request: &SessionRequest) -> Vec<String> {
-        let mut out = Vec::new();
-        if request.kill_switch < self.min_kill_switch {
-            out.push(format!(
-                "the kill switch must be at least \"{}\" (asked for \"{}\")",
-                self.min_kill_switch, request.kill_switch
-            ));
-        }
-        if request.split_tunnel && !self.split_tunnel_allowed {
-            out.push("split tunneling (--include/--exclude) is not allowed".into());
-        }
-        if request.lan_access && !self.lan_access_allowed {
-            out.push("local network access is not allowed".into());
-        }
-        out
-    }
-}
+/// Kill-switch modes (weakest first), the policy and the session request are the IPC
+/// contract's own types: the helper enforces exactly what a bundle says.
+pub use underpass_proto::{KillSwitchMode, Policy, SessionRequest};
 
 /// The private key of a bundled profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

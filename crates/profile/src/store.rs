@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use underpass_proto::{Key, TunnelConfig};
+use underpass_proto::{Key, SessionPolicy, TunnelConfig};
 
 use crate::bundle::{Bundle, KillSwitchMode, Policy, PrivateKeySource, SignerKey};
 use crate::location::Location;
@@ -300,6 +300,11 @@ impl LoadedProfile {
                 })?,
         };
         t.peers = vec![t.peers.swap_remove(index)];
+        t.policy = self.bundle.as_ref().map(|b| SessionPolicy {
+            organization: b.organization.clone(),
+            serial: b.serial,
+            policy: b.policy,
+        });
         Ok(t)
     }
 
@@ -311,7 +316,7 @@ impl LoadedProfile {
     /// The weakest kill switch this profile allows.
     pub fn min_kill_switch(&self) -> KillSwitchMode {
         self.policy()
-            .map(|p| p.min_kill_switch)
+            .map(|p| p.effective_min_kill_switch())
             .unwrap_or(KillSwitchMode::Off)
     }
 }

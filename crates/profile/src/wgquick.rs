@@ -130,6 +130,7 @@ impl WgQuickConfig {
                 })
                 .collect(),
             routing: RoutingConfig::default(),
+            policy: None,
         }
     }
 

@@ -163,6 +163,83 @@ impl std::fmt::Display for KillSwitchMode {
     }
 }
 
+impl std::str::FromStr for KillSwitchMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(KillSwitchMode::Off),
+            "auto" => Ok(KillSwitchMode::Auto),
+            "lockdown" => Ok(KillSwitchMode::Lockdown),
+            _ => Err(format!(
+                "{s:?} is not a kill-switch mode: use off, auto or lockdown"
+            )),
+        }
+    }
+}
+
+/// What an organization requires of every session of a signed profile. The client checks it
+/// before asking; the helper holds the whole session to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The weakest kill-switch mode the user may choose.
+    pub min_kill_switch: KillSwitchMode,
+    /// May the user route only some prefixes through the tunnel (or exclude some)?
+    pub split_tunnel_allowed: bool,
+    /// May the local network be reached outside the tunnel?
+    pub lan_access_allowed: bool,
+    /// Must all DNS go to the tunnel's resolvers? Underpass locks DNS with the kill switch,
+    /// so this also requires at least `auto`.
+    pub dns_locked: bool,
+}
+
+/// What a user asks for in a session; checked against a [`Policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRequest {
+    pub kill_switch: KillSwitchMode,
+    pub split_tunnel: bool,
+    pub lan_access: bool,
+}
+
+impl Policy {
+    /// The weakest kill switch this policy accepts (`dns_locked` needs the kill switch on).
+    pub fn effective_min_kill_switch(&self) -> KillSwitchMode {
+        if self.dns_locked {
+            self.min_kill_switch.max(KillSwitchMode::Auto)
+        } else {
+            self.min_kill_switch
+        }
+    }
+
+    /// Every way `request` breaks the policy, in words a user can act on. Empty means allowed.
+    pub fn violations(&self, request: &SessionRequest) -> Vec<String> {
+        let mut out = Vec::new();
+        let min = self.effective_min_kill_switch();
+        if request.kill_switch < min {
+            out.push(format!(
+                "the kill switch must be at least \"{min}\" (asked for \"{}\")",
+                request.kill_switch
+            ));
+        }
+        if request.split_tunnel && !self.split_tunnel_allowed {
+            out.push("split tunneling (--include/--exclude) is not allowed".into());
+        }
+        if request.lan_access && !self.lan_access_allowed {
+            out.push("local network access is not allowed".into());
+        }
+        out
+    }
+}
+
+/// The policy a connect request carries, with who set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPolicy {
+    pub organization: String,
+    pub serial: u64,
+    pub policy: Policy,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
@@ -272,6 +349,8 @@ pub struct Status {
     pub firewall: FirewallState,
     /// The resolvers the system is pointed at while connected, and how.
     pub dns: Option<DnsStatus>,
+    /// The policy of the signed profile the user wants connected, if any.
+    pub policy: Option<SessionPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +390,7 @@ impl Status {
             lan_access: false,
             firewall: FirewallState::Open,
             dns: None,
+            policy: None,
         }
     }
 }
@@ -357,6 +437,9 @@ pub struct TunnelConfig {
     pub peers: Vec<PeerConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// A signed profile's policy; the helper enforces it for as long as the session lasts.
+    #[serde(default)]
+    pub policy: Option<SessionPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -441,6 +524,15 @@ impl TunnelConfig {
                 .iter()
                 .map(|p| p.allowed_ips.len())
                 .sum::<usize>();
+        if let Some(p) = &self.policy {
+            let split = !self.routing.include.is_empty() || !self.routing.exclude.is_empty();
+            if split && !p.policy.split_tunnel_allowed {
+                return Err(format!(
+                    "the policy of {} (serial {}) does not allow split tunneling",
+                    p.organization, p.serial
+                ));
+            }
+        }
         if prefixes > MAX_PREFIXES {
             return Err(format!("at most {MAX_PREFIXES} prefixes in one request"));
         }
@@ -512,7 +604,40 @@ mod tests {
                 persistent_keepalive: Some(25),
             }],
             routing: RoutingConfig::default(),
+            policy: None,
         }
+    }
+
+    #[test]
+    fn policy_names_each_violation_and_dns_lock_needs_the_kill_switch() {
+        let p = Policy {
+            min_kill_switch: KillSwitchMode::Off,
+            split_tunnel_allowed: false,
+            lan_access_allowed: false,
+            dns_locked: true,
+        };
+        assert_eq!(p.effective_min_kill_switch(), KillSwitchMode::Auto);
+        let v = p.violations(&SessionRequest {
+            kill_switch: KillSwitchMode::Off,
+            split_tunnel: true,
+            lan_access: true,
+        });
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert!(p
+            .violations(&SessionRequest {
+                kill_switch: KillSwitchMode::Lockdown,
+                split_tunnel: false,
+                lan_access: false,
+            })
+            .is_empty());
+        let mut c = sample_config();
+        c.policy = Some(SessionPolicy {
+            organization: "ACME IT".into(),
+            serial: 3,
+            policy: p,
+        });
+        c.routing.exclude = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(c.validate().unwrap_err().contains("ACME IT"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ mod tests {
                 include: nets(include),
                 exclude: nets(exclude),
             },
+            policy: None,
         }
     }
 

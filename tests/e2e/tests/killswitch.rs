@@ -359,6 +359,24 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
         sandbox.ping(sandbox.var("INET_ADDR4_1")),
         "the data plane came back after the drop"
     );
+    // The same through the CLI, as a user runs it.
+    let out = helper.cli_ok(&[
+        "selftest",
+        "all",
+        "--domain",
+        "example.test",
+        "--names",
+        "2",
+        "--probe",
+        sandbox.var("ROUTER_ADDR4"),
+        "--drop-secs",
+        "1",
+    ]);
+    assert!(
+        out.contains("DNS-leak test: PASS") && out.contains("Kill-switch test: PASS"),
+        "{out}"
+    );
+    assert!(out.contains("Seen outside the tunnel: nothing"), "{out}");
 
     // Broken on purpose: no kill switch, and resolv.conf pointed back at the ISP.
     helper.set_kill_switch("off");
@@ -470,4 +488,94 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
     assert_eq!(dns["verdict"], "pass", "{dns:#}");
+}
+
+#[test]
+fn a_signed_profiles_policy_is_held_by_the_helper_for_the_whole_session() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("ek9", 1);
+    let helper = Helper::start(&sandbox, &[]);
+    let dir = &sandbox.dir;
+    let (sk, pk) = (dir.join("it.key"), dir.join("it.pub"));
+    helper.cli_ok(&[
+        "profile",
+        "keygen",
+        "--no-password",
+        "--secret-key",
+        sk.to_str().unwrap(),
+        "--public-key",
+        pk.to_str().unwrap(),
+    ]);
+    let signer = std::fs::read_to_string(&pk).unwrap();
+    let signer = signer.lines().nth(1).unwrap().trim().to_string();
+    let key = std::fs::read_to_string(sandbox.var("CLIENT_KEY_FILE")).unwrap();
+    let payload = serde_json::json!({
+        "format": "underpass-profile/1",
+        "signer_public_key": signer,
+        "organization": "Sandbox Corp IT",
+        "name": "corp",
+        "serial": 1,
+        "interface": {"addresses": [format!("{}/32", sandbox.var("CLIENT_TUN_ADDR4_1"))]},
+        "servers": [{
+            "id": "se-sto-1", "country": "SE", "city": "Stockholm",
+            "endpoint": sandbox.var("SERVER_ENDPOINT_1"),
+            "public_key": sandbox.var("SERVER_PUB_1")
+        }],
+        "policy": {
+            "min_kill_switch": "lockdown",
+            "split_tunnel_allowed": false,
+            "lan_access_allowed": false,
+            "dns_locked": false
+        },
+        "private_key": {"embedded": key.trim()}
+    });
+    let payload_path = dir.join("corp.json");
+    std::fs::write(&payload_path, serde_json::to_vec_pretty(&payload).unwrap()).unwrap();
+    let bundle = dir.join("corp.underpass");
+    helper.cli_ok(&[
+        "profile",
+        "sign",
+        payload_path.to_str().unwrap(),
+        "--secret-key",
+        sk.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    helper.cli_ok(&["import", bundle.to_str().unwrap(), "--trust"]);
+
+    // Refused before anything happens: a weaker kill switch, or a split tunnel.
+    let weak = helper.cli_run(&["connect", "corp", "--kill-switch", "off"]);
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("Sandbox Corp IT"));
+    let split = helper.cli_run(&["connect", "corp", "--exclude", "198.18.1.2/32"]);
+    assert!(!split.status.success());
+    assert_eq!(helper.status()["state"], "disconnected");
+
+    // Connected, the helper runs the session at the policy's minimum and refuses to lower it.
+    helper.cli_ok(&["connect", "corp"]);
+    let status = helper.status();
+    assert_eq!(status["kill_switch"], "lockdown", "{status}");
+    assert_eq!(status["policy"]["organization"], "Sandbox Corp IT");
+    let off = helper.request(serde_json::json!({"kind": "set_kill_switch", "mode": "off"}));
+    assert_eq!(off["Err"]["code"], "invalid_config", "{off}");
+    assert!(
+        off["Err"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least \"lockdown\""),
+        "{off}"
+    );
+    let lan = helper.cli_run(&["lan-access", "on"]);
+    assert!(
+        !lan.status.success(),
+        "LAN access was allowed against the policy"
+    );
+    assert!(sandbox.ping(sandbox.var("INET_ADDR4_1")));
+
+    // Once the user is done with the profile, the settings are theirs again.
+    helper.cli_ok(&["disconnect"]);
+    helper.cli_ok(&["killswitch", "off"]);
+    assert_eq!(helper.status()["firewall"], "open");
 }
