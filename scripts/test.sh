@@ -42,7 +42,8 @@ dbus-run-session -- sh -c 'printf "\n" | gnome-keyring-daemon --unlock --compone
 export UNDERPASS_KEYSTORE=file
 
 step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
-cargo test -p underpass-e2e --locked -- --test-threads 2
+# --nocapture: the leak checks print how many packets escaped (0) for every transition.
+cargo test -p underpass-e2e --locked -- --test-threads 2 --nocapture
 
 step "sandbox self-check"
 bash scripts/sandbox-check.sh

@@ -579,3 +579,148 @@ fn a_signed_profiles_policy_is_held_by_the_helper_for_the_whole_session() {
     helper.cli_ok(&["killswitch", "off"]);
     assert_eq!(helper.status()["firewall"], "open");
 }
+
+/// Every transition the kill switch must survive, under one capture with traffic running:
+/// server switch, reconnect, a tunnel drop (the server's link down and up), and a helper
+/// SIGKILL followed by a restart that reconnects by itself.
+fn transitions_leak_nothing(prefix: &str, mode: &str) {
+    let sandbox = Sandbox::up(prefix, 2);
+    let mut helper = Helper::start(&sandbox, &[]);
+    helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
+    helper.cli_ok(&["import", sandbox.var("PROFILE_2")]);
+    helper.set_kill_switch(mode);
+    let endpoints = [
+        sandbox.var("SERVER_ENDPOINT_1"),
+        sandbox.var("SERVER_ENDPOINT_2"),
+    ];
+    let targets = [
+        sandbox.var("INET_ADDR4_1"),
+        sandbox.var("INET_ADDR4_2"),
+        sandbox.var("ROUTER_ADDR4"),
+        sandbox.var("INET_ADDR6_1"),
+    ];
+    // In auto the host is open until the user asks for the tunnel, so the capture starts once
+    // connected; in lockdown it covers the connect too.
+    let start = |name: &str| {
+        (
+            Capture::start(
+                &sandbox,
+                sandbox.client_ns(),
+                sandbox.var("CLIENT_IF"),
+                name,
+            ),
+            Traffic::start(&sandbox, &targets),
+        )
+    };
+    let mut window = None;
+    if mode == "lockdown" {
+        window = Some(start("transitions"));
+    }
+    helper.cli_ok(&["connect", "se-sto-wg-001"]);
+    if window.is_none() {
+        window = Some(start("transitions"));
+    }
+    std::thread::sleep(SECOND);
+    helper.cli_ok(&["connect", "de-fra-wg-001"]); // switch server
+    std::thread::sleep(SECOND);
+    helper.cli_ok(&["connect", "de-fra-wg-001"]); // reconnect
+    std::thread::sleep(SECOND);
+    // Tunnel drop: the router silently discards everything to and from server 2 for a while.
+    let router = sandbox.var("NS_ROUTER");
+    let server = sandbox.var("SERVER_ADDR4_2");
+    run_ok(sandbox.in_ns(router, "nft").args([
+        "add table inet dropsim; add chain inet dropsim sim { type filter hook forward priority 0; }; \
+         add rule inet dropsim sim ip daddr",
+        server,
+        "drop; add rule inet dropsim sim ip saddr",
+        server,
+        "drop",
+    ]));
+    std::thread::sleep(3 * SECOND);
+    run_ok(
+        sandbox
+            .in_ns(router, "nft")
+            .args(["delete", "table", "inet", "dropsim"]),
+    );
+    helper.stop_with(libc::SIGKILL);
+    std::thread::sleep(2 * SECOND);
+    let helper = Helper::start(&sandbox, &[]);
+    helper.wait_for_state("connected", 20 * SECOND);
+    assert_eq!(helper.status()["profile"], "de-fra-wg-001");
+    std::thread::sleep(SECOND);
+    if mode == "lockdown" {
+        helper.cli_ok(&["disconnect"]);
+        std::thread::sleep(SECOND);
+    }
+    let (capture, traffic) = window.unwrap();
+    drop(traffic);
+    let leaked = leaks(&sandbox, capture, &endpoints);
+    report(
+        &format!("{mode}: connect, switch, reconnect, tunnel drop, SIGKILL and restart"),
+        &leaked,
+    );
+    // The tunnel really carried traffic in between: this was not a silent host.
+    assert!(
+        sandbox.var("INET_ADDR4_2").is_empty()
+            || sandbox.ping(sandbox.var("INET_ADDR4_2"))
+            || mode == "lockdown"
+    );
+}
+
+#[test]
+fn transitions_leak_nothing_in_auto() {
+    if !can_run() {
+        return;
+    }
+    transitions_leak_nothing("ekt1", "auto");
+}
+
+#[test]
+fn transitions_leak_nothing_in_lockdown() {
+    if !can_run() {
+        return;
+    }
+    transitions_leak_nothing("ekt2", "lockdown");
+}
+
+#[test]
+fn a_v4_only_full_tunnel_blocks_ipv6_instead_of_leaking_it() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("ek10", 1);
+    let helper = Helper::start(&sandbox, &[]);
+    let v4_only: String = std::fs::read_to_string(sandbox.var("PROFILE_1"))
+        .unwrap()
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("AllowedIPs") => "AllowedIPs = 0.0.0.0/0\n".to_string(),
+            l if l.starts_with("Address") => {
+                format!("Address = {}/32\n", sandbox.var("CLIENT_TUN_ADDR4_1"))
+            }
+            l => format!("{l}\n"),
+        })
+        .collect();
+    let path = sandbox.dir.join("v4-only.conf");
+    std::fs::write(&path, v4_only).unwrap();
+    helper.cli_ok(&["import", path.to_str().unwrap()]);
+    helper.cli_ok(&["connect"]);
+    let capture = Capture::start(
+        &sandbox,
+        sandbox.client_ns(),
+        sandbox.var("CLIENT_IF"),
+        "v6",
+    );
+    assert!(
+        sandbox.ping(sandbox.var("INET_ADDR4_1")),
+        "IPv4 goes through the tunnel"
+    );
+    assert!(
+        !sandbox.ping(sandbox.var("INET_ADDR6_1")),
+        "IPv6 got through"
+    );
+    report(
+        "IPv6 with a v4-only tunnel",
+        &leaks(&sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]),
+    );
+}
