@@ -102,7 +102,19 @@ say "Try it yourself"
 explain "export UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYSTORE=file"
 explain "$BIN/underpass status            # or: profiles, connect us-nyc-wg-001, disconnect"
 explain "ip netns exec $NS_CLIENT ping $INET_ADDR4_3   # a host behind the US server"
-explain "The desktop app is not built yet; this demo will open it when it exists."
+if [ -n "${DISPLAY:-}" ]; then
+  say "8. Opening the desktop app against this demo helper"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  npm run -s ui:build >/dev/null
+  cargo build --locked -q -p underpass-gui --features tauri/custom-protocol
+  UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYSTORE=file \
+    setsid "$BIN/underpass-gui" >"$DIR/underpass-gui.log" 2>&1 </dev/null &
+  echo $! >"$DIR/underpass-gui.pid"  # `--down` (sandbox.sh down) stops it with the rest
+  explain "The Underpass window is open on $DISPLAY, showing the same helper and profiles as the CLI."
+else
+  explain "No display (\$DISPLAY is unset), so the desktop app is not opened; this is the CLI demo."
+  explain "On a desktop, npm run demo also opens the app against this sandboxed helper."
+fi
 if [ "$wait" = 1 ]; then
   say "Running. Press Ctrl-C to tear everything down (or: npm run demo -- --down)"
   while :; do sleep 3600; done

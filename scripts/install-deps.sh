@@ -34,6 +34,9 @@ PKGS=(
   # keys in the OS keyring: libdbus to build the Secret Service client (keyring crate), and a
   # headless session bus with gnome-keyring for its tests; minisign for the bundle interop test
   libdbus-1-dev pkg-config dbus-daemon gnome-keyring minisign
+  # the helper's systemd-resolved backend is tested against a python-dbusmock stand-in for
+  # org.freedesktop.resolve1 on a private dbus-daemon (helper/src/dns/resolved.rs)
+  python3-dbusmock
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)
@@ -66,9 +69,17 @@ if [ "$bench" = 1 ]; then
   fi
 fi
 
+# tauri-driver (WebDriver for the desktop app's end-to-end test) is a crate, not a Debian package.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tauri-driver >/dev/null && command -v cargo >/dev/null; then
+  say "building tauri-driver with cargo install (about a minute)..."
+  cargo install tauri-driver --locked --quiet
+fi
+
 # Tools that must be callable now (catches a broken install early).
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout \
-  dbus-run-session gnome-keyring-daemon minisign; do
+  dbus-run-session gnome-keyring-daemon minisign dbus-daemon; do
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done
+/usr/bin/python3 -c 'import dbusmock' 2>/dev/null || { say "missing after install: python3 dbusmock"; exit 1; }

@@ -22,6 +22,12 @@ for t in "${OTHER_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
+step "front end: npm ci, TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
+npm ci --no-audit --no-fund --loglevel=error
+npm run -s ui:check
+npm run -s ui:test
+npm run -s ui:build
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -44,6 +50,15 @@ export UNDERPASS_KEYSTORE=file
 step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
 # --nocapture: the leak checks print how many packets escaped (0) for every transition.
 cargo test -p underpass-e2e --locked -- --test-threads 2 --nocapture
+
+step "the desktop app end to end (Xvfb, tauri-driver, WebKitWebDriver, real underpassd)"
+if [ "$(id -u)" = 0 ]; then
+  bash tests/gui/run.sh
+elif [ "${CI:-}" = true ]; then
+  echo "test: the desktop app's end-to-end test needs root, and CI=true requires it" >&2; exit 1
+else
+  echo "*** DESKTOP APP END-TO-END TEST SKIPPED: it needs root (network namespaces) ***" >&2
+fi
 
 step "sandbox self-check"
 bash scripts/sandbox-check.sh

@@ -1,0 +1,122 @@
+//! Desktop integration that does not need a window: which notification a state change
+//! deserves, and the tray's label. Kept free of Tauri so it can be tested.
+
+use underpass_proto::{FirewallState, Status, TunnelState};
+
+/// A notification to show: title and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub title: String,
+    pub body: String,
+}
+
+/// What changed between two reported statuses that a user should hear about, if anything.
+/// `user_asked_to_disconnect` is true when this app sent the disconnect (so dropping the
+/// tunnel is expected).
+pub fn notification_for(
+    prev: Option<&Status>,
+    next: &Status,
+    user_asked_to_disconnect: bool,
+) -> Option<Note> {
+    let was = prev.map(|p| p.state);
+    let profile = next.profile.as_deref().unwrap_or("the server");
+    let blocked_now = next.firewall == FirewallState::Blocking;
+    let blocked_before = prev.map(|p| p.firewall == FirewallState::Blocking) == Some(true);
+    if next.state == TunnelState::Connected && was != Some(TunnelState::Connected) {
+        return Some(Note {
+            title: "Underpass: connected".into(),
+            body: format!("Your traffic now goes through {profile}."),
+        });
+    }
+    if blocked_now && !blocked_before && next.state != TunnelState::Connected {
+        return Some(Note {
+            title: "Underpass: blocked by the kill switch".into(),
+            body: "The tunnel is down, so the kill switch is holding all traffic back.".into(),
+        });
+    }
+    if was == Some(TunnelState::Connected)
+        && matches!(next.state, TunnelState::Error | TunnelState::Disconnected)
+        && !user_asked_to_disconnect
+    {
+        return Some(Note {
+            title: "Underpass: disconnected unexpectedly".into(),
+            body: next
+                .error
+                .clone()
+                .unwrap_or_else(|| "The tunnel went down.".into()),
+        });
+    }
+    None
+}
+
+/// The tray's one-line state, from what the helper reported (`None`: no helper).
+pub fn tray_label(status: Option<&Status>) -> String {
+    match status {
+        None => "Helper not running".into(),
+        Some(s) if s.firewall == FirewallState::Blocking && s.state != TunnelState::Connected => {
+            "Blocked by the kill switch".into()
+        }
+        Some(s) => match (s.state, &s.profile) {
+            (TunnelState::Connected, Some(p)) => format!("Connected to {p}"),
+            (TunnelState::Connecting, Some(p)) => format!("Connecting to {p}…"),
+            (state, _) => {
+                let mut t = state.to_string();
+                t[..1].make_ascii_uppercase();
+                t
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: TunnelState, firewall: FirewallState) -> Status {
+        Status {
+            state,
+            profile: Some("se-sto-wg-001".into()),
+            firewall,
+            ..Status::disconnected()
+        }
+    }
+
+    #[test]
+    fn connecting_then_connected_notifies_once() {
+        let a = status(TunnelState::Connecting, FirewallState::Open);
+        let b = status(TunnelState::Connected, FirewallState::TunnelOnly);
+        let n = notification_for(Some(&a), &b, false).unwrap();
+        assert!(n.title.contains("connected"));
+        assert_eq!(notification_for(Some(&b), &b, false), None);
+    }
+
+    #[test]
+    fn a_drop_the_user_did_not_ask_for_is_reported_and_one_they_did_is_not() {
+        let a = status(TunnelState::Connected, FirewallState::TunnelOnly);
+        let mut b = status(TunnelState::Error, FirewallState::Open);
+        b.error = Some("no handshake for 180 s".into());
+        let n = notification_for(Some(&a), &b, false).unwrap();
+        assert_eq!(n.body, "no handshake for 180 s");
+        let c = status(TunnelState::Disconnected, FirewallState::Open);
+        assert_eq!(notification_for(Some(&a), &c, true), None);
+    }
+
+    #[test]
+    fn kill_switch_block_is_reported_and_shown_in_the_tray() {
+        let a = status(TunnelState::Connected, FirewallState::TunnelOnly);
+        let b = status(TunnelState::Error, FirewallState::Blocking);
+        assert!(notification_for(Some(&a), &b, false)
+            .unwrap()
+            .title
+            .contains("kill switch"));
+        assert_eq!(tray_label(Some(&b)), "Blocked by the kill switch");
+        assert_eq!(tray_label(None), "Helper not running");
+        assert_eq!(
+            tray_label(Some(&status(
+                TunnelState::Disconnected,
+                FirewallState::Open
+            ))),
+            "Disconnected"
+        );
+    }
+}

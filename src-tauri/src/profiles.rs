@@ -1,0 +1,361 @@
+//! Profiles for the app: the same store as the CLI (`underpass_profile`), used unchanged.
+//! Importing a file, a folder, a zip or a signed bundle; deleting; the server catalog; and
+//! turning a choice of server plus the user's settings into a connect request.
+
+use std::fs;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use underpass_profile::batch::{self, Candidate};
+use underpass_profile::bundle::{SessionRequest, MAX_BUNDLE_BYTES};
+use underpass_profile::{
+    location, wgquick, Bundle, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
+    SignerKey, Store, StoreError, TrustStore,
+};
+use underpass_proto::{RoutingConfig, TunnelConfig};
+
+use crate::options::Options;
+use crate::settings::Settings;
+
+/// The result of importing one path (a file, a folder or a zip).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportOutcome {
+    /// The file or folder name, as the user sees it.
+    pub source: String,
+    /// Names of the profiles imported (or updated).
+    pub imported: Vec<String>,
+    /// One message per file that was refused, naming the file and the reason.
+    pub failed: Vec<String>,
+    /// Hook commands (`PostUp = ...`) found and dropped: they are never run.
+    pub ignored_hooks: usize,
+    /// A signed bundle whose key this user has not trusted yet: ask, then import again with
+    /// `trust`.
+    pub untrusted: Option<UntrustedSigner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UntrustedSigner {
+    pub organization: String,
+    pub signer: SignerKey,
+}
+
+pub struct Profiles {
+    options: Options,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn explain(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::AlreadyExists(name) => {
+            anyhow!("a profile named \"{name}\" already exists; delete it first to import it again")
+        }
+        other => other.into(),
+    }
+}
+
+impl Profiles {
+    pub fn new(options: Options) -> Profiles {
+        Profiles { options }
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        let dir = match &self.options.config_dir {
+            Some(d) => d.clone(),
+            None => underpass_profile::default_config_dir().context(
+                "cannot tell where your profiles live: set HOME or XDG_CONFIG_HOME, or pass --config-dir",
+            )?,
+        };
+        Store::open_with(&dir, self.options.keystore)
+            .with_context(|| format!("opening the profile store in {}", dir.display()))
+    }
+
+    pub fn list(&self) -> Result<Vec<ProfileSummary>> {
+        Ok(self.store()?.list()?)
+    }
+
+    pub fn catalog(&self) -> Result<Catalog> {
+        Ok(Catalog::build(self.store()?.servers()?))
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let name = ProfileName::new(name)?;
+        Ok(self.store()?.remove(&name)?)
+    }
+
+    /// Imports `path`: a `.conf`, an `.underpass` bundle, a folder or a `.zip`. Never fails
+    /// as a whole: every problem is in the outcome, named after its file.
+    pub fn import(&self, path: &Path, trust: bool) -> ImportOutcome {
+        let source = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let mut out = ImportOutcome {
+            source: source.clone(),
+            imported: vec![],
+            failed: vec![],
+            ignored_hooks: 0,
+            untrusted: None,
+        };
+        if let Err(e) = self.import_into(path, &source, trust, &mut out) {
+            out.failed.push(format!("{source}: {e:#}"));
+        }
+        out
+    }
+
+    fn import_into(
+        &self,
+        path: &Path,
+        source: &str,
+        trust: bool,
+        out: &mut ImportOutcome,
+    ) -> Result<()> {
+        let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let store = self.store()?;
+        if ext == "underpass" {
+            return self.import_bundle(&store, path, source, trust, out);
+        }
+        let candidates = if meta.is_dir() {
+            batch::read_folder(path)?
+        } else if ext == "zip" {
+            batch::read_zip(path)?
+        } else {
+            if meta.len() > batch::MAX_CONF_BYTES {
+                bail!("far too big for a wg-quick file; is it the right file?");
+            }
+            vec![Candidate {
+                display: source.to_string(),
+                text: fs::read_to_string(path).map_err(|e| e.to_string()),
+            }]
+        };
+        if candidates.is_empty() {
+            bail!("no .conf files in it");
+        }
+        for c in candidates {
+            match import_conf(&store, &c) {
+                Ok((name, hooks)) => {
+                    out.imported.push(name);
+                    out.ignored_hooks += hooks;
+                }
+                Err(e) => out.failed.push(format!("{}: {e:#}", c.display)),
+            }
+        }
+        Ok(())
+    }
+
+    fn import_bundle(
+        &self,
+        store: &Store,
+        path: &Path,
+        source: &str,
+        trust: bool,
+        out: &mut ImportOutcome,
+    ) -> Result<()> {
+        if fs::metadata(path)?.len() > MAX_BUNDLE_BYTES as u64 {
+            bail!("larger than 1 MiB; not an Underpass profile bundle");
+        }
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bundle = Bundle::open(source, &bytes)?;
+        bundle.check_expiry(source, now())?;
+        let trust_store = TrustStore {
+            system_dir: self.options.trusted_keys_dir.clone(),
+            user_dir: store.user_trust_dir(),
+        };
+        let known = trust_store.check(&bundle.signer).map_err(|e| anyhow!(e))?;
+        if known.is_none() {
+            if !trust {
+                out.untrusted = Some(UntrustedSigner {
+                    organization: bundle.payload.organization.clone(),
+                    signer: bundle.signer.clone(),
+                });
+                return Ok(());
+            }
+            trust_store
+                .trust_for_user(&bundle.signer)
+                .map_err(|e| anyhow!("pinning the key: {e}"))?;
+        }
+        let report = store
+            .import_bundle(&bundle, Some(source.to_string()), false)
+            .map_err(explain)?;
+        out.imported.push(report.summary.name.to_string());
+        Ok(())
+    }
+
+    /// The connect request for `profile` (and `server`, for a bundle), with the user's
+    /// split-tunnel settings, refused when it breaks the profile's policy or has expired.
+    pub fn tunnel_config(
+        &self,
+        profile: &str,
+        server: Option<&str>,
+        settings: &Settings,
+        kill_switch: underpass_proto::KillSwitchMode,
+        lan_access: bool,
+    ) -> Result<TunnelConfig> {
+        let name = ProfileName::new(profile)?;
+        let loaded = self.store()?.load(&name).map_err(explain)?;
+        if let Some(b) = &loaded.bundle {
+            if let (Some(at), Some(text)) = (b.expires_at, &b.expires) {
+                if at <= now() {
+                    bail!(
+                        "profile \"{name}\" expired on {text}; ask {} for a new one",
+                        b.organization
+                    );
+                }
+            }
+            let request = SessionRequest {
+                kill_switch: profile_mode(kill_switch),
+                split_tunnel: settings.is_split(),
+                lan_access,
+            };
+            let violations = b.policy.violations(&request);
+            if !violations.is_empty() {
+                bail!(
+                    "the policy of {} for \"{name}\" says {}",
+                    b.organization,
+                    violations.join("; ")
+                );
+            }
+        }
+        let mut config = loaded.tunnel_config(server)?;
+        config.routing = RoutingConfig {
+            include: settings.split_include.clone(),
+            exclude: settings.split_exclude.clone(),
+        };
+        config
+            .validate()
+            .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;
+        Ok(config)
+    }
+
+    /// The weakest kill switch the named profile allows (`off` for an unsigned one).
+    pub fn min_kill_switch(&self, profile: &str) -> Result<underpass_proto::KillSwitchMode> {
+        let name = ProfileName::new(profile)?;
+        let loaded = self.store()?.load(&name).map_err(explain)?;
+        Ok(match loaded.min_kill_switch() {
+            KillSwitchMode::Off => underpass_proto::KillSwitchMode::Off,
+            KillSwitchMode::Auto => underpass_proto::KillSwitchMode::Auto,
+            KillSwitchMode::Lockdown => underpass_proto::KillSwitchMode::Lockdown,
+        })
+    }
+}
+
+fn profile_mode(m: underpass_proto::KillSwitchMode) -> KillSwitchMode {
+    match m {
+        underpass_proto::KillSwitchMode::Off => KillSwitchMode::Off,
+        underpass_proto::KillSwitchMode::Auto => KillSwitchMode::Auto,
+        underpass_proto::KillSwitchMode::Lockdown => KillSwitchMode::Lockdown,
+    }
+}
+
+/// Imports one wg-quick file; returns the profile name and how many hooks were dropped.
+fn import_conf(store: &Store, c: &Candidate) -> Result<(String, usize)> {
+    let text = c.text.as_ref().map_err(|e| anyhow!("{e}"))?;
+    let parsed = wgquick::parse(&c.display, text)?;
+    let file_name = c.display.rsplit('/').next().unwrap_or(&c.display);
+    let name = ProfileName::from_file_name(Path::new(file_name))?;
+    let opts = ImportOptions {
+        source: Some(c.display.clone()),
+        replace: false,
+        location: location::infer(&c.display, text),
+    };
+    store
+        .import(&name, &parsed.config, &opts)
+        .map_err(explain)?;
+    Ok((name.to_string(), parsed.ignored_hooks.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use underpass_profile::Keystore;
+
+    const CONF: &str = "[Interface]\nPrivateKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nAddress = 10.64.1.2/32\nDNS = 10.64.1.1\nPostUp = iptables -A FORWARD\n\n[Peer]\nPublicKey = AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\nEndpoint = 192.0.2.10:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n";
+
+    fn profiles(dir: &Path) -> Profiles {
+        Profiles::new(Options {
+            socket: dir.join("none.sock"),
+            config_dir: Some(dir.join("config")),
+            keystore: Keystore::File,
+            trusted_keys_dir: dir.join("trusted"),
+            self_test: Default::default(),
+        })
+    }
+
+    #[test]
+    fn imported_file_shows_in_the_catalog_under_its_country() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("se-sto-wg-001.conf");
+        fs::write(&file, CONF).unwrap();
+        let p = profiles(dir.path());
+        let out = p.import(&file, false);
+        assert_eq!(out.imported, vec!["se-sto-wg-001"], "{out:?}");
+        assert_eq!(out.ignored_hooks, 1);
+        let catalog = p.catalog().unwrap();
+        assert_eq!(catalog.countries[0].code.as_deref(), Some("SE"));
+        assert_eq!(
+            catalog.countries[0].servers[0].profile.as_str(),
+            "se-sto-wg-001"
+        );
+        // importing the same file again is refused with a reason, nothing crashes
+        let again = p.import(&file, false);
+        assert!(again.imported.is_empty());
+        assert!(again.failed[0].contains("already exists"), "{again:?}");
+        p.remove("se-sto-wg-001").unwrap();
+        assert!(p.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_broken_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.conf");
+        fs::write(&file, "[Interface]\nPrivateKey = nope\n").unwrap();
+        let out = profiles(dir.path()).import(&file, false);
+        assert!(out.imported.is_empty());
+        assert!(out.failed[0].starts_with("broken.conf"), "{out:?}");
+    }
+
+    #[test]
+    fn connect_request_carries_the_split_tunnel_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("de-fra-wg-001.conf");
+        fs::write(&file, CONF).unwrap();
+        let p = profiles(dir.path());
+        p.import(&file, false);
+        let settings = Settings {
+            split_include: vec!["10.0.0.0/8".parse().unwrap()],
+            split_exclude: vec!["10.9.0.0/16".parse().unwrap()],
+            ..Settings::default()
+        };
+        let c = p
+            .tunnel_config(
+                "de-fra-wg-001",
+                None,
+                &settings,
+                underpass_proto::KillSwitchMode::Off,
+                false,
+            )
+            .unwrap();
+        assert_eq!(c.routing.include, settings.split_include);
+        assert_eq!(c.routing.exclude, settings.split_exclude);
+        assert!(p
+            .tunnel_config(
+                "nope",
+                None,
+                &settings,
+                underpass_proto::KillSwitchMode::Off,
+                false
+            )
+            .is_err());
+    }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The desktop app end to end (npm run gui:e2e runs only the node part; use this script).
+#
+#   tests/gui/run.sh [--no-build] [--update-docs]
+#
+# Builds the app with its front end embedded, then: one Xvfb, a sandbox (scripts/sandbox.sh)
+# with three wireguard-go servers and a tunnel resolver, the real underpassd in the client
+# namespace, and a D-Bus session (with a mock notification server) holding tauri-driver +
+# WebKitWebDriver. tests/gui/app.test.mjs drives the window. Screenshots and memory figures go
+# to target/gui-artifacts/; --update-docs also copies the screenshots to docs/screenshots/.
+# Needs root (namespaces); every wait is bounded, and everything is torn down on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$PATH"
+build=1 docs=0
+for a in "$@"; do
+  case $a in
+    --no-build) build=0 ;;
+    --update-docs) docs=1 ;;
+    *) echo "gui: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+say() { printf 'gui: %s\n' "$*" >&2; }
+[ "$(id -u)" = 0 ] || { say "needs root (network namespaces)"; exit 1; }
+for t in Xvfb WebKitWebDriver tauri-driver dbus-run-session gdbus node; do
+  command -v "$t" >/dev/null || { say "missing $t: run scripts/install-deps.sh"; exit 1; }
+done
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$build" = 1 ]; then
+  say "building the front end and the app (front end embedded)"
+  npm run -s ui:build
+  cargo build --locked -q -p underpassd -p underpass-gui --features tauri/custom-protocol
+fi
+APP=$TARGET/debug/underpass-gui
+export UNDERPASS_BIN_DIR=$TARGET/debug
+ART=$TARGET/gui-artifacts
+rm -rf "$ART"; mkdir -p "$ART"
+
+PREFIX=ugui
+export SANDBOX_DIR=$ROOT/.sandbox/$PREFIX
+TMP=$(mktemp -d /tmp/underpass-gui.XXXXXX)
+pids=()
+group=""  # the process group of the D-Bus session: tauri-driver, WebKitWebDriver, the app, at-spi
+cleanup() {
+  local rc=$?
+  [ -n "$group" ] && kill -TERM -- "-$group" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -f "$SANDBOX_DIR/underpassd.pid" ] && bash tests/gui/helper.sh stop || true
+  bash scripts/sandbox.sh down "$PREFIX" --dir "$SANDBOX_DIR" >/dev/null 2>&1 || true
+  for p in "${pids[@]}"; do
+    for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  [ -n "$group" ] && kill -KILL -- "-$group" 2>/dev/null || true
+  if [ $rc -ne 0 ]; then
+    say "FAILED (rc=$rc); logs in $ART"
+    cp "$TMP"/*.log "$SANDBOX_DIR"/underpassd.log "$ART"/ 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+say "sandbox with three servers"
+bash scripts/sandbox.sh up "$PREFIX" --servers 3 --dir "$SANDBOX_DIR"
+# shellcheck disable=SC1091
+. "$SANDBOX_DIR/env.sh"
+# The tunnel's resolver (server 1's inner address), so the DNS-leak test gets answers.
+ip netns exec "$NS_SERVER_1" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv \
+  --no-hosts --bind-interfaces --user=root --address=/example.test/192.0.2.99 \
+  --listen-address="$SERVER_TUN_ADDR4_1" --pid-file="$TMP/dnsmasq.pid" >"$TMP/dnsmasq.log" 2>&1 &
+pids+=($!)
+bash tests/gui/helper.sh start
+
+# One long-lived X server for the whole run.
+disp=""
+for n in $(seq 90 130); do
+  [ -e "/tmp/.X$n-lock" ] || [ -e "/tmp/.X11-unix/X$n" ] || { disp=$n; break; }
+done
+[ -n "$disp" ] || { say "no free X display number"; exit 1; }
+Xvfb ":$disp" -screen 0 1280x900x24 -nolisten tcp >"$TMP/xvfb.log" 2>&1 &
+pids+=($!)
+export DISPLAY=":$disp"
+for _ in $(seq 100); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done
+xdpyinfo >/dev/null 2>&1 || { say "Xvfb did not start"; exit 1; }
+
+# The app's world: a throwaway HOME and config dir, keys in 0600 files (no keyring here), the
+# sandbox's helper, and self-test targets inside the sandbox.
+mkdir -p "$TMP/home" "$TMP/xdg"; chmod 700 "$TMP/xdg"
+port=$((20000 + RANDOM % 20000))
+env HOME="$TMP/home" XDG_RUNTIME_DIR="$TMP/xdg" \
+  UNDERPASS_SOCKET="$SANDBOX_DIR/underpassd.sock" UNDERPASS_CONFIG_DIR="$TMP/config" \
+  UNDERPASS_KEYSTORE=file UNDERPASS_TRUSTED_KEYS_DIR="$TMP/trusted" \
+  UNDERPASS_SELFTEST_DOMAIN=example.test \
+  UNDERPASS_SELFTEST_PROBES="$ROUTER_ADDR4,$INET_ADDR4_1" \
+  setsid dbus-run-session -- bash -c '
+    /usr/bin/python3 -m dbusmock --session --template notification_daemon -l "$0/notify.log" >"$0/dbusmock.log" 2>&1 &
+    timeout 10 gdbus wait --session org.freedesktop.Notifications || echo "no mock notification server" >&2
+    exec tauri-driver --port "$1" --native-port "$(($1 + 1))"' "$TMP" "$port" >"$TMP/tauri-driver.log" 2>&1 &
+group=$!  # setsid in a background job execs in place: its pid is the new group's id
+
+say "driving the app (display :$disp, tauri-driver on port $port)"
+GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
+  GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" \
+  timeout 420 node --test --test-reporter=spec tests/gui/app.test.mjs
+cp "$TMP/notify.log" "$ART/notifications.log" 2>/dev/null || true
+grep -q "Underpass: connected" "$ART/notifications.log" ||
+  { say "no 'connected' notification reached the notification server"; exit 1; }
+if [ "$docs" = 1 ]; then
+  mkdir -p docs/screenshots
+  cp "$ART"/*.png docs/screenshots/
+  say "screenshots copied to docs/screenshots/"
+fi
+say "passed; screenshots in $ART"

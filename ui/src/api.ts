@@ -1,0 +1,43 @@
+// Every call into the Rust side goes through here: one function per Tauri command.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  Catalog,
+  HelperView,
+  ImportOutcome,
+  KillSwitchMode,
+  ProfileSummary,
+  SelfTestKind,
+  SelfTestProgress,
+  SelfTestReport,
+  Settings,
+} from "./types";
+
+export const api = {
+  helperView: () => invoke<HelperView>("helper_view"),
+  retryHelper: () => invoke<void>("retry_helper"),
+  listProfiles: () => invoke<ProfileSummary[]>("list_profiles"),
+  serverCatalog: () => invoke<Catalog>("server_catalog"),
+  importPaths: (paths: string[], trust: boolean) =>
+    invoke<ImportOutcome[]>("import_paths", { paths, trust }),
+  deleteProfile: (name: string) => invoke<void>("delete_profile", { name }),
+  connect: (profile: string, server: string | null) => invoke<void>("connect", { profile, server }),
+  disconnect: () => invoke<void>("disconnect"),
+  setKillSwitch: (mode: KillSwitchMode) => invoke<void>("set_kill_switch", { mode }),
+  setLanAccess: (allow: boolean) => invoke<void>("set_lan_access", { allow }),
+  getSettings: () => invoke<Settings>("get_settings"),
+  saveSettings: (include: string, exclude: string, notifications: boolean) =>
+    invoke<Settings>("save_settings", { include, exclude, notifications }),
+  selfTest: (test: SelfTestKind) => invoke<SelfTestReport>("self_test", { test }),
+  onHelperView: (f: (v: HelperView) => void): Promise<UnlistenFn> =>
+    listen<HelperView>("helper-view", (e) => f(e.payload)),
+  onSelfTestProgress: (f: (p: SelfTestProgress) => void): Promise<UnlistenFn> =>
+    listen<SelfTestProgress>("selftest-progress", (e) => f(e.payload)),
+};
+
+/** A command's error as a sentence (commands reject with a string). */
+export function errorText(e: unknown): string {
+  if (typeof e === "string") return e;
+  if (e instanceof Error) return e.message;
+  return JSON.stringify(e);
+}

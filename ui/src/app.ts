@@ -1,0 +1,94 @@
+// The shell: navigation, the helper banner, and wiring the helper's events into the store.
+import { api, errorText } from "./api";
+import { h, replace } from "./dom";
+import { display } from "./format";
+import { Store } from "./store";
+import { ConnectView } from "./views/connect";
+import { DiagnosticsView } from "./views/diagnostics";
+import { ProfilesView } from "./views/profiles";
+import { SettingsView } from "./views/settings";
+
+type Screen = "connect" | "profiles" | "settings" | "diagnostics";
+const SCREENS: { id: Screen; label: string }[] = [
+  { id: "connect", label: "Connect" },
+  { id: "profiles", label: "Profiles" },
+  { id: "settings", label: "Settings" },
+  { id: "diagnostics", label: "Diagnostics" },
+];
+
+export async function startApp(root: HTMLElement): Promise<Store> {
+  const store = new Store(await api.helperView());
+  const reload = async () => {
+    try {
+      store.state.profiles = await api.listProfiles();
+      store.setCatalog(await api.serverCatalog());
+      banner.dataset.profiles = "";
+    } catch (e) {
+      replace(profileError, errorText(e));
+    }
+  };
+  const views = {
+    connect: new ConnectView(store),
+    profiles: new ProfilesView(store, reload),
+    settings: new SettingsView(store),
+    diagnostics: new DiagnosticsView(store),
+  };
+  let current: Screen = "connect";
+  const main = h("main", { id: "main", tabindex: "-1" });
+  const banner = h("div", { id: "helper-banner", role: "status" });
+  const profileError = h("p", { class: "error", role: "alert" });
+  const nav = h(
+    "nav",
+    { "aria-label": "Screens" },
+    h("div", { class: "brand" }, "Underpass"),
+    SCREENS.map((s) =>
+      h(
+        "button",
+        {
+          id: `nav-${s.id}`,
+          class: "nav",
+          onclick: () => {
+            current = s.id;
+            render();
+            main.focus();
+          },
+        },
+        s.label,
+      ),
+    ),
+  );
+  replace(root, nav, h("div", { class: "content" }, banner, profileError, main));
+
+  function render(): void {
+    const d = display(store.state.view);
+    banner.hidden = d.kind !== "no-helper" || current === "connect";
+    if (!banner.hidden) replace(banner, h("strong", {}, d.title), " — ", d.detail || "retrying…");
+    for (const b of nav.querySelectorAll<HTMLButtonElement>("button.nav")) {
+      const on = b.id === `nav-${current}`;
+      b.classList.toggle("active", on);
+      if (on) b.setAttribute("aria-current", "page");
+      else b.removeAttribute("aria-current");
+    }
+    const v = views[current];
+    if (main.firstChild !== v.el) replace(main, v.el);
+    v.update();
+  }
+
+  store.subscribe(render);
+  await api.onHelperView((v) => store.setView(v));
+  await api.onSelfTestProgress((p) => views.diagnostics.progress(p));
+  try {
+    store.state.settings = await api.getSettings();
+    views.settings.reset();
+  } catch {
+    // defaults stay
+  }
+  await reload();
+  // The event may have fired before we listened: take the latest view once more.
+  store.setView(await api.helperView());
+  // The plot scrolls even when no event arrives.
+  setInterval(() => {
+    if (current === "connect" && store.state.view.status?.state === "connected") render();
+  }, 1000);
+  return store;
+}

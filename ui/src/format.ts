@@ -1,0 +1,117 @@
+// Pure presentation helpers: turning what the helper reported into words. No state is made
+// up here: every function maps a reported value to text.
+import type { HelperView, Status } from "./types";
+
+export function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+export function rate(bytesPerSec: number): string {
+  const bits = bytesPerSec * 8;
+  if (bits < 1000) return `${Math.round(bits)} bit/s`;
+  if (bits < 1e6) return `${(bits / 1e3).toFixed(1)} kbit/s`;
+  if (bits < 1e9) return `${(bits / 1e6).toFixed(1)} Mbit/s`;
+  return `${(bits / 1e9).toFixed(2)} Gbit/s`;
+}
+
+export function age(secs: number | null): string {
+  if (secs === null) return "no handshake yet";
+  if (secs < 60) return `${secs} s ago`;
+  if (secs < 3600) return `${Math.floor(secs / 60)} min ${secs % 60} s ago`;
+  return `${Math.floor(secs / 3600)} h ${Math.floor((secs % 3600) / 60)} min ago`;
+}
+
+/** What the Connect screen shows, derived only from the helper's report. */
+export type Display =
+  | { kind: "no-helper"; title: string; detail: string; fix: string[] }
+  | { kind: "disconnected" | "connecting" | "connected" | "disconnecting"; title: string; detail: string }
+  | { kind: "blocked"; title: string; detail: string }
+  | { kind: "error"; title: string; detail: string };
+
+export function display(view: HelperView): Display {
+  const s = view.status;
+  if (view.link !== "connected" || s === null) return noHelper(view);
+  const where = s.profile ? ` to ${s.profile}` : "";
+  if (s.firewall === "blocking" && s.state !== "connected") {
+    return {
+      kind: "blocked",
+      title: "Blocked by the kill switch",
+      detail:
+        s.state === "error" && s.error
+          ? `The tunnel is down (${s.error}), so the kill switch holds all traffic back. Connect again, or turn the kill switch off in Settings.`
+          : `The kill switch (${s.kill_switch}) holds all traffic back until the tunnel is up.`,
+    };
+  }
+  switch (s.state) {
+    case "connected":
+      return { kind: "connected", title: `Connected${where}`, detail: "Your traffic goes through the tunnel." };
+    case "connecting":
+      return { kind: "connecting", title: `Connecting${where}…`, detail: "Waiting for the server's handshake." };
+    case "disconnecting":
+      return { kind: "disconnecting", title: "Disconnecting…", detail: "Removing the tunnel and its routes." };
+    case "error":
+      return {
+        kind: "error",
+        title: "Could not keep the tunnel up",
+        detail: `${s.error ?? "The helper reported an error without a reason."} Try again, or pick another server.`,
+      };
+    case "disconnected":
+      return {
+        kind: "disconnected",
+        title: "Disconnected",
+        detail:
+          s.firewall === "open"
+            ? "Your traffic goes out directly, not through a VPN."
+            : "Not connected; the kill switch allows only what its mode permits.",
+      };
+  }
+}
+
+function noHelper(view: HelperView): Display {
+  const msg = view.message ?? "";
+  switch (view.link) {
+    case "connecting":
+      return { kind: "no-helper", title: "Looking for the Underpass helper…", detail: `Socket ${view.socket}`, fix: [] };
+    case "permission_denied":
+      return {
+        kind: "no-helper",
+        title: "Not allowed to talk to the helper",
+        detail: msg,
+        fix: ["sudo usermod -aG underpass $USER", "then log out and back in"],
+      };
+    case "incompatible":
+      return { kind: "no-helper", title: "The helper is a different version", detail: msg, fix: ["Install the same Underpass release for the app and the helper."] };
+    default:
+      return {
+        kind: "no-helper",
+        title: "The Underpass helper is not running",
+        detail: msg,
+        fix: ["sudo systemctl start underpassd", "or, without systemd: sudo underpassd"],
+      };
+  }
+}
+
+/** Explains the point-to-point tunnel addresses in plain words. */
+export function explainAddresses(s: Status): string[] {
+  const out: string[] = [];
+  const mine = s.addresses.map((a) => a.split("/")[0]);
+  if (mine.length) out.push(`Your address inside the tunnel: ${mine.join(" and ")}.`);
+  const endpoint = s.endpoint ?? s.peers[0]?.endpoint ?? null;
+  if (endpoint)
+    out.push(
+      `The other end is the server at ${endpoint}: everything sent into ${s.interface ?? "the tunnel"} is encrypted and sent there as UDP, and it forwards it on.`,
+    );
+  if (s.dns?.servers.length) out.push(`Names are resolved by ${s.dns.servers.join(", ")} inside the tunnel (${s.dns.method}).`);
+  return out;
+}
+
+export function flagOrGlobe(flag: string | null): string {
+  return flag ?? "🌐";
+}

@@ -1,0 +1,184 @@
+// The TypeScript side of the contract. These mirror the Rust types (crates/proto, crates/profile,
+// src-tauri) as serde serializes them. `generated/contract-samples.ts` is written by a Rust test
+// from real values of every type and variant, and `tsc` checks it against these declarations,
+// so the two sides cannot drift: a field or variant added, removed or renamed on either side
+// fails `npm run ui:check` or `cargo test -p underpass-gui`.
+
+export type TunnelState = "disconnected" | "connecting" | "connected" | "disconnecting" | "error";
+export type KillSwitchMode = "off" | "auto" | "lockdown";
+export type FirewallState = "open" | "tunnel_only" | "blocking";
+export type SelfTestKind = "dns" | "kill_switch";
+export type Verdict = "pass" | "fail" | "inconclusive";
+export type Keystore = "keyring" | "file";
+export type LinkState =
+  | "connecting"
+  | "connected"
+  | "not_running"
+  | "permission_denied"
+  | "incompatible"
+  | "lost";
+
+export interface RoutingSummary {
+  full_tunnel: boolean;
+  include: string[];
+  exclude: string[];
+  fwmark: number;
+  table: number;
+}
+
+export interface PeerStatus {
+  public_key: string;
+  endpoint: string | null;
+  allowed_ips: string[];
+  rx_bytes: number;
+  tx_bytes: number;
+  last_handshake_secs: number | null;
+}
+
+export interface DnsStatus {
+  servers: string[];
+  method: string;
+}
+
+export interface Policy {
+  min_kill_switch: KillSwitchMode;
+  split_tunnel_allowed: boolean;
+  lan_access_allowed: boolean;
+  dns_locked: boolean;
+}
+
+export interface Status {
+  state: TunnelState;
+  profile: string | null;
+  interface: string | null;
+  addresses: string[];
+  endpoint: string | null;
+  rx_bytes: number;
+  tx_bytes: number;
+  last_handshake_secs: number | null;
+  error: string | null;
+  mtu: number | null;
+  routing: RoutingSummary | null;
+  peers: PeerStatus[];
+  kill_switch: KillSwitchMode;
+  lan_access: boolean;
+  firewall: FirewallState;
+  dns: DnsStatus | null;
+  /** The policy of the signed profile the user wants connected, if any. */
+  policy: SessionPolicy | null;
+}
+
+export interface SessionPolicy {
+  organization: string;
+  serial: number;
+  policy: Policy;
+}
+
+export interface LeakedPacket {
+  interface: string;
+  protocol: string;
+  source: string;
+  destination: string;
+  detail: string | null;
+}
+
+export interface ResolverRoute {
+  server: string;
+  interface: string | null;
+  through_tunnel: boolean;
+}
+
+export interface SelfTestReport {
+  test: SelfTestKind;
+  verdict: Verdict;
+  duration_ms: number;
+  captured_on: string[];
+  sent: string[];
+  leaks: LeakedPacket[];
+  resolvers: ResolverRoute[];
+  notes: string[];
+}
+
+export interface HelperView {
+  link: LinkState;
+  message: string | null;
+  socket: string;
+  helper_version: string | null;
+  status: Status | null;
+}
+
+export interface SelfTestProgress {
+  test: SelfTestKind;
+  step: string;
+}
+
+export interface SignerKey {
+  public_key: string;
+  key_id: string;
+}
+
+export interface BundleInfo {
+  organization: string;
+  description: string | null;
+  serial: number;
+  expires: string | null;
+  expires_at: number | null;
+  signer: SignerKey;
+  trusted_comment: string;
+  policy: Policy;
+  key_generated_locally: boolean;
+}
+
+export interface ProfileSummary {
+  name: string;
+  source: string | null;
+  endpoint: string;
+  addresses: string[];
+  peers: number;
+  full_tunnel: boolean;
+  imported_at: number;
+  country: string | null;
+  city: string | null;
+  keystore: Keystore;
+  bundle: BundleInfo | null;
+}
+
+export interface CatalogServer {
+  profile: string;
+  server: string | null;
+  country: string | null;
+  city: string | null;
+  endpoint: string;
+  public_key: string;
+  organization: string | null;
+}
+
+export interface CatalogCountry {
+  code: string | null;
+  name: string;
+  flag: string | null;
+  servers: CatalogServer[];
+}
+
+export interface Catalog {
+  countries: CatalogCountry[];
+}
+
+export interface UntrustedSigner {
+  organization: string;
+  signer: SignerKey;
+}
+
+export interface ImportOutcome {
+  source: string;
+  imported: string[];
+  failed: string[];
+  ignored_hooks: number;
+  untrusted: UntrustedSigner | null;
+}
+
+export interface Settings {
+  split_include: string[];
+  split_exclude: string[];
+  notifications: boolean;
+}

@@ -1,0 +1,221 @@
+// Connect: the big button, the state, the country picker and the live details.
+import { api, errorText } from "../api";
+import { h, replace, svg } from "../dom";
+import { age, bytes, display, explainAddresses, flagOrGlobe, rate } from "../format";
+import { HISTORY_MS, type Sample, type Store } from "../store";
+import type { Catalog, Status } from "../types";
+
+export function filterCatalog(catalog: Catalog, query: string): Catalog {
+  const q = query.trim().toLowerCase();
+  if (!q) return catalog;
+  return {
+    countries: catalog.countries
+      .map((c) => {
+        const countryHit = c.name.toLowerCase().includes(q) || (c.code ?? "").toLowerCase() === q;
+        const servers = countryHit
+          ? c.servers
+          : c.servers.filter((s) =>
+              [s.city, s.profile, s.server, s.organization].some((x) => (x ?? "").toLowerCase().includes(q)),
+            );
+        return { ...c, servers };
+      })
+      .filter((c) => c.servers.length > 0),
+  };
+}
+
+export function plot(samples: Sample[], now: number, width = 320, height = 90): SVGElement {
+  const max = Math.max(1, ...samples.map((s) => Math.max(s.rx, s.tx)));
+  // The time axis grows with the session, from 30 s up to the last 5 minutes.
+  const first = samples[0]?.t ?? now;
+  const span = Math.min(HISTORY_MS, Math.max(30000, now - first));
+  const x = (t: number) => width - ((now - t) / span) * width;
+  const y = (v: number) => height - 4 - (v / max) * (height - 8);
+  const line = (pick: (s: Sample) => number) => samples.map((s) => `${x(s.t).toFixed(1)},${y(pick(s)).toFixed(1)}`).join(" ");
+  return svg(
+    "svg",
+    { id: "plot", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Throughput over the last 5 minutes", class: "plot" },
+    svg("line", { x1: 0, y1: height - 4, x2: width, y2: height - 4, class: "axis" }),
+    svg("polyline", { points: line((s) => s.rx), class: "rx" }),
+    svg("polyline", { points: line((s) => s.tx), class: "tx" }),
+  );
+}
+
+export class ConnectView {
+  readonly el: HTMLElement;
+  private card = h("section", { class: "card state-card", "aria-live": "polite" });
+  private details = h("section", { class: "card details" });
+  private list = h("div", { class: "server-list", role: "listbox", "aria-label": "Servers" });
+  private search = h("input", {
+    id: "server-search",
+    type: "search",
+    placeholder: "Search country, city or server",
+    "aria-label": "Search servers",
+  });
+  private error = "";
+  private busy = false;
+  private listKey = "";
+
+  constructor(private store: Store) {
+    this.search.addEventListener("input", () => this.renderList(true));
+    this.el = h(
+      "div",
+      { class: "screen connect" },
+      h("div", { class: "col" }, this.card, this.details),
+      h("section", { class: "card picker" }, h("h2", {}, "Server"), this.search, this.list),
+    );
+  }
+
+  update(): void {
+    this.renderCard();
+    this.renderDetails();
+    this.renderList(false);
+  }
+
+  private async act(f: () => Promise<void>): Promise<void> {
+    this.busy = true;
+    this.error = "";
+    this.renderCard();
+    try {
+      await f();
+    } catch (e) {
+      this.error = errorText(e);
+    }
+    this.busy = false;
+    this.renderCard();
+  }
+
+  private renderCard(): void {
+    const { view, choice } = this.store.state;
+    const d = display(view);
+    const s = view.status;
+    const wantsDisconnect = s !== null && (s.state === "connected" || s.state === "connecting");
+    const button = h(
+      "button",
+      {
+        id: "connect-button",
+        class: `big ${wantsDisconnect ? "stop" : "go"}`,
+        disabled: this.busy || s === null || (!wantsDisconnect && choice === null) || s.state === "disconnecting",
+        onclick: () =>
+          this.act(async () => {
+            if (wantsDisconnect) await api.disconnect();
+            else if (choice) await api.connect(choice.profile, choice.server);
+          }),
+      },
+      wantsDisconnect ? (s?.state === "connecting" ? "Cancel" : "Disconnect") : "Connect",
+    );
+    const children: (Node | string | null)[] = [
+      h("div", { class: `state state-${d.kind}` }, h("span", { class: "dot", "aria-hidden": "true" }), h("h1", { id: "state-title" }, d.title)),
+      h("p", { id: "state-detail", class: "detail" }, d.detail),
+    ];
+    if (d.kind === "no-helper") {
+      children.push(noHelperHelp(d.fix, view.socket));
+    } else {
+      children.push(button);
+      if (!wantsDisconnect && choice === null) children.push(h("p", { class: "hint" }, "Import a profile (Profiles) to get a server to connect to."));
+    }
+    if (this.error) children.push(h("p", { class: "error", role: "alert", id: "connect-error" }, this.error));
+    replace(this.card, children);
+  }
+
+  private renderDetails(): void {
+    const s = this.store.state.view.status;
+    if (!s || (s.state !== "connected" && s.state !== "connecting")) {
+      this.details.hidden = true;
+      return;
+    }
+    this.details.hidden = false;
+    replace(this.details, h("h2", {}, "This connection"), detailsList(s), this.throughputBlock());
+  }
+
+  private throughputBlock(): HTMLElement {
+    const samples = this.store.state.throughput.samples;
+    const last = samples[samples.length - 1];
+    return h(
+      "div",
+      { class: "throughput" },
+      h(
+        "p",
+        { class: "legend" },
+        h("span", { class: "rx-key" }, `↓ ${last ? rate(last.rx) : "…"}`),
+        " ",
+        h("span", { class: "tx-key" }, `↑ ${last ? rate(last.tx) : "…"}`),
+        h("span", { class: "muted" }, "  up to the last 5 minutes"),
+      ),
+      plot(samples, Date.now()),
+    );
+  }
+
+  private renderList(force: boolean): void {
+    const { catalog, choice } = this.store.state;
+    const key = JSON.stringify([catalog, choice, this.search.value]);
+    if (!force && key === this.listKey) return;
+    this.listKey = key;
+    const filtered = filterCatalog(catalog, this.search.value);
+    if (catalog.countries.length === 0) {
+      replace(this.list, h("p", { class: "muted" }, "No servers yet. Import a profile in Profiles."));
+      return;
+    }
+    if (filtered.countries.length === 0) {
+      replace(this.list, h("p", { class: "muted" }, `Nothing matches "${this.search.value}".`));
+      return;
+    }
+    replace(
+      this.list,
+      filtered.countries.map((c) =>
+        h(
+          "div",
+          { class: "country", "data-country": c.code ?? "" },
+          h("h3", {}, h("span", { class: "flag", "aria-hidden": "true" }, flagOrGlobe(c.flag)), ` ${c.name} `, h("span", { class: "count" }, `${c.servers.length}`)),
+          c.servers.map((s) => {
+            const selected = choice?.profile === s.profile && choice.server === s.server;
+            return h(
+              "button",
+              {
+                class: `server${selected ? " selected" : ""}`,
+                role: "option",
+                "aria-selected": selected ? "true" : "false",
+                "data-profile": s.profile,
+                onclick: () => {
+                  this.store.state.choice = { profile: s.profile, server: s.server };
+                  this.store.changed();
+                },
+              },
+              h("span", { class: "city" }, s.city ?? s.server ?? s.profile),
+              h("span", { class: "muted" }, ` ${s.server ?? s.profile}${s.organization ? ` · ${s.organization}` : ""}`),
+            );
+          }),
+        ),
+      ),
+    );
+  }
+}
+
+function detailsList(s: Status): HTMLElement {
+  const row = (label: string, id: string, value: string) => h("div", { class: "row" }, h("dt", {}, label), h("dd", { id }, value));
+  return h(
+    "div",
+    {},
+    h(
+      "dl",
+      { class: "facts" },
+      row("Server", "detail-profile", s.profile ?? "—"),
+      row("Endpoint", "detail-endpoint", s.endpoint ?? "—"),
+      row("Tunnel addresses", "detail-addresses", s.addresses.join(", ") || "—"),
+      row("Last handshake", "detail-handshake", age(s.last_handshake_secs)),
+      row("Received", "detail-rx", bytes(s.rx_bytes)),
+      row("Sent", "detail-tx", bytes(s.tx_bytes)),
+    ),
+    h("div", { class: "explain" }, explainAddresses(s).map((t) => h("p", {}, t))),
+  );
+}
+
+function noHelperHelp(fix: string[], socket: string): HTMLElement {
+  return h(
+    "div",
+    { class: "no-helper", id: "no-helper" },
+    fix.length ? h("p", {}, "To fix it:") : null,
+    fix.length ? h("ul", {}, fix.map((f) => h("li", {}, h("code", {}, f)))) : null,
+    h("p", { class: "muted" }, `The app looks for the helper at ${socket} and reconnects by itself as soon as it answers.`),
+    h("button", { id: "retry-helper", onclick: () => void api.retryHelper() }, "Retry now"),
+  );
+}
