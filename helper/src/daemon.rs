@@ -4,14 +4,18 @@
 //! All changes to the system happen in this one task, in order. IPC connections only send it
 //! commands and read the published status, so no client can interleave two setups.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use parking_lot::Mutex;
+
+use anyhow::{bail, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, SelfTestKind,
-    SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest, Status, TunnelConfig,
+    DnsStatus, ErrorBody, ErrorCode, Event, Key, KillSwitchMode, PeerStatus, ProbeCandidate,
+    ProbeResult, SelfTestKind, SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest,
+    Status, TunnelConfig, MAX_PROBE_CANDIDATES,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
@@ -21,13 +25,12 @@ use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{AfterTeardown, Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
-use crate::tunnel::{DataPlane, DataPlaneConfig};
+use crate::tunnel::{probe, resolve_endpoint, DataPlane, DataPlaneConfig};
 
 /// Outer IPv4 + UDP + WireGuard headers, and the same over IPv6.
 const OVERHEAD_V4: u16 = 60;
 const OVERHEAD_V6: u16 = 80;
 const DEFAULT_LINK_MTU: u16 = 1500;
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
 const STATS_EVERY: u32 = 10;
 
@@ -43,8 +46,17 @@ pub enum Command {
         SelfTestOptions,
         oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
     ),
+    Probe(
+        Vec<ProbeCandidate>,
+        oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
+
+/// How long one probe waits for a handshake response, and how long its result is reused.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_CACHE: Duration = Duration::from_secs(30);
+type ProbeCache = Arc<Mutex<HashMap<(String, Key), (ProbeResult, Instant)>>>;
 
 pub struct Settings {
     pub handshake_timeout: Duration,
@@ -75,6 +87,7 @@ pub struct Daemon {
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
+    probes: ProbeCache,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
@@ -99,6 +112,7 @@ impl Daemon {
             session: None,
             firewall_applied: None,
             dns,
+            probes: ProbeCache::default(),
             status,
             events,
         })
@@ -265,6 +279,7 @@ impl Daemon {
                         let _ = reply.send(self.apply_setting().await);
                     }
                     Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
+                    Some(Command::Probe(candidates, reply)) => self.probe(candidates, reply),
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -355,6 +370,60 @@ impl Daemon {
             tracing::info!(organization = %p.organization, "LAN access turned off by policy");
             self.intent.lan_access = false;
         }
+    }
+
+    /// Measures servers in their own task; results younger than [`PROBE_CACHE`] are reused.
+    fn probe(
+        &self,
+        candidates: Vec<ProbeCandidate>,
+        reply: oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
+    ) {
+        if candidates.len() > MAX_PROBE_CANDIDATES {
+            let _ = reply.send(Err(ErrorBody::new(
+                ErrorCode::InvalidConfig,
+                format!("at most {MAX_PROBE_CANDIDATES} servers per probe"),
+            )));
+            return;
+        }
+        let fwmark = self.session.as_ref().map(|s| s.plan.fwmark);
+        let cache = self.probes.clone();
+        tokio::spawn(async move {
+            let key = |c: &ProbeCandidate| (c.endpoint.clone(), c.public_key.clone());
+            let cached = |c: &ProbeCandidate| {
+                let cache = cache.lock();
+                cache
+                    .get(&key(c))
+                    .filter(|(_, at)| at.elapsed() < PROBE_CACHE)
+                    .map(|(r, _)| ProbeResult {
+                        id: c.id.clone(),
+                        ..r.clone()
+                    })
+            };
+            let fresh: Vec<ProbeCandidate> = candidates
+                .iter()
+                .filter(|c| cached(c).is_none())
+                .cloned()
+                .collect();
+            let measured = probe::probe_all(fresh.clone(), fwmark, PROBE_TIMEOUT).await;
+            {
+                let mut cache = cache.lock();
+                for (c, r) in fresh.iter().zip(&measured) {
+                    cache.insert(key(c), (r.clone(), Instant::now()));
+                }
+            }
+            let results = candidates
+                .iter()
+                .map(|c| {
+                    cached(c).unwrap_or_else(|| ProbeResult {
+                        id: c.id.clone(),
+                        endpoint: None,
+                        rtt_ms: None,
+                        error: Some("not measured".into()),
+                    })
+                })
+                .collect();
+            let _ = reply.send(Ok(results));
+        });
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.
@@ -514,7 +583,7 @@ impl Daemon {
             peers.push(PeerSpec {
                 public_key: p.public_key.clone(),
                 preshared_key: p.preshared_key.clone(),
-                endpoint: resolve(&p.endpoint).await?,
+                endpoint: resolve_endpoint(&p.endpoint).await?,
                 allowed_ips: p.allowed_ips.clone(),
                 persistent_keepalive: p.persistent_keepalive,
             });
@@ -621,29 +690,6 @@ impl Daemon {
     }
 }
 
-/// Resolves `host:port` (or `[v6]:port`) before any route exists, so the lookup cannot go
-/// through the tunnel that it is needed to build.
-async fn resolve(endpoint: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let addrs: Vec<SocketAddr> =
-        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(endpoint))
-            .await
-            .map_err(|_| {
-                anyhow!("resolving endpoint {endpoint}: no answer within {RESOLVE_TIMEOUT:?}")
-            })?
-            .with_context(|| format!("resolving endpoint {endpoint}"))?
-            .collect();
-    // Prefer IPv4: it works on more networks, and the choice is stable.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| anyhow!("endpoint {endpoint} resolves to no address"))
-}
-
 /// The first `<prefix>N` that no existing interface uses.
 fn free_interface_name(prefix: &str) -> Result<String> {
     for n in 0..100 {
@@ -653,34 +699,4 @@ fn free_interface_name(prefix: &str) -> Result<String> {
         }
     }
     bail!("no free interface name {prefix}0..{prefix}99")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn literal_endpoints_need_no_lookup() {
-        assert_eq!(
-            resolve("192.0.2.10:51820").await.unwrap(),
-            "192.0.2.10:51820".parse().unwrap()
-        );
-        assert_eq!(
-            resolve("[2001:db8::1]:51820").await.unwrap(),
-            "[2001:db8::1]:51820".parse().unwrap()
-        );
-    }
-
-    #[tokio::test]
-    async fn hostnames_are_resolved() {
-        let addr = resolve("localhost:51820").await.unwrap();
-        assert!(addr.ip().is_loopback());
-        assert_eq!(addr.port(), 51820);
-    }
-
-    #[tokio::test]
-    async fn an_unresolvable_endpoint_names_itself() {
-        let err = resolve("no-such-host.invalid:51820").await.unwrap_err();
-        assert!(format!("{err:#}").contains("no-such-host.invalid:51820"));
-    }
 }

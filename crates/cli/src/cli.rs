@@ -96,8 +96,12 @@ pub enum Command {
     /// Bring the tunnel up with a profile
     Connect {
         /// The profile [default: the only one there is]
-        #[arg(value_parser = parse_name)]
+        #[arg(value_parser = parse_name, conflicts_with = "country")]
         name: Option<ProfileName>,
+        /// Connect to the best server in this country (ISO code, e.g. SE): every candidate is
+        /// measured by a real handshake's round trip
+        #[arg(long, value_name = "CC", conflicts_with = "server")]
+        country: Option<String>,
         /// Route only this prefix into the tunnel (repeatable; makes a split tunnel)
         #[arg(long, value_name = "PREFIX", value_parser = parse_prefix)]
         include: Vec<IpNet>,

@@ -52,6 +52,9 @@ pub enum Request {
     SetKillSwitch { mode: KillSwitchMode },
     /// Allow or forbid the local network (LAN) while the kill switch blocks.
     SetLanAccess { allow: bool },
+    /// Measure candidate servers by the round trip of a real WireGuard handshake, in parallel
+    /// and bounded by a timeout. Answered with [`Response::Probed`].
+    ProbeServers { candidates: Vec<ProbeCandidate> },
     /// Run a built-in self-test. Progress arrives as [`Event::SelfTestProgress`] (after
     /// [`Request::Subscribe`]); the answer is [`Response::SelfTest`].
     SelfTest {
@@ -60,6 +63,32 @@ pub enum Request {
         options: SelfTestOptions,
     },
 }
+
+/// One server to measure: where it is, and the keys a handshake with it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeCandidate {
+    /// The caller's name for it (profile, or profile/server).
+    pub id: String,
+    pub endpoint: String,
+    pub public_key: Key,
+    pub private_key: Key,
+    #[serde(default)]
+    pub preshared_key: Option<Key>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub id: String,
+    pub endpoint: Option<SocketAddr>,
+    /// Handshake initiation to response, when the server answered in time.
+    pub rtt_ms: Option<f64>,
+    /// Why there is no round trip (no answer in time, no address, ...).
+    pub error: Option<String>,
+}
+
+/// At most this many servers are measured in one request.
+pub const MAX_PROBE_CANDIDATES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -247,6 +276,7 @@ pub enum Response {
     Subscribed,
     Accepted,
     SelfTest { report: Box<SelfTestReport> },
+    Probed { results: Vec<ProbeResult> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

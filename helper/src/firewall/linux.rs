@@ -2,14 +2,14 @@
 //! crate's typed JSON schema and handed to `nft` as one transaction, so every change replaces
 //! the whole table atomically and no half-built rule set is ever live.
 //!
-//! Output: loopback; the helper's marked UDP to the endpoints; DNS only to the tunnel's
+//! Output: loopback; the helper's own (marked) UDP; DNS only to the tunnel's
 //! resolvers through the tunnel; the tunnel; DHCP and neighbour discovery; the LAN when
 //! allowed; everything else is *rejected* so that applications fail at once.
 //! Input: replies, the tunnel, DHCP/NDP, the LAN when allowed; the tunnel's own address is
 //! unreachable from any other interface (CVE-2019-14899); everything else is dropped.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
@@ -177,9 +177,7 @@ fn ndp() -> Statement<'static> {
 fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     let mut rules = vec![vec![is(meta(MetaKey::Oifname), text("lo")), accept()]];
     if let Some(t) = &policy.tunnel {
-        for ep in &t.endpoints {
-            rules.push(endpoint_rule(t.fwmark, ep));
-        }
+        rules.push(marked_udp_rule(t.fwmark));
         for dns in &t.dns {
             for l4 in ["udp", "tcp"] {
                 rules.push(vec![
@@ -250,14 +248,12 @@ fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     rules
 }
 
-fn endpoint_rule(fwmark: u32, ep: &SocketAddr) -> Vec<Statement<'static>> {
+/// The helper's own UDP: the tunnel to its endpoint and handshake probes of other servers.
+/// Only a process with CAP_NET_ADMIN can set the mark, so nothing else gets through here.
+fn marked_udp_rule(fwmark: u32) -> Vec<Statement<'static>> {
     vec![
         is(meta(MetaKey::Mark), Expression::Number(fwmark)),
-        is(
-            field(family_of(ep.ip()), "daddr"),
-            text(ep.ip().to_string()),
-        ),
-        is(field("udp", "dport"), Expression::Number(ep.port() as u32)),
+        is(meta(MetaKey::L4proto), text("udp")),
         accept(),
     ]
 }
@@ -382,11 +378,14 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_policy_opens_the_endpoint_only_for_marked_udp() {
+    fn tunnel_policy_opens_only_the_helpers_marked_udp() {
         let rules = output_rules(&policy(true, false));
         let ep = json(vec![rules[1].clone()]);
-        assert!(ep.contains("\"mark\"") && ep.contains("30064") && ep.contains("192.0.2.10"));
-        assert!(ep.contains("51820"));
+        assert!(
+            ep.contains("\"mark\"") && ep.contains("30064") && ep.contains("\"udp\""),
+            "{ep}"
+        );
+        assert!(!json(output_rules(&policy(false, false))).contains("30064"));
     }
 
     #[test]

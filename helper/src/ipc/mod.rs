@@ -232,6 +232,16 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
         Request::Disconnect => ask(shared, Command::Disconnect).await,
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
         Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
+        Request::ProbeServers { candidates } => {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .commands
+                .send(Command::Probe(candidates, tx))
+                .await
+                .map_err(|_| helper_gone())?;
+            let results = rx.await.map_err(|_| helper_gone())??;
+            Ok(Response::Probed { results })
+        }
         Request::SelfTest { test, options } => {
             let (tx, rx) = oneshot::channel();
             shared

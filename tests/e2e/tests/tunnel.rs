@@ -379,3 +379,83 @@ fn two_peers_each_carry_the_traffic_for_their_own_allowed_ips() {
         assert!(p["rx_bytes"].as_u64().unwrap() > 0);
     }
 }
+
+#[test]
+fn connect_by_country_picks_the_server_with_the_fastest_handshake() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("et10", 2);
+    let helper = Helper::start(&sandbox, &[]);
+    // Server 1 is reached through a relay that adds 80 ms each way; server 2 directly; a third
+    // candidate never answers.
+    let relay_listen = format!("{}:40001", sandbox.var("ROUTER_ADDR4"));
+    let mut relay = sandbox
+        .in_ns(sandbox.var("NS_ROUTER"), "python3")
+        .arg(repo_root().join("tests/e2e/tools/udp_relay.py"))
+        .args([&relay_listen, sandbox.var("SERVER_ENDPOINT_1"), "80", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("relay");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(relay.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "relay ready");
+    }
+    let write = |name: &str, from: &str, endpoint: &str, key: Option<&str>| {
+        let mut conf = std::fs::read_to_string(sandbox.var(from)).unwrap().replace(
+            &sandbox
+                .var(&from.replace("PROFILE", "SERVER_ENDPOINT"))
+                .to_string(),
+            endpoint,
+        );
+        if let Some(k) = key {
+            conf = conf.replace(sandbox.var(&from.replace("PROFILE", "SERVER_PUB")), k);
+        }
+        let path = sandbox.dir.join(format!("{name}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        helper.cli_ok(&["import", path.to_str().unwrap(), "--country", "SE"]);
+    };
+    write("se-slow", "PROFILE_1", &relay_listen, None);
+    write(
+        "se-fast",
+        "PROFILE_2",
+        sandbox.var("SERVER_ENDPOINT_2"),
+        None,
+    );
+    write(
+        "se-silent",
+        "PROFILE_1",
+        "203.0.113.50:51820",
+        Some("mBVSMfQ8gBD6xM4wvX0Vhm7DK8dSJzhqo4DTGGrz4VM="),
+    );
+    let started = std::time::Instant::now();
+    let out = helper.cli_run(&["connect", "--country", "SE"]);
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Best server in SE: se-fast"), "{stderr}");
+    assert!(
+        stderr.contains("se-silent: no handshake response"),
+        "{stderr}"
+    );
+    let slow_ms: f64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("se-slow: "))
+        .and_then(|v| v.trim_end_matches(" ms").parse().ok())
+        .expect("se-slow was measured");
+    assert!(
+        slow_ms >= 150.0,
+        "the relay's delay did not show: {slow_ms} ms"
+    );
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "the silent server stalled the choice: {elapsed:?}"
+    );
+    assert_eq!(helper.status()["profile"], "se-fast");
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
