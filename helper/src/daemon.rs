@@ -644,6 +644,8 @@ impl Daemon {
             let wanted = DnsConfig {
                 servers: config.dns.clone(),
                 search: config.dns_search.clone(),
+                interface: interface.clone(),
+                full_tunnel: plan.full_tunnel_v4 || plan.full_tunnel_v6,
             };
             if let Err(e) = self.dns.set(&wanted).await {
                 // Never leave the old resolver silently in place: the connect fails instead.

@@ -1,19 +1,127 @@
-//! Linux DNS through `/etc/resolv.conf`, rewritten in place.
+//! Linux DNS: through systemd-resolved when /etc/resolv.conf is its stub, otherwise by rewriting
+//! /etc/resolv.conf in place.
+//!
+//! [`LinuxDns`] picks one at each `set`, by looking at the configured resolv.conf: a
+//! `nameserver 127.0.0.53` line, or a symlink into /run/systemd/resolve/, means systemd-resolved
+//! owns the resolver, and the tunnel's DNS goes on the tunnel's link over D-Bus (`resolved.rs`).
+//! Rewriting the stub instead would be wrong. Anything else is rewritten by [`ResolvConf`].
 //!
 //! In place, not by rename: the file is often a bind mount (containers, and `ip netns exec`
-//! mounting `/etc/netns/NAME/resolv.conf` over it), where renaming over it fails. When the file
-//! is systemd-resolved's stub, rewriting it would be wrong, and the D-Bus backend is not written
-//! yet: the helper then refuses to connect with DNS rather than leave the old resolver in place.
+//! mounting `/etc/netns/NAME/resolv.conf` over it), where renaming over it fails.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::resolved::Resolved;
 use super::{DnsConfig, DnsManager, DnsPaths};
 
 const BACKUP: &str = "resolv.conf.backup";
 const STUB: &str = "127.0.0.53";
+const RESOLVED_RUN_DIR: &str = "/run/systemd/resolve";
+
+/// Whether `path` is systemd-resolved's: a symlink into /run/systemd/resolve/ (stub-resolv.conf,
+/// or resolv.conf in its "uplink" mode), or a file whose resolver is the stub at 127.0.0.53.
+pub fn is_resolved_stub(path: &Path) -> bool {
+    if let Ok(target) = std::fs::read_link(path) {
+        let target = path.parent().unwrap_or(Path::new("/")).join(target);
+        // Lexically, so that a dangling link (resolved not running) still counts.
+        let mut normal = PathBuf::new();
+        for c in target.components() {
+            match c {
+                Component::ParentDir => {
+                    normal.pop();
+                }
+                Component::CurDir => {}
+                c => normal.push(c),
+            }
+        }
+        if normal.starts_with(RESOLVED_RUN_DIR) {
+            return true;
+        }
+    }
+    std::fs::read(path).is_ok_and(|bytes| {
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .any(|l| l.split_whitespace().eq(["nameserver", STUB]))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    ResolvConf,
+    Resolved,
+}
+
+/// The Linux [`DnsManager`]: systemd-resolved or resolv.conf, picked at each `set`.
+pub struct LinuxDns {
+    resolv_conf_path: PathBuf,
+    resolv_conf: ResolvConf,
+    resolved: Resolved,
+    /// What the last `set` picked (kept after `restore`, so an error can name it).
+    picked: Backend,
+}
+
+impl LinuxDns {
+    /// `resolved_bus`: None for the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured), or the
+    /// D-Bus address where a test's stand-in for systemd-resolved listens.
+    pub fn with_resolved_bus(paths: DnsPaths, resolved_bus: Option<String>) -> LinuxDns {
+        LinuxDns {
+            resolv_conf_path: paths.resolv_conf.clone(),
+            resolved: Resolved::new(paths.state_dir.clone(), resolved_bus),
+            resolv_conf: ResolvConf::new(paths),
+            picked: Backend::ResolvConf,
+        }
+    }
+}
+
+impl DnsManager for LinuxDns {
+    fn new(paths: DnsPaths) -> Self {
+        LinuxDns::with_resolved_bus(paths, None)
+    }
+
+    fn method(&self) -> &'static str {
+        match self.picked {
+            Backend::ResolvConf => self.resolv_conf.method(),
+            Backend::Resolved => "systemd-resolved",
+        }
+    }
+
+    async fn set(&mut self, config: &DnsConfig) -> Result<()> {
+        self.picked = if is_resolved_stub(&self.resolv_conf_path) {
+            Backend::Resolved
+        } else {
+            Backend::ResolvConf
+        };
+        match self.picked {
+            Backend::ResolvConf => self.resolv_conf.set(config).await,
+            Backend::Resolved => self.resolved.set(config).await,
+        }
+    }
+
+    async fn reassert(&mut self) -> Result<bool> {
+        match self.picked {
+            Backend::ResolvConf => self.resolv_conf.reassert().await,
+            Backend::Resolved => self.resolved.reassert().await,
+        }
+    }
+
+    /// Both: after a crash either may have been left behind (they do nothing when they have
+    /// nothing to undo, and the resolv.conf backup is handled exactly as before).
+    async fn restore(&mut self) -> Result<()> {
+        let file = self.resolv_conf.restore().await;
+        let link = self
+            .resolved
+            .restore()
+            .await
+            .context("restoring DNS through systemd-resolved");
+        match (file, link) {
+            (Err(a), Err(b)) => Err(a.context(format!("and {b:#}"))),
+            (file, link) => file.and(link),
+        }
+    }
+}
 
 pub struct ResolvConf {
     paths: DnsPaths,
@@ -69,13 +177,11 @@ impl DnsManager for ResolvConf {
     async fn set(&mut self, config: &DnsConfig) -> Result<()> {
         let path = &self.paths.resolv_conf;
         let current = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let is_stub = String::from_utf8_lossy(&current)
-            .lines()
-            .any(|l| l.split_whitespace().eq(["nameserver", STUB]));
-        if is_stub && self.written.is_none() && !self.backup_path().exists() {
+        if is_resolved_stub(path) && self.written.is_none() && !self.backup_path().exists() {
+            // LinuxDns sends this case to systemd-resolved; never overwrite its stub.
             bail!(
-                "{} points at systemd-resolved ({STUB}); setting DNS through systemd-resolved is \
-                 not supported yet, so the tunnel's DNS cannot be put in place",
+                "{} is systemd-resolved's stub ({STUB}): DNS goes through systemd-resolved \
+                 there, not into this file",
                 path.display()
             );
         }
@@ -146,6 +252,8 @@ mod tests {
                 "fd00:64:1::1".parse().unwrap(),
             ],
             search: vec!["corp.example".into()],
+            interface: "lo".into(),
+            full_tunnel: true,
         }
     }
 
@@ -203,5 +311,86 @@ mod tests {
             std::fs::read_to_string(&dns.paths.resolv_conf).unwrap(),
             "nameserver 127.0.0.53\noptions edns0\n"
         );
+    }
+
+    #[test]
+    fn resolveds_stub_is_recognised_by_content_or_by_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "nameserver 198.51.100.1\n").unwrap();
+        assert!(!is_resolved_stub(&plain));
+        let stub = dir.path().join("stub");
+        std::fs::write(&stub, "# resolved\nnameserver 127.0.0.53\noptions edns0\n").unwrap();
+        assert!(is_resolved_stub(&stub));
+        // As on Debian and Ubuntu; the target need not exist (resolved not running).
+        let absolute = dir.path().join("absolute");
+        std::os::unix::fs::symlink("/run/systemd/resolve/stub-resolv.conf", &absolute).unwrap();
+        assert!(is_resolved_stub(&absolute));
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let relative = etc.join("resolv.conf");
+        let up = "../".repeat(dir.path().components().count() + 3);
+        std::os::unix::fs::symlink(format!("{up}run/systemd/resolve/resolv.conf"), &relative)
+            .unwrap();
+        assert!(is_resolved_stub(&relative));
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&plain, &elsewhere).unwrap();
+        assert!(!is_resolved_stub(&elsewhere));
+        assert!(!is_resolved_stub(&dir.path().join("missing")));
+    }
+
+    #[tokio::test]
+    async fn a_plain_resolv_conf_is_still_rewritten_and_restored() {
+        let original = "nameserver 198.51.100.1\n";
+        let (dir, _) = setup(original);
+        // A bus that does not exist: resolv.conf must not need it.
+        let mut dns = LinuxDns::with_resolved_bus(
+            DnsPaths {
+                resolv_conf: dir.path().join("resolv.conf"),
+                state_dir: dir.path().join("state"),
+            },
+            Some(format!("unix:path={}", dir.path().join("no-bus").display())),
+        );
+        dns.set(&config()).await.unwrap();
+        assert_eq!(dns.method(), "resolv.conf");
+        assert!(std::fs::read_to_string(dir.path().join("resolv.conf"))
+            .unwrap()
+            .contains("nameserver 10.64.1.1"));
+        assert!(!dns.reassert().await.unwrap());
+        dns.restore().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap(),
+            original
+        );
+    }
+
+    #[tokio::test]
+    async fn resolveds_stub_goes_to_resolved_and_its_failure_names_it() {
+        let stub = "nameserver 127.0.0.53\noptions edns0\n";
+        let (dir, _) = setup(stub);
+        let bus = dir.path().join("no-bus");
+        let mut dns = LinuxDns::with_resolved_bus(
+            DnsPaths {
+                resolv_conf: dir.path().join("resolv.conf"),
+                state_dir: dir.path().join("state"),
+            },
+            Some(format!("unix:path={}", bus.display())),
+        );
+        let err = format!("{:#}", dns.set(&config()).await.unwrap_err());
+        assert!(err.contains("connecting to the D-Bus system bus"), "{err}");
+        assert!(err.contains(&bus.display().to_string()), "{err}");
+        // The daemon restores after a failed set (ignoring the result: with no bus, reverting the
+        // link fails too), then names the method in its error.
+        let err = format!("{:#}", dns.restore().await.unwrap_err());
+        assert!(
+            err.contains("restoring DNS through systemd-resolved"),
+            "{err}"
+        );
+        assert_eq!(dns.method(), "systemd-resolved");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap(),
+            stub
+        );
+        assert!(!dir.path().join("state").join("resolv.conf.backup").exists());
     }
 }

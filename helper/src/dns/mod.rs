@@ -10,7 +10,9 @@ use std::path::PathBuf;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::ResolvConf as PlatformDns;
+mod resolved;
+#[cfg(target_os = "linux")]
+pub use linux::LinuxDns as PlatformDns;
 
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
@@ -29,6 +31,12 @@ pub struct DnsPaths {
 pub struct DnsConfig {
     pub servers: Vec<IpAddr>,
     pub search: Vec<String>,
+    /// The tunnel interface, for resolvers configured per link (systemd-resolved).
+    pub interface: String,
+    /// Whether all traffic goes through the tunnel: then every name is resolved through it too.
+    /// A split tunnel sends only its search domains' names there (split DNS) where the resolver
+    /// can (systemd-resolved); resolv.conf has one resolver for everything either way.
+    pub full_tunnel: bool,
 }
 
 #[allow(async_fn_in_trait)]
