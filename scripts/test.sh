@@ -22,8 +22,11 @@ for t in "${OTHER_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
-step "front end: npm ci, TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
-npm ci --no-audit --no-fund --loglevel=error
+step "front end: npm install (from the lock), TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
+# Not `npm ci`: npm 11 writes no lock entries for other platforms' optional packages (esbuild,
+# rollup, tauri-cli binaries), and `npm ci` then refuses the lock as out of sync. `npm install`
+# installs exactly the locked versions and leaves the lock as it is.
+npm install --no-audit --no-fund --loglevel=error
 npm run -s ui:check
 npm run -s ui:test
 npm run -s ui:build
