@@ -46,6 +46,10 @@ step "private keys in the real OS keyring (Secret Service: dbus-run-session + gn
 dbus-run-session -- sh -c 'printf "\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
   UNDERPASS_KEYRING_TEST=1 cargo test -p underpass-cli --locked --test keyring'
 
+step "fuzzing the wg-quick and bundle parsers (30 s each; crash inputs kept in fuzz/regressions are replayed)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+bash fuzz/run.sh 30
+
 # The steps below run the CLI as root in network namespaces, where no secret service exists:
 # keys go to 0600 files there, as `--keystore file` would put them.
 export UNDERPASS_KEYSTORE=file

@@ -292,7 +292,7 @@ impl Daemon {
                 },
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    self.on_tick(ticks % STATS_EVERY == 0).await;
+                    self.on_tick(ticks.is_multiple_of(STATS_EVERY)).await;
                 }
             }
         }
@@ -316,6 +316,7 @@ impl Daemon {
                 endpoints: s.hole.endpoints.clone(),
                 paused: s.plane.pause_switch(),
             }),
+            lan_access: self.intent.lan_access,
             events: self.events.clone(),
         };
         tokio::spawn(async move {

@@ -543,6 +543,26 @@ impl Store {
         Ok(store)
     }
 
+    /// Serializes writers: the app and the CLI may change the store at the same moment, and a
+    /// serial check followed by a write must not interleave with another. An advisory lock on
+    /// `<config dir>/store.lock`, released when the returned file is dropped (or the process
+    /// dies, so a kill -9 never leaves it held).
+    fn lock(&self) -> Result<fs::File, StoreError> {
+        let path = self.dir.join("store.lock");
+        let io_err = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
+        file.lock().map_err(io_err)?;
+        Ok(file)
+    }
+
     pub fn config_dir(&self) -> &Path {
         &self.dir
     }
@@ -614,6 +634,7 @@ impl Store {
         config: &WgQuickConfig,
         opts: &ImportOptions,
     ) -> Result<ImportReport, StoreError> {
+        let _lock = self.lock()?;
         config
             .to_tunnel_config(name.as_str())
             .validate()
@@ -656,6 +677,7 @@ impl Store {
         source: Option<String>,
         replace_plain: bool,
     ) -> Result<ImportReport, StoreError> {
+        let _lock = self.lock()?;
         let name = &bundle.name;
         let unusable = |reason: String| StoreError::Unusable {
             name: name.to_string(),
@@ -749,6 +771,7 @@ impl Store {
     /// Sets or clears where a wg-quick profile's server is. A bundle's servers have the
     /// locations its organization signed, and are not changed here.
     pub fn set_location(&self, name: &ProfileName, location: Location) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let mut stored = self.read_profile(name)?;
         if stored.bundle.is_some() {
             return Err(StoreError::SignedProfile {
@@ -878,6 +901,7 @@ impl Store {
 
     /// Deletes a profile and its keys (from whichever keystore holds them).
     pub fn remove(&self, name: &ProfileName) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let stored = self.read_existing(name);
         let path = self.profile_path(name);
         match fs::remove_file(&path) {
@@ -910,6 +934,7 @@ impl Store {
     /// Moves the keys of version-1 profiles (files in `keys/`) into the OS keyring. Each key
     /// is read back from the keyring before its file is deleted. Only for a keyring store.
     pub fn migrate_legacy_keys(&self) -> Result<Vec<Migration>, StoreError> {
+        let _lock = self.lock()?;
         if self.keystore != Keystore::Keyring {
             return Ok(Vec::new());
         }
@@ -1303,5 +1328,29 @@ mod tests {
             Some(PathBuf::from("/home/u/.config/underpass"))
         );
         assert_eq!(d(None, None), None);
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = Store::open_with(dir.path(), Keystore::File).unwrap();
+        let cli = Store::open_with(dir.path(), Keystore::File).unwrap();
+        let held = app.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            let name = ProfileName::new("nothing-here").unwrap();
+            // Any writer takes the lock first; this one then fails, which is fine here.
+            let _ = cli.remove(&name);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the second writer did not wait for the lock"
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the second writer went on once the lock was free");
+        writer.join().unwrap();
     }
 }

@@ -43,6 +43,8 @@ pub struct TunnelView {
 
 pub struct Context {
     pub tunnel: Option<TunnelView>,
+    /// With LAN access off, the gateway is probed too: the LAN must be held as well.
+    pub lan_access: bool,
     pub events: broadcast::Sender<Event>,
 }
 
@@ -222,11 +224,21 @@ async fn kill_switch(
     report: &mut SelfTestReport,
     progress: &impl Fn(&str),
 ) -> anyhow::Result<()> {
-    let targets: Vec<IpAddr> = if options.probe_targets.is_empty() {
+    let mut targets: Vec<IpAddr> = if options.probe_targets.is_empty() {
         vec!["192.0.2.1".parse()?, "2001:db8::1".parse()?]
     } else {
         options.probe_targets.clone()
     };
+    if !ctx.lan_access {
+        for gateway in probes::default_gateways() {
+            if !targets.contains(&gateway) {
+                report.notes.push(format!(
+                    "LAN access is off: probing the gateway {gateway} too"
+                ));
+                targets.push(gateway);
+            }
+        }
+    }
     let interfaces = report.captured_on.clone();
     let fire_all = |report: &mut SelfTestReport| {
         for target in &targets {
