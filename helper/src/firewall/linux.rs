@@ -174,6 +174,51 @@ fn ndp() -> Statement<'static> {
     )
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Out,
+    In,
+}
+
+/// What passes in either direction whatever else is blocked: the tunnel itself, DHCP (v4 and
+/// v6), neighbour discovery, and the LAN when allowed. Output rules match the far end by
+/// destination and the client's ports; input rules mirror them.
+fn always_allowed(policy: &FirewallPolicy, direction: Direction) -> Vec<Vec<Statement<'static>>> {
+    let out = direction == Direction::Out;
+    let (interface, far_end) = if out {
+        (MetaKey::Oifname, "daddr")
+    } else {
+        (MetaKey::Iifname, "saddr")
+    };
+    let mut rules = Vec::new();
+    if let Some(t) = &policy.tunnel {
+        rules.push(vec![is(meta(interface), text(&t.interface)), accept()]);
+    }
+    // (client port, server port) for DHCPv4 and DHCPv6.
+    for (client, server) in [(68, 67), (546, 547)] {
+        let (sport, dport) = if out {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        rules.push(vec![
+            is(field("udp", "sport"), Expression::Number(sport)),
+            is(field("udp", "dport"), Expression::Number(dport)),
+            accept(),
+        ]);
+    }
+    rules.push(vec![ndp(), accept()]);
+    if policy.allow_lan {
+        for n in lan_prefixes() {
+            rules.push(vec![
+                is(field(family_of(n.addr()), far_end), net(&n)),
+                accept(),
+            ]);
+        }
+    }
+    rules
+}
+
 fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     let mut rules = vec![vec![is(meta(MetaKey::Oifname), text("lo")), accept()]];
     if let Some(t) = &policy.tunnel {
@@ -193,31 +238,7 @@ fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     for l4 in ["udp", "tcp"] {
         rules.push(vec![dns_ports(l4), reject()]);
     }
-    if let Some(t) = &policy.tunnel {
-        rules.push(vec![
-            is(meta(MetaKey::Oifname), text(&t.interface)),
-            accept(),
-        ]);
-    }
-    rules.push(vec![
-        is(field("udp", "sport"), Expression::Number(68)),
-        is(field("udp", "dport"), Expression::Number(67)),
-        accept(),
-    ]);
-    rules.push(vec![
-        is(field("udp", "sport"), Expression::Number(546)),
-        is(field("udp", "dport"), Expression::Number(547)),
-        accept(),
-    ]);
-    rules.push(vec![ndp(), accept()]);
-    if policy.allow_lan {
-        for n in lan_prefixes() {
-            rules.push(vec![
-                is(field(family_of(n.addr()), "daddr"), net(&n)),
-                accept(),
-            ]);
-        }
-    }
+    rules.extend(always_allowed(policy, Direction::Out));
     let tcp_reset = || {
         vec![
             is(meta(MetaKey::L4proto), text("tcp")),
@@ -291,31 +312,7 @@ fn input_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
         }),
         accept(),
     ]);
-    if let Some(t) = &policy.tunnel {
-        rules.push(vec![
-            is(meta(MetaKey::Iifname), text(&t.interface)),
-            accept(),
-        ]);
-    }
-    rules.push(vec![
-        is(field("udp", "sport"), Expression::Number(67)),
-        is(field("udp", "dport"), Expression::Number(68)),
-        accept(),
-    ]);
-    rules.push(vec![
-        is(field("udp", "sport"), Expression::Number(547)),
-        is(field("udp", "dport"), Expression::Number(546)),
-        accept(),
-    ]);
-    rules.push(vec![ndp(), accept()]);
-    if policy.allow_lan {
-        for n in lan_prefixes() {
-            rules.push(vec![
-                is(field(family_of(n.addr()), "saddr"), net(&n)),
-                accept(),
-            ]);
-        }
-    }
+    rules.extend(always_allowed(policy, Direction::In));
     let split = policy.tunnel.as_ref().is_some_and(|t| !t.is_full());
     if !split {
         rules.push(vec![Statement::Drop(None)]);
