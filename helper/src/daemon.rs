@@ -626,6 +626,9 @@ impl Daemon {
         };
         // The endpoint must be open in the kill switch before the first handshake goes out.
         self.enforce_firewall(Some(&hole)).await?;
+        if let Err(e) = self.firewall.clamp_mss(Some(&interface)).await {
+            tracing::warn!(error = %format!("{e:#}"), "TCP MSS clamp");
+        }
         let plane = DataPlane::start(DataPlaneConfig {
             interface: interface.clone(),
             private_key: config.private_key.clone(),
@@ -688,6 +691,9 @@ impl Daemon {
                 tracing::error!(error = %format!("{e:#}"), "restoring routes");
             }
             s.plane.stop().await;
+            if let Err(e) = self.firewall.clamp_mss(None).await {
+                tracing::warn!(error = %format!("{e:#}"), "removing the TCP MSS clamp");
+            }
             tracing::info!(interface = %s.plan.interface, "tunnel down");
         }
     }

@@ -15,11 +15,12 @@ use anyhow::{Context, Result};
 use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT,
+    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, RTKey, SetItem,
+    TcpOption, CT, RT,
 };
 use nftables::helper::apply_ruleset_async;
 use nftables::schema::{Chain, NfListObject, Rule, Table};
-use nftables::stmt::{Match, Operator, Reject, RejectType, Statement};
+use nftables::stmt::{Mangle, Match, Operator, Reject, RejectType, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 
 use super::{lan_prefixes, Firewall, FirewallPolicy};
@@ -64,6 +65,26 @@ impl Firewall for Nftables {
             .context("installing the nftables table inet underpass (is `nft` installed?)")
     }
 
+    async fn clamp_mss(&mut self, interface: Option<&str>) -> Result<()> {
+        let batch = match interface {
+            Some(i) => mss_batch(i),
+            None => {
+                let table = Table {
+                    family: NfFamily::INet,
+                    name: MSS_TABLE.into(),
+                    ..Table::default()
+                };
+                let mut b = Batch::new();
+                b.add(NfListObject::Table(table.clone()));
+                b.delete(NfListObject::Table(table));
+                b
+            }
+        };
+        apply_ruleset_async(&batch.to_nftables())
+            .await
+            .context("setting the TCP MSS clamp (nftables table inet underpass_mss)")
+    }
+
     async fn remove(&mut self) -> Result<()> {
         let mut batch = Batch::new();
         batch.add(NfListObject::Table(table()));
@@ -72,6 +93,59 @@ impl Firewall for Nftables {
             .await
             .context("removing the nftables table inet underpass")
     }
+}
+
+/// The MSS clamp's own table, so it is there whether or not the kill switch is.
+pub const MSS_TABLE: &str = "underpass_mss";
+
+/// `tcp flags syn tcp option maxseg size set rt mtu`, for SYNs leaving or entering `interface`.
+fn mss_batch(interface: &str) -> Batch<'static> {
+    let mut batch = Batch::new();
+    let table = Table {
+        family: NfFamily::INet,
+        name: MSS_TABLE.into(),
+        ..Table::default()
+    };
+    batch.add(NfListObject::Table(table.clone()));
+    batch.delete(NfListObject::Table(table.clone()));
+    batch.add(NfListObject::Table(table));
+    batch.add(NfListObject::Chain(Chain {
+        family: NfFamily::INet,
+        table: MSS_TABLE.into(),
+        name: "forward".into(),
+        _type: Some(NfChainType::Filter),
+        hook: Some(NfHook::Forward),
+        prio: Some(-150),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }));
+    for key in [MetaKey::Oifname, MetaKey::Iifname] {
+        batch.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: MSS_TABLE.into(),
+            chain: "forward".into(),
+            expr: Cow::Owned(vec![
+                is(meta(key), text(interface)),
+                Statement::Match(Match {
+                    left: field("tcp", "flags"),
+                    right: text("syn"),
+                    op: Operator::IN,
+                }),
+                Statement::Mangle(Mangle {
+                    key: Expression::Named(NamedExpression::TcpOption(TcpOption {
+                        name: "maxseg".into(),
+                        field: Some("size".into()),
+                    })),
+                    value: Expression::Named(NamedExpression::RT(RT {
+                        key: RTKey::MTU,
+                        family: None,
+                    })),
+                }),
+            ]),
+            ..Rule::default()
+        }));
+    }
+    batch
 }
 
 fn table() -> Table<'static> {
@@ -338,6 +412,17 @@ mod tests {
             }),
             allow_lan,
         }
+    }
+
+    #[test]
+    fn mss_is_clamped_to_the_route_mtu_both_ways_through_the_tunnel() {
+        let json = serde_json::to_string(&mss_batch("underpass0").to_nftables()).unwrap();
+        assert!(
+            json.contains(r#""tcp option":{"name":"maxseg","field":"size"}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""rt":{"key":"mtu"}"#), "{json}");
+        assert!(json.contains("oifname") && json.contains("iifname"));
     }
 
     #[test]

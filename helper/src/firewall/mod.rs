@@ -29,6 +29,10 @@ pub trait Firewall: Sized {
     /// Removes Underpass's rules entirely, also ones an earlier helper left (traffic then
     /// flows as the system routes it).
     async fn remove(&mut self) -> anyhow::Result<()>;
+    /// Clamps the TCP MSS of connections through the tunnel interface to its route MTU (for
+    /// forwarded traffic; the host's own TCP already uses the tunnel MTU), or stops clamping.
+    /// Independent of the kill switch: it lives as long as the tunnel.
+    async fn clamp_mss(&mut self, interface: Option<&str>) -> anyhow::Result<()>;
 }
 
 /// The tunnel that a kill switch lets through.

@@ -19,4 +19,8 @@ impl Firewall for UnsupportedFirewall {
     async fn remove(&mut self) -> Result<()> {
         Ok(())
     }
+
+    async fn clamp_mss(&mut self, _interface: Option<&str>) -> Result<()> {
+        Ok(())
+    }
 }

@@ -73,6 +73,26 @@ fn handshake_then_ping_v4_and_v6_through_the_tunnel() {
 
     let status = helper.status();
     assert!(status["rx_bytes"].as_u64().unwrap() > 0 && status["tx_bytes"].as_u64().unwrap() > 0);
+
+    // TCP MSS is clamped on the tunnel (the kernel accepted the rule), and only while it is up.
+    let mss = run_ok(sandbox.in_ns(sandbox.client_ns(), "nft").args([
+        "list",
+        "table",
+        "inet",
+        "underpass_mss",
+    ]));
+    assert!(
+        mss.contains(&format!("oifname \"{iface}\"")) && mss.contains("maxseg size set rt mtu"),
+        "{mss}"
+    );
+    helper.cli_ok(&["disconnect"]);
+    let gone = run(sandbox.in_ns(sandbox.client_ns(), "nft").args([
+        "list",
+        "table",
+        "inet",
+        "underpass_mss",
+    ]));
+    assert!(!gone.status.success(), "the MSS clamp outlived the tunnel");
 }
 
 #[test]
