@@ -14,7 +14,7 @@ use underpass_profile::{
     location, wgquick, Bundle, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
     SignerKey, Store, StoreError, TrustStore,
 };
-use underpass_proto::{RoutingConfig, TunnelConfig};
+use underpass_proto::TunnelConfig;
 
 use crate::options::Options;
 use crate::settings::Settings;
@@ -228,10 +228,8 @@ impl Profiles {
             }
         }
         let mut config = loaded.tunnel_config(server)?;
-        config.routing = RoutingConfig {
-            include: settings.split_include.clone(),
-            exclude: settings.split_exclude.clone(),
-        };
+        config.routing.include = settings.split_include.clone();
+        config.routing.exclude = settings.split_exclude.clone();
         config
             .validate()
             .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;

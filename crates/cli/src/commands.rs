@@ -14,7 +14,7 @@ use underpass_profile::{
     Store, StoreError,
 };
 use underpass_proto::client::Client;
-use underpass_proto::{ProbeCandidate, Request, Response, RoutingConfig, SelfTestOptions, Status};
+use underpass_proto::{ProbeCandidate, Request, Response, SelfTestOptions, Status};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostics;
@@ -294,10 +294,9 @@ async fn connect(
     let mut config = profile
         .tunnel_config(args.server.as_deref())
         .map_err(hint)?;
-    config.routing = RoutingConfig {
-        include: args.include,
-        exclude: args.exclude,
-    };
+    // The profile's own routing (Table = off) stays; the user's lists come on top.
+    config.routing.include = args.include;
+    config.routing.exclude = args.exclude;
     config
         .validate()
         .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;

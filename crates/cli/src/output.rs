@@ -112,6 +112,8 @@ pub fn status(s: &Status) -> String {
     if let Some(r) = &s.routing {
         let mode = if r.full_tunnel {
             "full tunnel".to_string()
+        } else if r.include.is_empty() {
+            "no routes (Table = off)".to_string()
         } else {
             "split tunnel".to_string()
         };
@@ -454,6 +456,7 @@ mod tests {
                     "198.51.100.0/24".parse().unwrap(),
                 ],
                 exclude: vec![],
+                no_routes: false,
             },
             policy: None,
         };

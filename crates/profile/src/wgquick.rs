@@ -129,7 +129,14 @@ impl WgQuickConfig {
                     persistent_keepalive: p.persistent_keepalive,
                 })
                 .collect(),
-            routing: RoutingConfig::default(),
+            routing: RoutingConfig {
+                no_routes: self
+                    .interface
+                    .table
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("off")),
+                ..RoutingConfig::default()
+            },
             policy: None,
         }
     }

@@ -426,3 +426,16 @@ fn a_hand_built_config_round_trips() {
     let again = parse("x", &c.to_wg_quick()).unwrap().config;
     assert_eq!(again, c);
 }
+
+#[test]
+fn table_off_means_the_tunnel_installs_no_routes() {
+    let text = "[Interface]\nPrivateKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nAddress = 10.0.0.2/32\nTable = off\n\n[Peer]\nPublicKey = AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0\n";
+    let parsed = parse("off.conf", text).unwrap();
+    assert!(parsed.config.to_tunnel_config("off").routing.no_routes);
+    let auto = parse(
+        "auto.conf",
+        &text.replace("Table = off\n", "Table = auto\n"),
+    )
+    .unwrap();
+    assert!(!auto.config.to_tunnel_config("auto").routing.no_routes);
+}

@@ -497,6 +497,10 @@ pub struct RoutingConfig {
     /// Prefixes that never enter the tunnel, even when an include covers them.
     #[serde(default)]
     pub exclude: Vec<IpNet>,
+    /// wg-quick's `Table = off`: bring the tunnel up but install no routes at all (the user, or
+    /// another tool, decides what goes into it).
+    #[serde(default)]
+    pub no_routes: bool,
 }
 
 /// Limits that keep one request from exhausting the helper.
@@ -554,6 +558,13 @@ impl TunnelConfig {
                 .iter()
                 .map(|p| p.allowed_ips.len())
                 .sum::<usize>();
+        if self.routing.no_routes
+            && (!self.routing.include.is_empty() || !self.routing.exclude.is_empty())
+        {
+            return Err(
+                "a profile without routes (Table = off) takes no include or exclude".into(),
+            );
+        }
         if let Some(p) = &self.policy {
             let split = !self.routing.include.is_empty() || !self.routing.exclude.is_empty();
             if split && !p.policy.split_tunnel_allowed {

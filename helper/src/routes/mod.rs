@@ -69,7 +69,9 @@ impl RoutePlan {
                 .into_iter()
                 .collect()
         };
-        let include = if config.routing.include.is_empty() {
+        let include = if config.routing.no_routes {
+            Vec::new()
+        } else if config.routing.include.is_empty() {
             normalize(&mut config.peers.iter().flat_map(|p| p.allowed_ips.iter()))
         } else {
             normalize(&mut config.routing.include.iter())
@@ -134,6 +136,7 @@ mod tests {
             routing: RoutingConfig {
                 include: nets(include),
                 exclude: nets(exclude),
+                no_routes: false,
             },
             policy: None,
         }
@@ -175,6 +178,15 @@ mod tests {
             vec!["198.18.1.128/25".parse::<IpNet>().unwrap()]
         );
         assert!(!plan.summary().full_tunnel);
+    }
+
+    #[test]
+    fn table_off_installs_no_route_and_no_rule() {
+        let mut c = config(&["0.0.0.0/0", "::/0"], &[], &[]);
+        c.routing.no_routes = true;
+        let plan = RoutePlan::new(&c, "up0", 1, 2);
+        assert!(plan.include.is_empty() && !plan.has_v4() && !plan.has_v6());
+        assert!(!plan.full_tunnel_v4 && !plan.full_tunnel_v6);
     }
 
     #[test]
