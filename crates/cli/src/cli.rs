@@ -196,6 +196,11 @@ pub enum ProfileCommand {
         #[arg(value_parser = parse_name)]
         name: ProfileName,
     },
+    /// Print a profile as a wg-quick file (it contains the private key: keep it private)
+    Export {
+        #[arg(value_parser = parse_name)]
+        name: ProfileName,
+    },
     /// Print a profile's WireGuard public key (to register a locally generated key with IT)
     PublicKey {
         #[arg(value_parser = parse_name)]

@@ -457,6 +457,10 @@ pub fn profile(ctx: &Ctx, cmd: ProfileCommand) -> Result<()> {
             ctx.store()?.remove(&name).map_err(hint)?;
             emit(&format!("Removed \"{name}\" and its keys\n"))
         }
+        ProfileCommand::Export { name } => {
+            let profile = ctx.store()?.load(&name).map_err(hint)?;
+            emit(&profile.config.to_wg_quick())
+        }
         ProfileCommand::PublicKey { name } => {
             let profile = ctx.store()?.load(&name).map_err(hint)?;
             emit(&format!(

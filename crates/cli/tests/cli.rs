@@ -372,3 +372,24 @@ mod with_fake_helper {
         assert_eq!(status, connected(&asked.unwrap()));
     }
 }
+
+#[test]
+fn export_gives_back_a_wg_quick_file_that_imports_to_the_same_profile() {
+    let env = Env::new();
+    let f = env.write("se-sto.conf", SE_STO);
+    ok(import(&env, &f, &[]));
+    let exported = stdout(&ok(env.run(&["profile", "export", "se-sto"])));
+    assert!(exported.contains("[Interface]") && exported.contains("PrivateKey = "));
+    let again = env.write("again.conf", &exported);
+    ok(import(&env, &again, &[]));
+    let before = underpass_profile::wgquick::parse("a", SE_STO)
+        .unwrap()
+        .config;
+    let after = underpass_profile::wgquick::parse("b", &exported)
+        .unwrap()
+        .config;
+    assert_eq!(
+        before, after,
+        "the round trip changed the profile's meaning"
+    );
+}
