@@ -9,6 +9,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 SECONDS=0
 step() { printf '\n== test [%ss] %s\n' "$SECONDS" "$*"; }
+# Everything is also kept in a log, to count the tests of every runner at the end.
+LOG=$(mktemp /tmp/underpass-test.XXXXXX)
+exec > >(tee "$LOG") 2>&1
 
 step "dependencies"
 if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null; then
@@ -87,3 +90,12 @@ for t in "${OTHER_TARGETS[@]}"; do
 done
 
 step "all tests passed in ${SECONDS}s"
+# One closing line over all runners (cargo test, Vitest, node --test, the shell checks).
+sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
+  /^test result: ok\./            { p += $4 }
+  /^ℹ pass /                       { p += $3 }
+  /^ *Tests +[0-9]+ passed/        { p += $2 }
+  /^[0-9]+ passed, 0 failed$/      { p += $1 }
+  END { printf "Summary: %d passed, 0 failed\n", p }
+'
+rm -f "$LOG"
