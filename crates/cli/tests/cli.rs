@@ -1,8 +1,8 @@
 //! The `underpass` binary as a user runs it: arguments, stdout, stderr, exit codes. The
 //! helper is either absent or a small fake listening on a Unix socket in a temp dir.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 const PRIV: &str = "jlRpASJbfI3UlYNX8lqggOEPwAllNTzKr8Hgnr96qX8=";
 const PUB: &str = "nA+giqGJWzTQGpuu82A79gUB1ZIIlnp91b4+XgKN4/w=";
@@ -18,49 +18,8 @@ AllowedIPs = 0.0.0.0/0, ::/0
 Endpoint = 192.0.2.10:51820
 ";
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_underpass"))
-            .args(args)
-            .env_remove("UNDERPASS_SOCKET")
-            .env("UNDERPASS_CONFIG_DIR", self.path("config"))
-            // These tests run without a session bus; tests/keyring.rs covers the keyring.
-            .env("UNDERPASS_KEYSTORE", "file")
-            .env("UNDERPASS_TRUSTED_KEYS_DIR", self.path("system-keys"))
-            .arg("--socket")
-            .arg(self.path("helper.sock"))
-            .output()
-            .unwrap()
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{stderr, stdout, Env};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "failed: {}\n{}", stderr(&o), stdout(&o));

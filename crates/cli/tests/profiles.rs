@@ -4,7 +4,6 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 const SERVER: &str = "nA+giqGJWzTQGpuu82A79gUB1ZIIlnp91b4+XgKN4/w=";
 
@@ -17,65 +16,8 @@ fn conf(private_key: &str, endpoint: &str) -> String {
 const KEY_A: &str = "jlRpASJbfI3UlYNX8lqggOEPwAllNTzKr8Hgnr96qX8=";
 const KEY_B: &str = "zZiojYAvembIIhBW3jIPI91uexSn1oYWC3/vVrAbMj0=";
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_underpass"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env_remove("UNDERPASS_SOCKET")
-            .env("UNDERPASS_CONFIG_DIR", self.path("config"))
-            .env("UNDERPASS_KEYSTORE", "file")
-            .env("UNDERPASS_TRUSTED_KEYS_DIR", self.path("system-keys"))
-            .arg("--socket")
-            .arg(self.path("helper.sock"));
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(!o.status.success(), "{args:?} succeeded: {}", stdout(&o));
-        stderr(&o)
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{stderr, stdout, Env};
 
 #[test]
 fn zip_import_keeps_good_files_and_names_each_bad_one() {
