@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
-use underpass_profile::batch::{self, Candidate};
+use underpass_profile::batch::{self, Candidate, ImportKind};
 use underpass_profile::bundle::{SessionRequest, MAX_BUNDLE_BYTES};
 use underpass_profile::{
     location, wgquick, Bundle, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
@@ -117,27 +117,22 @@ impl Profiles {
         trust: bool,
         out: &mut ImportOutcome,
     ) -> Result<()> {
-        let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let kind =
+            batch::import_kind(path).with_context(|| format!("reading {}", path.display()))?;
         let store = self.store()?;
-        if ext == "underpass" {
-            return self.import_bundle(&store, path, source, trust, out);
-        }
-        let candidates = if meta.is_dir() {
-            batch::read_folder(path)?
-        } else if ext == "zip" {
-            batch::read_zip(path)?
-        } else {
-            if meta.len() > batch::MAX_CONF_BYTES {
-                bail!("far too big for a wg-quick file; is it the right file?");
+        let candidates = match kind {
+            ImportKind::Bundle => return self.import_bundle(&store, path, source, trust, out),
+            ImportKind::Folder => batch::read_folder(path)?,
+            ImportKind::Zip => batch::read_zip(path)?,
+            ImportKind::Single(len) => {
+                if len > batch::MAX_CONF_BYTES {
+                    bail!("far too big for a wg-quick file; is it the right file?");
+                }
+                vec![Candidate {
+                    display: source.to_string(),
+                    text: fs::read_to_string(path).map_err(|e| e.to_string()),
+                }]
             }
-            vec![Candidate {
-                display: source.to_string(),
-                text: fs::read_to_string(path).map_err(|e| e.to_string()),
-            }]
         };
         if candidates.is_empty() {
             bail!("no .conf files in it");

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
-use underpass_profile::batch::{self, Candidate};
+use underpass_profile::batch::{self, Candidate, ImportKind};
 use underpass_profile::bundle::{signing, TrustedBy};
 use underpass_profile::store::public_key_of;
 use underpass_profile::{
@@ -71,30 +71,22 @@ pub fn import(
     location: &LocationArgs,
     trust: bool,
 ) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let batch = meta.is_dir() || ext == "zip";
-    if batch && name.is_some() {
+    let kind = batch::import_kind(path).with_context(|| format!("reading {}", path.display()))?;
+    let is_batch = matches!(kind, ImportKind::Folder | ImportKind::Zip);
+    if is_batch && name.is_some() {
         bail!("--name names one profile; a folder or zip holds several (each is named after its file)");
     }
-    if ext == "underpass" {
-        if location.is_given() {
-            bail!("a signed bundle's servers carry the locations its organization signed; --country and --city apply to wg-quick files");
+    match kind {
+        ImportKind::Bundle => {
+            if location.is_given() {
+                bail!("a signed bundle's servers carry the locations its organization signed; --country and --city apply to wg-quick files");
+            }
+            import_bundle(ctx, path, replace, trust)
         }
-        return import_bundle(ctx, path, replace, trust);
+        ImportKind::Folder => import_batch(ctx, path, batch::read_folder(path)?, replace, location),
+        ImportKind::Zip => import_batch(ctx, path, batch::read_zip(path)?, replace, location),
+        ImportKind::Single(len) => import_one(ctx, path, len, name, replace, location),
     }
-    if batch {
-        let candidates = if meta.is_dir() {
-            batch::read_folder(path)?
-        } else {
-            batch::read_zip(path)?
-        };
-        return import_batch(ctx, path, candidates, replace, location);
-    }
-    import_one(ctx, path, meta.len(), name, replace, location)
 }
 
 fn display_name(path: &Path) -> String {

@@ -31,6 +31,37 @@ pub struct BatchError {
     pub reason: String,
 }
 
+/// What an import path holds, decided the same way by every front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// A signed `.underpass` bundle.
+    Bundle,
+    /// A folder of wg-quick files.
+    Folder,
+    /// A `.zip` of wg-quick files.
+    Zip,
+    /// One wg-quick file of this many bytes.
+    Single(u64),
+}
+
+/// Looks at `path` (without reading it whole) and says which kind of import it is.
+pub fn import_kind(path: &Path) -> std::io::Result<ImportKind> {
+    let meta = fs::metadata(path)?;
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    Ok(if meta.is_dir() {
+        ImportKind::Folder
+    } else if ext == "underpass" {
+        ImportKind::Bundle
+    } else if ext == "zip" {
+        ImportKind::Zip
+    } else {
+        ImportKind::Single(meta.len())
+    })
+}
+
 /// True when `name` looks like a wg-quick file: `*.conf`, not hidden, not macOS metadata.
 fn is_conf(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
@@ -142,6 +173,27 @@ pub fn read_zip(path: &Path) -> Result<Vec<Candidate>, BatchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_paths_are_told_apart_by_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert_eq!(import_kind(dir.path()).unwrap(), ImportKind::Folder);
+        assert_eq!(import_kind(&file("a.ZIP", b"PK")).unwrap(), ImportKind::Zip);
+        assert_eq!(
+            import_kind(&file("c.underpass", b"x")).unwrap(),
+            ImportKind::Bundle
+        );
+        assert_eq!(
+            import_kind(&file("se.conf", b"12345")).unwrap(),
+            ImportKind::Single(5)
+        );
+        assert!(import_kind(&dir.path().join("missing.conf")).is_err());
+    }
 
     #[test]
     fn only_visible_conf_files_count() {
