@@ -267,7 +267,7 @@ fn join<T: Display>(items: &[T]) -> String {
 mod tests {
     use super::*;
     use underpass_profile::ProfileName;
-    use underpass_proto::{Key, PeerConfig, RoutingConfig, RoutingSummary};
+    use underpass_proto::RoutingSummary;
 
     fn summary(name: &str, peers: usize, full: bool) -> ProfileSummary {
         ProfileSummary {
@@ -436,30 +436,13 @@ mod tests {
 
     #[test]
     fn include_outside_allowed_ips_is_warned_about() {
-        let config = TunnelConfig {
-            profile: "lab".into(),
-            private_key: Key([1; 32]),
-            addresses: vec!["10.10.0.5/24".parse().unwrap()],
-            dns: vec![],
-            dns_search: vec![],
-            mtu: None,
-            peers: vec![PeerConfig {
-                public_key: Key([2; 32]),
-                preshared_key: None,
-                endpoint: "192.0.2.1:51820".into(),
-                allowed_ips: vec!["10.10.0.0/16".parse().unwrap()],
-                persistent_keepalive: None,
-            }],
-            routing: RoutingConfig {
-                include: vec![
-                    "10.10.5.0/24".parse().unwrap(),
-                    "198.51.100.0/24".parse().unwrap(),
-                ],
-                exclude: vec![],
-                no_routes: false,
-            },
-            policy: None,
-        };
+        let mut config = TunnelConfig::example();
+        config.addresses = vec!["10.10.0.5/24".parse().unwrap()];
+        config.peers[0].allowed_ips = vec!["10.10.0.0/16".parse().unwrap()];
+        config.routing.include = vec![
+            "10.10.5.0/24".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+        ];
         assert_eq!(
             routing_warnings(&config),
             ["--include 198.51.100.0/24 is outside every peer's AllowedIPs; WireGuard will drop that traffic"]

@@ -178,10 +178,7 @@ mod tests {
     use tokio::io::DuplexStream;
     use tokio_util::codec::Framed;
     use underpass_proto::codec::JsonFrames;
-    use underpass_proto::{
-        ClientMessage, ErrorBody, ErrorCode, Key, PeerConfig, RoutingConfig, ServerMessage,
-        PROTOCOL_VERSION,
-    };
+    use underpass_proto::{ClientMessage, ErrorBody, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 
     /// What the fake helper sends back for one request: the result, then some events.
     type Reply = (Result<Response, ErrorBody>, Vec<Status>);
@@ -240,20 +237,7 @@ mod tests {
     fn config() -> TunnelConfig {
         TunnelConfig {
             profile: "se-sto".into(),
-            private_key: Key([1; 32]),
-            addresses: vec!["10.64.1.2/32".parse().unwrap()],
-            dns: vec![],
-            dns_search: vec![],
-            mtu: None,
-            peers: vec![PeerConfig {
-                public_key: Key([2; 32]),
-                preshared_key: None,
-                endpoint: "192.0.2.10:51820".into(),
-                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-                persistent_keepalive: None,
-            }],
-            routing: RoutingConfig::default(),
-            policy: None,
+            ..TunnelConfig::example()
         }
     }
 

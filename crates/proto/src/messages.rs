@@ -512,6 +512,29 @@ pub const MIN_MTU_V6: u16 = 1280;
 pub const MAX_MTU: u16 = 9000;
 
 impl TunnelConfig {
+    /// A small valid description: profile `example`, address 10.64.1.2/32, one peer at
+    /// 192.0.2.10:51820 with AllowedIPs 0.0.0.0/0 (a full IPv4 tunnel), fixed dummy keys. For
+    /// documentation and tests, which change the fields they are about.
+    pub fn example() -> TunnelConfig {
+        TunnelConfig {
+            profile: "example".into(),
+            private_key: Key([1; 32]),
+            addresses: vec!["10.64.1.2/32".parse().expect("literal prefix")],
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            mtu: None,
+            peers: vec![PeerConfig {
+                public_key: Key([2; 32]),
+                preshared_key: None,
+                endpoint: "192.0.2.10:51820".into(),
+                allowed_ips: vec!["0.0.0.0/0".parse().expect("literal prefix")],
+                persistent_keepalive: None,
+            }],
+            routing: RoutingConfig::default(),
+            policy: None,
+        }
+    }
+
     /// Checks everything that can be checked without touching the system. The helper calls
     /// this on every connect request; clients may call it to fail early.
     pub fn validate(&self) -> Result<(), String> {
@@ -626,27 +649,16 @@ impl TunnelConfig {
 mod tests {
     use super::*;
 
+    /// The example, dual-stack, with DNS and a search domain.
     pub(crate) fn sample_config() -> TunnelConfig {
-        TunnelConfig {
-            profile: "se-sto-1".into(),
-            private_key: Key([1; 32]),
-            addresses: vec![
-                "10.64.1.2/32".parse().unwrap(),
-                "fd00:64:1::2/128".parse().unwrap(),
-            ],
-            dns: vec!["10.64.1.1".parse().unwrap()],
-            dns_search: vec!["corp.example".into()],
-            mtu: None,
-            peers: vec![PeerConfig {
-                public_key: Key([2; 32]),
-                preshared_key: None,
-                endpoint: "192.0.2.10:51820".into(),
-                allowed_ips: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
-                persistent_keepalive: Some(25),
-            }],
-            routing: RoutingConfig::default(),
-            policy: None,
-        }
+        let mut c = TunnelConfig::example();
+        c.profile = "se-sto-1".into();
+        c.addresses.push("fd00:64:1::2/128".parse().unwrap());
+        c.dns = vec!["10.64.1.1".parse().unwrap()];
+        c.dns_search = vec!["corp.example".into()];
+        c.peers[0].allowed_ips.push("::/0".parse().unwrap());
+        c.peers[0].persistent_keepalive = Some(25);
+        c
     }
 
     #[test]
@@ -683,6 +695,7 @@ mod tests {
 
     #[test]
     fn sample_config_is_valid() {
+        TunnelConfig::example().validate().unwrap();
         sample_config().validate().unwrap();
     }
 

@@ -115,31 +115,14 @@ impl RoutePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use underpass_proto::{Key, PeerConfig, RoutingConfig};
 
     fn config(allowed: &[&str], include: &[&str], exclude: &[&str]) -> TunnelConfig {
         let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
-        TunnelConfig {
-            profile: "t".into(),
-            private_key: Key([1; 32]),
-            addresses: nets(&["10.64.1.2/32"]),
-            dns: vec![],
-            dns_search: vec![],
-            mtu: None,
-            peers: vec![PeerConfig {
-                public_key: Key([2; 32]),
-                preshared_key: None,
-                endpoint: "192.0.2.10:51820".into(),
-                allowed_ips: nets(allowed),
-                persistent_keepalive: None,
-            }],
-            routing: RoutingConfig {
-                include: nets(include),
-                exclude: nets(exclude),
-                no_routes: false,
-            },
-            policy: None,
-        }
+        let mut c = TunnelConfig::example();
+        c.peers[0].allowed_ips = nets(allowed);
+        c.routing.include = nets(include);
+        c.routing.exclude = nets(exclude);
+        c
     }
 
     #[test]
