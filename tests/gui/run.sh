@@ -72,6 +72,7 @@ ip netns exec "$NS_SERVER_1" dnsmasq --keep-in-foreground --conf-file=/dev/null 
   --no-hosts --bind-interfaces --user=root --address=/example.test/192.0.2.99 \
   --listen-address="$SERVER_TUN_ADDR4_1" --pid-file="$TMP/dnsmasq.pid" >"$TMP/dnsmasq.log" 2>&1 &
 pids+=($!)
+rm -rf "$SANDBOX_DIR/state"  # no intent left over from an earlier run
 bash tests/gui/helper.sh start
 
 # One long-lived X server for the whole run.

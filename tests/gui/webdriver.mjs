@@ -81,10 +81,19 @@ export class WebDriver {
     if (text !== "") await this.cmd("POST", `/element/${id}/value`, { text, value: [...text] });
   }
 
+  /** The text of the first element matching `css` (null if none). A node that the app
+   * replaced between finding it and reading it is looked up again, a bounded number of times. */
   async text(css) {
-    const [id] = await this.find(css);
-    if (!id) return null;
-    return this.cmd("GET", `/element/${id}/text`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const [id] = await this.find(css);
+        if (!id) return null;
+        return await this.cmd("GET", `/element/${id}/text`);
+      } catch (e) {
+        if (attempt >= 5 || !/stale element/i.test(String(e))) throw e;
+        await sleep(100);
+      }
+    }
   }
 
   /** Waits until `css` has text for which `pred` is true; returns that text. */

@@ -2,7 +2,13 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { clearMocks, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { startApp } from "./app";
-import { catalog, helperViewConnected, helperViewNotRunning, statusDisconnected } from "./generated/contract-samples";
+import {
+  catalog,
+  helperViewConnected,
+  helperViewNotRunning,
+  statusConnected,
+  statusDisconnected,
+} from "./generated/contract-samples";
 import type { HelperView } from "./types";
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
@@ -61,10 +67,11 @@ describe("the app", () => {
     await startApp(root());
     await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });
     await tick();
-    click('.server[data-profile="se-sto-wg-001"]');
+    // The first server is chosen by default; the one picked afterwards is the one connected to.
+    click('.server[data-profile="mystery"]');
     click("#connect-button");
     await tick();
-    expect(calls.find((c) => c.cmd === "connect")?.args).toMatchObject({ profile: "se-sto-wg-001", server: "sto-1" });
+    expect(calls.find((c) => c.cmd === "connect")?.args).toMatchObject({ profile: "mystery", server: null });
   });
 
   it("shows a self-test error plainly instead of a result", async () => {
@@ -78,5 +85,22 @@ describe("the app", () => {
     const box = document.getElementById("result-dns")!.textContent!;
     expect(box).toContain("The helper could not run this test: the helper refused: self-tests are not implemented yet");
     expect(box).not.toContain("Passed");
+  });
+
+  it("updates the live numbers in place, keeping the button, its focus and the facts", async () => {
+    await startApp(root());
+    await emit("helper-view", helperViewConnected);
+    await tick();
+    const button = document.getElementById("connect-button")!;
+    button.focus();
+    const explain = document.querySelector(".explain")!;
+    const next = { ...statusConnected, rx_bytes: statusConnected.rx_bytes + 10 * 1024 * 1024, last_handshake_secs: 7 };
+    await emit("helper-view", { ...helperViewConnected, status: next });
+    await tick();
+    expect(document.getElementById("detail-rx")!.textContent).toBe("10.1 MiB");
+    expect(document.getElementById("detail-handshake")!.textContent).toBe("7 s ago");
+    expect(document.getElementById("connect-button")).toBe(button);
+    expect(document.activeElement).toBe(button);
+    expect(document.querySelector(".explain")).toBe(explain);
   });
 });

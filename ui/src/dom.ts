@@ -38,3 +38,17 @@ export function svg(tag: string, attrs: Record<string, string | number> = {}, ..
   for (const c of children) el.appendChild(c);
   return el;
 }
+
+const renderedKeys = new WeakMap<Element, string>();
+
+/**
+ * Replaces `el`'s children with `build()` only when `key` differs from the last render's.
+ * Re-rendering an unchanged part would reset keyboard focus, make screen readers announce a
+ * live region again, and invalidate element handles that tests hold.
+ */
+export function replaceKeyed(el: Element, key: string, build: () => (Child | Child[])[]): boolean {
+  if (renderedKeys.get(el) === key) return false;
+  renderedKeys.set(el, key);
+  replace(el, ...build());
+  return true;
+}

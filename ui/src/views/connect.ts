@@ -1,6 +1,6 @@
 // Connect: the big button, the state, the country picker and the live details.
 import { api, errorText } from "../api";
-import { h, replace, svg } from "../dom";
+import { h, replace, replaceKeyed, svg } from "../dom";
 import { age, bytes, display, explainAddresses, flagOrGlobe, rate } from "../format";
 import { HISTORY_MS, type Sample, type Store } from "../store";
 import type { Catalog, Status } from "../types";
@@ -54,6 +54,15 @@ export class ConnectView {
   private error = "";
   private busy = false;
   private listKey = "";
+  private rxKey = h("span", { class: "rx-key" });
+  private txKey = h("span", { class: "tx-key" });
+  private plot: SVGElement = plot([], 0);
+  private throughput = h(
+    "div",
+    { class: "throughput" },
+    h("p", { class: "legend" }, this.rxKey, " ", this.txKey, h("span", { class: "muted" }, "  up to the last 5 minutes")),
+    this.plot,
+  );
 
   constructor(private store: Store) {
     this.search.addEventListener("input", () => this.renderList(true));
@@ -89,6 +98,13 @@ export class ConnectView {
     const d = display(view);
     const s = view.status;
     const wantsDisconnect = s !== null && (s.state === "connected" || s.state === "connecting");
+    const key = JSON.stringify([d, view.socket, s?.state ?? null, choice === null, this.busy, this.error]);
+    replaceKeyed(this.card, key, () => this.cardChildren(d, wantsDisconnect));
+  }
+
+  private cardChildren(d: ReturnType<typeof display>, wantsDisconnect: boolean): (Node | string | null)[] {
+    const { view, choice } = this.store.state;
+    const s = view.status;
     const button = h(
       "button",
       {
@@ -97,8 +113,10 @@ export class ConnectView {
         disabled: this.busy || s === null || (!wantsDisconnect && choice === null) || s.state === "disconnecting",
         onclick: () =>
           this.act(async () => {
+            // The choice at the time of the click: the card is not rebuilt when it changes.
+            const now = this.store.state.choice;
             if (wantsDisconnect) await api.disconnect();
-            else if (choice) await api.connect(choice.profile, choice.server);
+            else if (now) await api.connect(now.profile, now.server);
           }),
       },
       wantsDisconnect ? (s?.state === "connecting" ? "Cancel" : "Disconnect") : "Connect",
@@ -114,7 +132,7 @@ export class ConnectView {
       if (!wantsDisconnect && choice === null) children.push(h("p", { class: "hint" }, "Import a profile (Profiles) to get a server to connect to."));
     }
     if (this.error) children.push(h("p", { class: "error", role: "alert", id: "connect-error" }, this.error));
-    replace(this.card, children);
+    return children;
   }
 
   private renderDetails(): void {
@@ -124,25 +142,18 @@ export class ConnectView {
       return;
     }
     this.details.hidden = false;
-    replace(this.details, h("h2", {}, "This connection"), detailsList(s), this.throughputBlock());
-  }
-
-  private throughputBlock(): HTMLElement {
+    // The facts that stay for the whole session are built once; the counters, the handshake
+    // age and the plot are updated in place every second.
+    const key = JSON.stringify([s.profile, s.endpoint, s.interface, s.addresses, explainAddresses(s)]);
+    replaceKeyed(this.details, key, () => [h("h2", {}, "This connection"), detailsList(s), this.throughput]);
+    setText(this.details, "#detail-handshake", age(s.last_handshake_secs));
+    setText(this.details, "#detail-rx", bytes(s.rx_bytes));
+    setText(this.details, "#detail-tx", bytes(s.tx_bytes));
     const samples = this.store.state.throughput.samples;
     const last = samples[samples.length - 1];
-    return h(
-      "div",
-      { class: "throughput" },
-      h(
-        "p",
-        { class: "legend" },
-        h("span", { class: "rx-key" }, `↓ ${last ? rate(last.rx) : "…"}`),
-        " ",
-        h("span", { class: "tx-key" }, `↑ ${last ? rate(last.tx) : "…"}`),
-        h("span", { class: "muted" }, "  up to the last 5 minutes"),
-      ),
-      plot(samples, Date.now()),
-    );
+    this.rxKey.textContent = `↓ ${last ? rate(last.rx) : "…"}`;
+    this.txKey.textContent = `↑ ${last ? rate(last.tx) : "…"}`;
+    this.plot.replaceWith((this.plot = plot(samples, Date.now())));
   }
 
   private renderList(force: boolean): void {
@@ -188,6 +199,11 @@ export class ConnectView {
       ),
     );
   }
+}
+
+function setText(root: Element, css: string, text: string): void {
+  const el = root.querySelector(css);
+  if (el && el.textContent !== text) el.textContent = text;
 }
 
 function detailsList(s: Status): HTMLElement {
