@@ -37,6 +37,10 @@ PKGS=(
   # the helper's systemd-resolved backend is tested against a python-dbusmock stand-in for
   # org.freedesktop.resolve1 on a private dbus-daemon (helper/src/dns/resolved.rs)
   python3-dbusmock
+  # the desktop app: Tauri's build dependencies, its tray library, and the GUI test's world
+  # (Xvfb, WebKit's WebDriver, X11 and D-Bus tools for the window, the tray and deep links)
+  libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev libssl-dev libayatana-appindicator3-1
+  xvfb webkit2gtk-driver x11-utils python3-xlib libglib2.0-bin desktop-file-utils
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)
@@ -83,3 +87,4 @@ for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall set
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done
 /usr/bin/python3 -c 'import dbusmock' 2>/dev/null || { say "missing after install: python3 dbusmock"; exit 1; }
+/usr/bin/python3 -c 'import Xlib, gi' 2>/dev/null || { say "missing after install: python3 Xlib or gi"; exit 1; }

@@ -9,6 +9,8 @@ fn main() {
             "server_catalog",
             "import_paths",
             "delete_profile",
+            "public_key",
+            "save_public_key",
             "connect",
             "disconnect",
             "set_kill_switch",
@@ -16,6 +18,7 @@ fn main() {
             "get_settings",
             "save_settings",
             "self_test",
+            "take_open_requests",
         ]),
     ))
     .expect("tauri build script");

@@ -4,14 +4,17 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use tauri::State;
+use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt as _;
 use underpass_profile::{Catalog, ProfileSummary};
 use underpass_proto::{KillSwitchMode, Request, Response, SelfTestKind, SelfTestReport};
 
+use crate::connect::{Connecting, Target};
 use crate::helper::{self, HelperView, REQUEST_TIMEOUT, SELF_TEST_TIMEOUT};
+use crate::links::OpenRequest;
 use crate::profiles::ImportOutcome;
-use crate::settings::{parse_prefixes, Settings};
-use crate::AppState;
+use crate::settings::{Settings, SettingsForm};
+use crate::{desktop, tray, AppState};
 
 type Answer<T> = Result<T, String>;
 
@@ -53,28 +56,51 @@ pub fn server_catalog(state: State<'_, AppState>) -> Answer<Catalog> {
 
 #[tauri::command]
 pub async fn import_paths(
+    app: AppHandle,
     state: State<'_, AppState>,
     paths: Vec<String>,
     trust: bool,
 ) -> Answer<Vec<ImportOutcome>> {
-    Ok(paths
+    let out = paths
         .iter()
         .map(|p| state.profiles.import(&PathBuf::from(p), trust))
-        .collect())
+        .collect();
+    tray::refresh_countries(&app);
+    Ok(out)
 }
 
 #[tauri::command]
-pub fn delete_profile(state: State<'_, AppState>, name: String) -> Answer<()> {
-    state.profiles.remove(&name).map_err(|e| format!("{e:#}"))
+pub fn delete_profile(app: AppHandle, state: State<'_, AppState>, name: String) -> Answer<()> {
+    state.profiles.remove(&name).map_err(|e| format!("{e:#}"))?;
+    tray::refresh_countries(&app);
+    Ok(())
 }
 
 #[tauri::command]
-pub async fn connect(
-    state: State<'_, AppState>,
-    profile: String,
-    server: Option<String>,
-) -> Answer<()> {
-    crate::connect_to(&state, &profile, server.as_deref()).await
+pub fn public_key(state: State<'_, AppState>, name: String) -> Answer<String> {
+    state
+        .profiles
+        .public_key(&name)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Writes the profile's public key to `path` (chosen in a save dialog), one line.
+#[tauri::command]
+pub fn save_public_key(state: State<'_, AppState>, name: String, path: String) -> Answer<()> {
+    let key = state
+        .profiles
+        .public_key(&name)
+        .map_err(|e| format!("{e:#}"))?;
+    underpass_profile::store::write_file_atomic(
+        &PathBuf::from(&path),
+        format!("{key}\n").as_bytes(),
+    )
+    .map_err(|e| format!("{path}: {e}"))
+}
+
+#[tauri::command]
+pub async fn connect(state: State<'_, AppState>, target: Target) -> Answer<Connecting> {
+    crate::connect::connect(&state, &target).await
 }
 
 #[tauri::command]
@@ -109,29 +135,44 @@ pub async fn set_lan_access(state: State<'_, AppState>, allow: bool) -> Answer<(
         .map(|_| ())
 }
 
+/// The saved settings, with "launch at login" as the OS's autostart entry says.
 #[tauri::command]
-pub fn get_settings(state: State<'_, AppState>) -> Settings {
-    state.settings.lock().unwrap().clone()
+pub fn get_settings(app: AppHandle, state: State<'_, AppState>) -> Settings {
+    let mut settings = state.settings.lock().unwrap().clone();
+    if let Ok(on) = app.autolaunch().is_enabled() {
+        settings.launch_at_login = on;
+    }
+    settings
 }
 
-/// Saves the split-tunnel lists (as typed) and the notification switch.
+/// Saves the Settings screen's form (lists as typed, validated here) and applies "launch at
+/// login" to the OS's autostart entry.
 #[tauri::command]
 pub fn save_settings(
+    app: AppHandle,
     state: State<'_, AppState>,
-    include: String,
-    exclude: String,
-    notifications: bool,
+    form: SettingsForm,
 ) -> Answer<Settings> {
-    let include = parse_prefixes(&include).map_err(|e| format!("Include: {e}"))?;
-    let exclude = parse_prefixes(&exclude).map_err(|e| format!("Exclude: {e}"))?;
-    let settings = Settings {
-        split_include: include,
-        split_exclude: exclude,
-        notifications,
-    };
+    let current = state.settings.lock().unwrap().clone();
+    let settings = form.apply(&current)?;
+    let autostart = app.autolaunch();
+    if settings.launch_at_login != autostart.is_enabled().unwrap_or(false) {
+        let done = if settings.launch_at_login {
+            autostart.enable()
+        } else {
+            autostart.disable()
+        };
+        done.map_err(|e| format!("launch at login: {e}"))?;
+    }
     settings.save(&state.config_dir()?)?;
     *state.settings.lock().unwrap() = settings.clone();
     Ok(settings)
+}
+
+/// The links and files the app was asked to open and the webview has not handled yet.
+#[tauri::command]
+pub fn take_open_requests(state: State<'_, AppState>) -> Vec<OpenRequest> {
+    std::mem::take(&mut *state.pending_open.lock().unwrap())
 }
 
 #[tauri::command]
@@ -141,7 +182,14 @@ pub async fn self_test(state: State<'_, AppState>, test: SelfTestKind) -> Answer
         options: state.options.self_test.clone(),
     };
     match ask(&state, request).await? {
-        Response::SelfTest { report } => Ok(*report),
+        Response::SelfTest { report } => {
+            if state.settings.lock().unwrap().notifications {
+                if let Some(n) = desktop::self_test_note(&report) {
+                    desktop::notify(&n.title, &n.body);
+                }
+            }
+            Ok(*report)
+        }
         other => Err(format!(
             "the helper answered {other:?} to a self-test request"
         )),

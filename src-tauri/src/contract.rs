@@ -21,7 +21,9 @@ use underpass_proto::{
     RoutingSummary, SelfTestKind, SelfTestReport, Status, TunnelState, Verdict,
 };
 
+use crate::connect::{Connecting, Target};
 use crate::helper::{HelperView, LinkState, SelfTestProgress};
+use crate::links::OpenRequest;
 use crate::profiles::{ImportOutcome, UntrustedSigner};
 use crate::settings::Settings;
 
@@ -308,8 +310,72 @@ fn generate() -> String {
             split_include: vec!["10.0.0.0/8".parse().unwrap()],
             split_exclude: vec!["fd00::/8".parse().unwrap()],
             notifications: true,
+            custom_dns: vec!["10.64.0.1".parse().unwrap()],
+            connect_on_launch: true,
+            launch_at_login: false,
+            last_target: Some(Target::Fastest {
+                country: Some("SE".into()),
+            }),
         },
     );
+    o.value(
+        "settingsDefault",
+        "Settings",
+        &Settings {
+            last_target: Some(Target::Server {
+                profile: "se-sto-wg-001".into(),
+                server: None,
+            }),
+            ..Settings::default()
+        },
+    );
+    o.value("targetFastest", "Target", &Target::default());
+    o.value(
+        "connecting",
+        "Connecting",
+        &Connecting {
+            profile: "se-sto-wg-001".into(),
+            server: Some("sto-1".into()),
+            rtt_ms: Some(12.5),
+            measured: 3,
+        },
+    );
+    o.value(
+        "connectingGiven",
+        "Connecting",
+        &Connecting {
+            profile: "mystery".into(),
+            server: None,
+            rtt_ms: None,
+            measured: 0,
+        },
+    );
+    for (name, request) in [
+        (
+            "openSelect",
+            OpenRequest::Select {
+                target: Target::Server {
+                    profile: "acme".into(),
+                    server: Some("sto-1".into()),
+                },
+            },
+        ),
+        (
+            "openImport",
+            OpenRequest::Import {
+                paths: vec!["/home/u/acme.underpass".into()],
+            },
+        ),
+        (
+            "openRefused",
+            OpenRequest::Refused {
+                what: "underpass://nope".into(),
+                reason: "unknown action \"nope\"".into(),
+            },
+        ),
+    ] {
+        o.value(name, "OpenRequest", &request);
+    }
     o.0.trim_end().to_string() + "\n"
 }
 

@@ -1,7 +1,9 @@
-//! Desktop integration that does not need a window: which notification a state change
-//! deserves, and the tray's label. Kept free of Tauri so it can be tested.
+//! Desktop integration that does not need a window: which notification a state change or a
+//! self-test deserves, showing it, and the tray's texts. Kept free of Tauri so it can be
+//! tested.
 
-use underpass_proto::{FirewallState, Status, TunnelState};
+use underpass_profile::Catalog;
+use underpass_proto::{FirewallState, SelfTestKind, SelfTestReport, Status, TunnelState, Verdict};
 
 /// A notification to show: title and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,64 @@ pub fn notification_for(
         });
     }
     None
+}
+
+/// The notification for a finished self-test: only a failure is worth interrupting for.
+pub fn self_test_note(report: &SelfTestReport) -> Option<Note> {
+    if report.verdict != Verdict::Fail {
+        return None;
+    }
+    let name = match report.test {
+        SelfTestKind::Dns => "DNS-leak test",
+        SelfTestKind::KillSwitch => "kill-switch self-test",
+    };
+    let n = report.leaks.len();
+    Some(Note {
+        title: format!("Underpass: {name} failed"),
+        body: format!(
+            "{n} packet{} left outside the tunnel. Open Diagnostics for the evidence.",
+            if n == 1 { "" } else { "s" }
+        ),
+    })
+}
+
+/// Shows `title` and `body` as a desktop notification, without blocking. Without a
+/// notification server (no session bus, a bare window manager) it is logged and dropped.
+pub fn notify(title: &str, body: &str) {
+    let (title, body) = (title.to_string(), body.to_string());
+    std::thread::spawn(move || {
+        if let Err(e) = notify_rust::Notification::new()
+            .appname("Underpass")
+            .summary(&title)
+            .body(&body)
+            .show()
+        {
+            tracing::info!("notification not shown ({e}): {title}");
+        }
+    });
+}
+
+/// The tray's "Connect to" entries: the fastest server anywhere (id ""), then each known
+/// country by its code, with its flag, name and server count.
+pub fn tray_countries(catalog: &Catalog) -> Vec<(String, String)> {
+    let mut out = vec![(String::new(), "Fastest server".to_string())];
+    for c in &catalog.countries {
+        if let Some(code) = &c.code {
+            let flag = c.flag.as_deref().unwrap_or_default();
+            let n = c.servers.len();
+            out.push((
+                code.clone(),
+                format!(
+                    "{flag} {} ({n} server{})",
+                    c.name,
+                    if n == 1 { "" } else { "s" }
+                )
+                .trim_start()
+                .to_string(),
+            ));
+        }
+    }
+    out
 }
 
 /// The tray's one-line state, from what the helper reported (`None`: no helper).
@@ -117,6 +177,55 @@ mod tests {
                 FirewallState::Open
             ))),
             "Disconnected"
+        );
+    }
+
+    #[test]
+    fn only_a_failed_self_test_notifies() {
+        let mut report = SelfTestReport {
+            test: SelfTestKind::KillSwitch,
+            verdict: Verdict::Pass,
+            duration_ms: 1,
+            captured_on: vec![],
+            sent: vec![],
+            leaks: vec![],
+            resolvers: vec![],
+            notes: vec![],
+        };
+        assert_eq!(self_test_note(&report), None);
+        report.verdict = Verdict::Inconclusive;
+        assert_eq!(self_test_note(&report), None);
+        report.verdict = Verdict::Fail;
+        let n = self_test_note(&report).unwrap();
+        assert_eq!(n.title, "Underpass: kill-switch self-test failed");
+    }
+
+    #[test]
+    fn the_tray_lists_the_fastest_server_then_each_known_country() {
+        use underpass_profile::{CatalogServer, ProfileName};
+        let server = |p: &str, cc: Option<&str>| CatalogServer {
+            profile: ProfileName::new(p).unwrap(),
+            server: None,
+            country: cc.map(Into::into),
+            city: None,
+            endpoint: "192.0.2.1:51820".into(),
+            public_key: underpass_proto::Key([7; 32]),
+            organization: None,
+        };
+        let catalog = Catalog::build(vec![
+            server("se-1", Some("SE")),
+            server("se-2", Some("SE")),
+            server("de-1", Some("DE")),
+            server("home", None),
+        ]);
+        let entries = tray_countries(&catalog);
+        assert_eq!(
+            entries,
+            vec![
+                ("".into(), "Fastest server".into()),
+                ("DE".into(), "🇩🇪 Germany (1 server)".into()),
+                ("SE".into(), "🇸🇪 Sweden (2 servers)".into()),
+            ]
         );
     }
 }

@@ -13,31 +13,44 @@
 //!   exactly the app's commands plus event listening and the file dialog.
 //! - **Desktop extras degrade**: no tray host, no notification server or no session bus
 //!   must never stop the app.
+//! - **One instance.** A second `underpass-gui` (a desktop launcher, an `underpass://` link,
+//!   a double-clicked `.underpass` file) hands its arguments to the first and exits; the
+//!   first shows its window and opens them ([`links`]).
 
 pub mod commands;
+pub mod connect;
 pub mod desktop;
 pub mod helper;
+pub mod links;
 pub mod options;
 pub mod profiles;
 pub mod settings;
+pub mod tray;
 
 #[cfg(test)]
 mod contract;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter, Manager, WindowEvent};
+use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
 use tokio::sync::Notify;
-use underpass_proto::{Request, Status, TunnelState};
+use underpass_proto::{Status, TunnelState};
 
 use crate::helper::{HelperView, Update};
+use crate::links::OpenRequest;
 use crate::options::Options;
 use crate::profiles::Profiles;
 use crate::settings::Settings;
+use crate::tray::TrayItems;
+
+/// What the window remembers between runs (not whether it is shown: that follows
+/// `--hidden` and the tray).
+const WINDOW_STATE: StateFlags = StateFlags::SIZE
+    .union(StateFlags::POSITION)
+    .union(StateFlags::MAXIMIZED);
 
 /// Everything the commands share.
 pub struct AppState {
@@ -49,15 +62,11 @@ pub struct AppState {
     /// Set when this app asked for a disconnect, so the drop is not "unexpected".
     pub user_disconnect: AtomicBool,
     pub settings: Mutex<Settings>,
-    /// The last server connected to from this app (the tray's "Connect" uses it).
-    pub last_choice: Mutex<Option<(String, Option<String>)>>,
+    /// Links and files to open that the webview has not taken yet.
+    pub pending_open: Mutex<Vec<OpenRequest>>,
+    /// Set once connect-on-launch has been considered (it happens at most once per run).
+    launch_connect_done: AtomicBool,
     tray: Mutex<Option<TrayItems>>,
-}
-
-struct TrayItems {
-    state: MenuItem<tauri::Wry>,
-    connect: MenuItem<tauri::Wry>,
-    disconnect: MenuItem<tauri::Wry>,
 }
 
 impl AppState {
@@ -70,54 +79,6 @@ impl AppState {
                 "cannot tell where your profiles live: set HOME or pass --config-dir".into()
             })
     }
-}
-
-/// Sends a connect request for `profile` (and a bundle's `server`) with the saved settings.
-pub async fn connect_to(
-    state: &AppState,
-    profile: &str,
-    server: Option<&str>,
-) -> Result<(), String> {
-    let (kill_switch, lan_access) = {
-        let view = state.view.lock().unwrap();
-        let status = view
-            .status
-            .as_ref()
-            .ok_or("the helper is not reachable; see the message on screen")?;
-        (status.kill_switch, status.lan_access)
-    };
-    let settings = state.settings.lock().unwrap().clone();
-    let config = state
-        .profiles
-        .tunnel_config(profile, server, &settings, kill_switch, lan_access)
-        .map_err(|e| format!("{e:#}"))?;
-    state.user_disconnect.store(false, Ordering::SeqCst);
-    *state.last_choice.lock().unwrap() = Some((profile.to_string(), server.map(str::to_string)));
-    helper::request(
-        &state.options.socket,
-        Request::Connect {
-            config: Box::new(config),
-        },
-        helper::REQUEST_TIMEOUT,
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
-fn notify(title: &str, body: &str) {
-    let (title, body) = (title.to_string(), body.to_string());
-    // notify-rust blocks on D-Bus; without a notification server it errors, which is fine.
-    tauri::async_runtime::spawn_blocking(move || {
-        if let Err(e) = notify_rust::Notification::new()
-            .appname("Underpass")
-            .summary(&title)
-            .body(&body)
-            .show()
-        {
-            tracing::info!("notification not shown ({e}): {title}");
-        }
-    });
 }
 
 /// Handles one watcher update: remember it, tell the webview, the tray and the user.
@@ -138,27 +99,39 @@ fn on_update(app: &AppHandle, update: Update) {
                 let user = state.user_disconnect.load(Ordering::SeqCst);
                 if state.settings.lock().unwrap().notifications {
                     if let Some(n) = desktop::notification_for(prev.as_ref(), next, user) {
-                        notify(&n.title, &n.body);
+                        desktop::notify(&n.title, &n.body);
                     }
                 }
+                if !state.launch_connect_done.swap(true, Ordering::SeqCst) {
+                    connect_on_launch(app, next);
+                }
             }
-            update_tray(&state, view.status.as_ref());
+            tray::show_status(&state, view.status.as_ref());
             let _ = app.emit("helper-view", *view);
         }
     }
 }
 
-fn update_tray(state: &AppState, status: Option<&Status>) {
-    if let Some(items) = state.tray.lock().unwrap().as_ref() {
-        let _ = items.state.set_text(desktop::tray_label(status));
-        let up = status.map(|s| s.state);
-        let connected = matches!(up, Some(TunnelState::Connected | TunnelState::Connecting));
-        let _ = items.connect.set_enabled(status.is_some() && !connected);
-        let _ = items.disconnect.set_enabled(connected);
+/// The first time the helper answers: connect if the user asked for it at launch and the
+/// helper is not already connected (a helper that reconnected by itself is left alone).
+fn connect_on_launch(app: &AppHandle, status: &Status) {
+    let state = app.state::<AppState>();
+    let settings = state.settings.lock().unwrap().clone();
+    if !settings.connect_on_launch || status.state != TunnelState::Disconnected {
+        return;
     }
+    let target = settings.last_target.unwrap_or_default();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        tracing::info!("connect on launch: {target:?}");
+        if let Err(e) = connect::connect(&state, &target).await {
+            desktop::notify("Underpass: could not connect at launch", &e);
+        }
+    });
 }
 
-fn show_main(app: &AppHandle) {
+pub(crate) fn show_main(app: &AppHandle) {
     if let Some(w) = app.get_webview_window("main") {
         let _ = w.show();
         let _ = w.unminimize();
@@ -166,69 +139,22 @@ fn show_main(app: &AppHandle) {
     }
 }
 
-fn build_tray(app: &AppHandle) -> tauri::Result<TrayItems> {
-    let state = MenuItem::with_id(app, "state", "Helper not running", false, None::<&str>)?;
-    let connect = MenuItem::with_id(app, "connect", "Connect", false, None::<&str>)?;
-    let disconnect = MenuItem::with_id(app, "disconnect", "Disconnect", false, None::<&str>)?;
-    let show = MenuItem::with_id(app, "show", "Show Underpass", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let sep = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&state, &sep, &connect, &disconnect, &show, &quit])?;
-    let mut builder = TrayIconBuilder::with_id("underpass")
-        .tooltip("Underpass")
-        .menu(&menu)
-        .on_menu_event(|app, event| {
-            let app = app.clone();
-            match event.id().as_ref() {
-                "quit" => app.exit(0),
-                "show" => show_main(&app),
-                "connect" => {
-                    tauri::async_runtime::spawn(async move {
-                        let state = app.state::<AppState>();
-                        let choice = state.last_choice.lock().unwrap().clone();
-                        let choice = match choice {
-                            Some(c) => Some(c),
-                            None => state.profiles.catalog().ok().and_then(|c| {
-                                c.countries
-                                    .first()?
-                                    .servers
-                                    .first()
-                                    .map(|s| (s.profile.to_string(), s.server.clone()))
-                            }),
-                        };
-                        let result = match choice {
-                            Some((p, s)) => connect_to(&state, &p, s.as_deref()).await,
-                            None => Err("import a profile first".into()),
-                        };
-                        if let Err(e) = result {
-                            notify("Underpass: could not connect", &e);
-                        }
-                    });
-                }
-                "disconnect" => {
-                    tauri::async_runtime::spawn(async move {
-                        let state = app.state::<AppState>();
-                        state.user_disconnect.store(true, Ordering::SeqCst);
-                        let _ = helper::request(
-                            &state.options.socket,
-                            Request::Disconnect,
-                            helper::REQUEST_TIMEOUT,
-                        )
-                        .await;
-                    });
-                }
-                _ => {}
-            }
-        });
-    if let Some(icon) = app.default_window_icon() {
-        builder = builder.icon(icon.clone());
+/// Queues what a command line asks to open, and tells the webview to take it.
+fn open_items(app: &AppHandle, items: &[String], cwd: &Path) {
+    if items.is_empty() {
+        return;
     }
-    builder.build(app)?;
-    Ok(TrayItems {
-        state,
-        connect,
-        disconnect,
-    })
+    let state = app.state::<AppState>();
+    let inbox = match state.config_dir() {
+        Ok(dir) => dir.join("inbox"),
+        Err(e) => {
+            tracing::warn!("cannot open {items:?}: {e}");
+            return;
+        }
+    };
+    let requests = links::requests(items, cwd, &inbox);
+    state.pending_open.lock().unwrap().extend(requests);
+    let _ = app.emit("open-requests", ());
 }
 
 /// Starts the app. Blocks until it quits.
@@ -258,14 +184,29 @@ pub fn run(options: Options) {
         profiles,
         user_disconnect: AtomicBool::new(false),
         settings: Mutex::new(settings),
-        last_choice: Mutex::new(None),
+        pending_open: Mutex::new(Vec::new()),
+        launch_connect_done: AtomicBool::new(false),
         tray: Mutex::new(None),
     };
     tauri::Builder::default()
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+        .plugin(tauri_plugin_single_instance::init(|app, args, cwd| {
+            // A second instance: its arguments are ours to open (program name first).
+            let items = options::Options::items_to_open(args.iter().skip(1).cloned());
             show_main(app);
+            open_items(app, &items, Path::new(&cwd));
         }))
         .plugin(tauri_plugin_dialog::init())
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .app_name("underpass")
+                .args([options::HIDDEN_FLAG])
+                .build(),
+        )
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(WINDOW_STATE)
+                .build(),
+        )
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::helper_view,
@@ -274,6 +215,8 @@ pub fn run(options: Options) {
             commands::server_catalog,
             commands::import_paths,
             commands::delete_profile,
+            commands::public_key,
+            commands::save_public_key,
             commands::connect,
             commands::disconnect,
             commands::set_kill_switch,
@@ -281,17 +224,31 @@ pub fn run(options: Options) {
             commands::get_settings,
             commands::save_settings,
             commands::self_test,
+            commands::take_open_requests,
         ])
         .setup(|app| {
             let handle = app.handle().clone();
-            match build_tray(&handle) {
+            match tray::build(&handle) {
                 Ok(items) => *app.state::<AppState>().tray.lock().unwrap() = Some(items),
                 Err(e) => tracing::warn!("no tray icon: {e}"),
             }
-            let (socket, retry) = {
+            tray::refresh_countries(&handle);
+            let (socket, retry, hidden, items) = {
                 let s = app.state::<AppState>();
-                (s.options.socket.clone(), s.retry.clone())
+                (
+                    s.options.socket.clone(),
+                    s.retry.clone(),
+                    s.options.hidden,
+                    s.options.open.clone(),
+                )
             };
+            // The window starts hidden (tauri.conf.json) so that `--hidden` (autostart)
+            // never flashes it; everything else shows it.
+            if !hidden || app.state::<AppState>().tray.lock().unwrap().is_none() {
+                show_main(&handle);
+            }
+            let cwd = std::env::current_dir().unwrap_or_default();
+            open_items(&handle, &items, &cwd);
             let h = handle.clone();
             tauri::async_runtime::spawn(helper::watch(socket, retry, move |u| on_update(&h, u)));
             Ok(())
@@ -302,6 +259,10 @@ pub fn run(options: Options) {
                 let has_tray = window.state::<AppState>().tray.lock().unwrap().is_some();
                 if has_tray && window.label() == "main" {
                     api.prevent_close();
+                    // Remember the size now: the session may end without the app exiting.
+                    if let Err(e) = window.app_handle().save_window_state(WINDOW_STATE) {
+                        tracing::warn!("window size not saved: {e}");
+                    }
                     let _ = window.hide();
                 }
             }

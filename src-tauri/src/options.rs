@@ -22,6 +22,57 @@ pub struct Options {
     /// and `UNDERPASS_SELFTEST_PROBES` (comma-separated addresses). Unset: the helper's
     /// defaults, which are reserved names and documentation addresses.
     pub self_test: SelfTestOptions,
+    /// `--hidden`: start in the tray without showing the window (the autostart entry).
+    pub hidden: bool,
+    /// `underpass://` links and profile files to open (the arguments that are not options).
+    pub open: Vec<String>,
+}
+
+/// The option the autostart entry passes.
+pub const HIDDEN_FLAG: &str = "--hidden";
+const VALUE_FLAGS: [&str; 4] = [
+    "--socket",
+    "--config-dir",
+    "--keystore",
+    "--trusted-keys-dir",
+];
+
+/// A command line split into options with values, switches, and the things to open.
+#[derive(Default)]
+struct Args {
+    values: Vec<(String, OsString)>,
+    hidden: bool,
+    open: Vec<String>,
+}
+
+fn split_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    let mut out = Args::default();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        if arg == HIDDEN_FLAG {
+            out.hidden = true;
+            continue;
+        }
+        if !arg.starts_with('-') {
+            out.open.push(arg);
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if !VALUE_FLAGS.contains(&flag.as_str()) {
+            eprintln!("underpass-gui: ignoring argument {arg:?}");
+            continue;
+        }
+        let value = match inline {
+            Some(v) => OsString::from(v),
+            None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
+        };
+        out.values.push((flag, value));
+    }
+    Ok(out)
 }
 
 impl Options {
@@ -40,27 +91,8 @@ impl Options {
         let mut config_dir = env_nonempty("UNDERPASS_CONFIG_DIR").map(PathBuf::from);
         let mut keystore = env_nonempty("UNDERPASS_KEYSTORE");
         let mut trusted = env_nonempty("UNDERPASS_TRUSTED_KEYS_DIR").map(PathBuf::from);
-        let mut it = args.into_iter().skip(1);
-        while let Some(arg) = it.next() {
-            let arg = arg.to_string_lossy().into_owned();
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let known = [
-                "--socket",
-                "--config-dir",
-                "--keystore",
-                "--trusted-keys-dir",
-            ];
-            if !known.contains(&flag.as_str()) {
-                eprintln!("underpass-gui: ignoring argument {arg:?}");
-                continue;
-            }
-            let value = match inline {
-                Some(v) => OsString::from(v),
-                None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
-            };
+        let args = split_args(args.into_iter().skip(1))?;
+        for (flag, value) in args.values {
             match flag.as_str() {
                 "--socket" => socket = Some(value.into()),
                 "--config-dir" => config_dir = Some(value.into()),
@@ -92,7 +124,16 @@ impl Options {
             trusted_keys_dir: trusted
                 .unwrap_or_else(|| underpass_profile::bundle::DEFAULT_SYSTEM_TRUST_DIR.into()),
             self_test,
+            hidden: args.hidden,
+            open: args.open,
         })
+    }
+
+    /// The links and files in another instance's command line (program name removed).
+    pub fn items_to_open(args: impl IntoIterator<Item = String>) -> Vec<String> {
+        split_args(args.into_iter().map(OsString::from))
+            .map(|a| a.open)
+            .unwrap_or_default()
     }
 }
 
@@ -184,5 +225,26 @@ mod tests {
         assert!(parse(&["--socket"], &[])
             .unwrap_err()
             .contains("needs a value"));
+    }
+
+    #[test]
+    fn links_and_files_are_the_arguments_that_are_not_options() {
+        let o = parse(
+            &[
+                "--hidden",
+                "--socket",
+                "/a.sock",
+                "underpass://connect",
+                "x.underpass",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(o.hidden);
+        assert_eq!(o.open, ["underpass://connect", "x.underpass"]);
+        let items = Options::items_to_open(
+            ["--config-dir", "/cfg", "a.conf", "--automation"].map(String::from),
+        );
+        assert_eq!(items, ["a.conf"]);
     }
 }

@@ -85,6 +85,17 @@ impl Profiles {
         Ok(Catalog::build(self.store()?.servers()?))
     }
 
+    /// The profile's WireGuard public key (base64), which IT registers for a bundle whose
+    /// key was generated on this device.
+    pub fn public_key(&self, name: &str) -> Result<String> {
+        let name = ProfileName::new(name)?;
+        let loaded = self.store()?.load(&name).map_err(explain)?;
+        Ok(
+            underpass_profile::store::public_key_of(&loaded.config.interface.private_key)
+                .to_base64(),
+        )
+    }
+
     pub fn remove(&self, name: &str) -> Result<()> {
         let name = ProfileName::new(name)?;
         Ok(self.store()?.remove(&name)?)
@@ -225,6 +236,26 @@ impl Profiles {
         let mut config = loaded.tunnel_config(server)?;
         config.routing.include = settings.split_include.clone();
         config.routing.exclude = settings.split_exclude.clone();
+        if !settings.custom_dns.is_empty() {
+            if let Some(b) = loaded.bundle.as_ref().filter(|b| b.policy.dns_locked) {
+                bail!(
+                    "the policy of {} for \"{name}\" locks DNS to the tunnel's resolvers; clear \
+                     the custom DNS in Settings",
+                    b.organization
+                );
+            }
+            if let Some(ip) = settings
+                .custom_dns
+                .iter()
+                .find(|ip| !routed_into_tunnel(&config, **ip))
+            {
+                bail!(
+                    "the custom resolver {ip} would be reached outside the tunnel with these \
+                     routes; add it to the included prefixes, or use the profile's DNS"
+                );
+            }
+            config.dns = settings.custom_dns.clone();
+        }
         config
             .validate()
             .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;
@@ -241,6 +272,19 @@ impl Profiles {
             KillSwitchMode::Lockdown => underpass_proto::KillSwitchMode::Lockdown,
         })
     }
+}
+
+/// Whether traffic to `ip` enters the tunnel: inside a peer's AllowedIPs, inside the included
+/// prefixes when there are any, and in no excluded one.
+fn routed_into_tunnel(config: &TunnelConfig, ip: std::net::IpAddr) -> bool {
+    let allowed = config
+        .peers
+        .iter()
+        .any(|p| p.allowed_ips.iter().any(|n| n.contains(&ip)));
+    let included =
+        config.routing.include.is_empty() || config.routing.include.iter().any(|n| n.contains(&ip));
+    let excluded = config.routing.exclude.iter().any(|n| n.contains(&ip));
+    allowed && included && !excluded && !config.routing.no_routes
 }
 
 fn profile_mode(m: underpass_proto::KillSwitchMode) -> KillSwitchMode {
@@ -282,6 +326,8 @@ mod tests {
             keystore: Keystore::File,
             trusted_keys_dir: dir.join("trusted"),
             self_test: Default::default(),
+            hidden: false,
+            open: vec![],
         })
     }
 
@@ -304,6 +350,11 @@ mod tests {
         let again = p.import(&file, false);
         assert!(again.imported.is_empty());
         assert!(again.failed[0].contains("already exists"), "{again:?}");
+        // the public key of the private key in CONF (32 bytes of 1)
+        assert_eq!(
+            p.public_key("se-sto-wg-001").unwrap(),
+            underpass_profile::store::public_key_of(&underpass_proto::Key([1; 32])).to_base64()
+        );
         p.remove("se-sto-wg-001").unwrap();
         assert!(p.list().unwrap().is_empty());
     }
@@ -350,5 +401,39 @@ mod tests {
                 false
             )
             .is_err());
+    }
+
+    #[test]
+    fn custom_dns_replaces_the_profiles_only_when_the_tunnel_carries_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("de-fra-wg-001.conf");
+        fs::write(&file, CONF).unwrap();
+        let p = profiles(dir.path());
+        p.import(&file, false);
+        let config = |settings: &Settings| {
+            p.tunnel_config(
+                "de-fra-wg-001",
+                None,
+                settings,
+                underpass_proto::KillSwitchMode::Auto,
+                false,
+            )
+        };
+        let mut settings = Settings {
+            custom_dns: vec!["192.0.2.53".parse().unwrap()],
+            ..Settings::default()
+        };
+        assert_eq!(config(&settings).unwrap().dns, settings.custom_dns);
+        settings.split_include = vec!["10.0.0.0/8".parse().unwrap()];
+        let e = format!("{:#}", config(&settings).unwrap_err());
+        assert!(
+            e.contains("192.0.2.53 would be reached outside the tunnel"),
+            "{e}"
+        );
+        settings.custom_dns.clear();
+        assert_eq!(
+            config(&settings).unwrap().dns,
+            vec!["10.64.1.1".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 }

@@ -4,7 +4,7 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { WebDriver, sleep } from "./webdriver.mjs";
 
@@ -20,6 +20,19 @@ const SANDBOX_DIR = env("SANDBOX_DIR");
 const HELPER = join(import.meta.dirname, "helper.sh");
 const NS_CLIENT = env("GUI_NS_CLIENT");
 const INET = env("GUI_INET_ADDR4");
+const TMP = env("GUI_TMP");
+const NS_ROUTER = env("GUI_NS_ROUTER");
+const BLOCK = env("GUI_BLOCK_SERVERS").split(",");
+const CLIENT_PUB = env("GUI_CLIENT_PUB");
+const DESKTOP = join(import.meta.dirname, "desktop.py");
+// The desktop session the app lives in: its HOME, session bus and display.
+const SESSION = {
+  ...process.env,
+  HOME: join(TMP, "home"),
+  XDG_RUNTIME_DIR: join(TMP, "xdg"),
+  DBUS_SESSION_BUS_ADDRESS: env("GUI_DBUS"),
+  NO_AT_BRIDGE: "1",
+};
 
 let wd;
 
@@ -32,6 +45,43 @@ async function shot(name) {
 async function go(screen) {
   await wd.click(`#nav-${screen}`);
   await wd.el(`#nav-${screen}.active`);
+}
+
+/** The desktop around the app (tests/gui/desktop.py): the tray over D-Bus, the window. */
+function desk(...args) {
+  return execFileSync("/usr/bin/python3", [DESKTOP, ...args], { env: SESSION, encoding: "utf8", timeout: 20000 });
+}
+const trayMenu = () => JSON.parse(desk("tray-menu", join(TMP, "tray.jsonl")));
+const trayClick = (label) => desk("tray-click", join(TMP, "tray.jsonl"), label);
+const windowState = () => JSON.parse(desk("window", "Underpass"));
+const entry = (node, label) => node.children.find((c) => c.label === label);
+/** What a desktop does for a link or a double-clicked file: its launcher, by MIME type. */
+function gioOpen(what) {
+  execFileSync("gio", ["open", what], { env: SESSION, stdio: "inherit", timeout: 20000 });
+}
+const notifications = () => {
+  try {
+    return readFileSync(join(TMP, "notify.log"), "utf8");
+  } catch {
+    return "";
+  }
+};
+async function until(what, f, timeoutMs = 10000) {
+  return wd.until(what, async () => f(), timeoutMs);
+}
+/** Drops UDP to these servers at the sandbox's router (they stop answering handshakes). */
+function blockServers(on) {
+  const nft = (...a) => execFileSync("ip", ["netns", "exec", NS_ROUTER, "nft", ...a], { timeout: 10000 });
+  if (on) {
+    nft("add", "table", "inet", "guitest");
+    nft("add", "chain", "inet", "guitest", "f", "{ type filter hook forward priority 0; }");
+    nft("add", "rule", "inet", "guitest", "f", "ip", "daddr", `{ ${BLOCK.join(", ")} }`, "udp", "dport", "51820", "drop");
+  } else {
+    nft("delete", "table", "inet", "guitest");
+  }
+}
+async function prop(css, name) {
+  return wd.cmd("GET", `/element/${await wd.el(css)}/property/${name}`);
 }
 
 function helper(action) {
@@ -69,9 +119,18 @@ test("import, connect, self-tests, disconnect, no helper and recovery", { timeou
 });
 
 async function scenario() {
-  // The app starts against a running helper with no profiles.
+  // The app starts against a running helper with no profiles; its tray icon is registered.
   await wd.waitText("#state-title", (t) => t === "Disconnected", "the helper's state");
   assert.match(await wd.text(".server-list"), /No servers yet/);
+  const tray0 = await until("the tray item", () => {
+    try {
+      return trayMenu();
+    } catch {
+      return undefined;
+    }
+  });
+  assert.equal(tray0.status, "Active");
+  assert.ok(existsSync(tray0.icon), `the tray icon ${tray0.icon} exists`);
   await shot("01-connect-empty");
 
   // 1. Import the sandbox's three wg-quick files (a folder import, typed as a path).
@@ -81,19 +140,28 @@ async function scenario() {
   await wd.waitText("#import-messages", (t) => /Imported .*se-sto-wg-001/.test(t), "the import report", 15000);
   await wd.waitText(".profile-list", (t) => t.includes("de-fra-wg-001") && t.includes("us-nyc-wg-001"), "the profile list");
   assert.match(await wd.text(".profile-list"), /Unsigned: imported from a plain WireGuard file/);
+  // The public key IT would register: the sandbox client's.
+  await wd.click('.show-key[data-profile="se-sto-wg-001"]');
+  await wd.el('.public-key[data-profile="se-sto-wg-001"]');
+  assert.equal(await prop('.public-key[data-profile="se-sto-wg-001"]', "value"), CLIENT_PUB);
   await shot("02-profiles");
 
-  // 2. Pick a country in the picker (searching for it) and connect.
+  // 2. "Fastest server" is the default. With two of the three servers silent, the helper's
+  // handshake measurement picks the one that answers.
   await go("connect");
-  await wd.type("#server-search", "swe");
-  await wd.waitText(".server-list", (t) => t.includes("Sweden") && !t.includes("Germany"), "the search to narrow the list");
-  await wd.click('.server[data-profile="se-sto-wg-001"]');
-  await wd.el('.server.selected[data-profile="se-sto-wg-001"]');
-  await wd.type("#server-search", "");
-  await wd.click("#connect-button");
+  await wd.el('.server.selected[data-best=""]');
+  assert.match(await wd.text("#choice"), /the fastest one/);
+  blockServers(true);
+  try {
+    await wd.click("#connect-button");
+    await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "Connected", 30000);
+    const note = await wd.waitText("#connect-note", (t) => t.length > 0, "the measurement note");
+    assert.match(note, /^Fastest of 3 servers: se-sto-wg-001, handshake in [\d.]+ ms\.$/);
+  } finally {
+    blockServers(false);
+  }
 
   // 3. Connected, with live numbers.
-  await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "Connected", 30000);
   await wd.waitText("#detail-handshake", (t) => /s ago/.test(t), "a handshake age");
   execFileSync("ip", ["netns", "exec", NS_CLIENT, "ping", "-c", "20", "-i", "0.2", "-s", "1000", INET], { timeout: 20000 });
   const rx = await wd.waitText("#detail-rx", (t) => /KiB|MiB/.test(t), "received bytes to grow");
@@ -105,8 +173,23 @@ async function scenario() {
   console.log(`# RSS (KiB) app ${mem.app.join(",")} webkit ${mem.webkit.join(" ")}`);
   await shot("03-connected");
 
-  // 4. Both self-tests, rendered from the helper's report.
+  // The tray follows: its state line, and "Connect to" lists each country.
+  const tray1 = await until("the tray to say connected", () => {
+    const m = trayMenu().menu;
+    return entry(m, "Connected to se-sto-wg-001") ? m : undefined;
+  });
+  const countries = entry(tray1, "Connect to");
+  assert.deepEqual(
+    countries.children.map((c) => c.label),
+    ["Fastest server", "🇩🇪 Germany (1 server)", "🇸🇪 Sweden (1 server)", "🇺🇸 United States (1 server)"],
+  );
+  assert.equal(entry(tray1, "Disconnect").enabled, true);
+  assert.equal(entry(tray1, "Connect").enabled, false);
+
+  // 4. Both self-tests, rendered from the helper's report, and the system state.
   await go("diagnostics");
+  assert.match(await wd.text("#system-state"), /Firewall\s*only the tunnel and its endpoint may be used/);
+  assert.match(await wd.text("#system-state"), /DNS\s*10\.64\.1\.1 via resolv\.conf/);
   await wd.click("#run-dns");
   const dns = await wd.waitText("#result-dns", (t) => /Passed|Failed|Inconclusive|could not run/.test(t), "the DNS test's verdict", 90000);
   assert.match(dns, /Passed: nothing leaked/, dns);
@@ -115,28 +198,104 @@ async function scenario() {
   assert.match(ks, /Passed: nothing leaked/, ks);
   await shot("04-diagnostics");
 
-  // Settings: the helper's kill switch is shown; a bad prefix is caught as it is typed.
+  // The same test with the kill switch off fails, shows the escaped packets, and notifies.
   await go("settings");
-  await wd.el("#ks-auto:checked");
+  await wd.click("#ks-off");
+  await wd.el("#ks-off:checked", 10000);
+  await go("diagnostics");
+  await wd.click("#run-kill_switch");
+  const broken = await wd.waitText("#result-kill_switch", (t) => /Passed|Failed|Inconclusive|could not run/.test(t), "the broken test's verdict", 90000);
+  assert.match(broken, /Failed/, broken);
+  assert.match(await wd.text("#result-kill_switch .leaks"), /Packets seen outside the tunnel/);
+  await until("the self-test notification", () => notifications().includes("kill-switch self-test failed"));
+  await shot("04b-diagnostics-failed");
+  await go("settings");
+  await wd.click("#ks-auto");
+  await wd.el("#ks-auto:checked", 10000);
+
+  // Settings: a bad prefix and a bad resolver are caught as they are typed.
   await wd.type("#split-include", "10.0.0.0/8, banana");
   await wd.waitText("#include-errors", (t) => t.includes('"banana"'), "the prefix error");
-  assert.equal(await wd.cmd("GET", `/element/${await wd.el("#save-settings")}/enabled`), false);
+  assert.equal(await prop("#save-settings", "disabled"), true);
+  await wd.type("#custom-dns", "10.64.1.1, dns.example");
+  await wd.waitText("#dns-errors", (t) => t.includes('"dns.example" is not an address'), "the DNS error");
   await shot("05-settings");
   await wd.type("#split-include", "");
+  await wd.type("#custom-dns", "");
+  // Launch at login writes the desktop's autostart entry; connect on launch is used below.
+  await wd.click("#launch-at-login");
+  await wd.click("#connect-on-launch");
+  await wd.click("#save-settings");
+  await wd.waitText("#settings-message", (t) => t === "Saved.", "the settings to save");
+  const autostart = join(TMP, "home", ".config", "autostart", "underpass.desktop");
+  assert.match(readFileSync(autostart, "utf8"), /^Exec=.*underpass-gui --hidden$/m);
 
-  // 5. Disconnect.
+  // 5. Disconnect from the tray, as a user would.
   await go("connect");
-  await wd.click("#connect-button");
-  await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected", 20000);
+  trayClick("Disconnect");
+  await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected by the tray", 20000);
 
-  // 6. The helper stops: the app says so and how to fix it.
+  // 6. Links and files reach the running app through the desktop's launcher, which starts a
+  // second instance that hands them over. A connect link only selects.
+  gioOpen("underpass://connect?country=DE");
+  await wd.el('.server.selected[data-best="DE"]', 15000);
+  assert.equal(await wd.text("#choice"), "Server: the fastest in Germany");
+  assert.equal(await wd.text("#state-title"), "Disconnected");
+  // A signed bundle carried in a link: the first-use trust prompt, then the import.
+  const bundle1 = readFileSync(join(TMP, "corp-1.underpass")).toString("base64url");
+  gioOpen(`underpass://import?bundle=${bundle1}`);
+  await wd.waitText("#import-messages", (t) => t.includes('signed by "Sandbox Corp IT" with a key you have not trusted yet'), "the trust prompt", 15000);
+  await shot("06-trust-prompt");
+  await wd.click(".trust button.primary");
+  await wd.waitText("#import-messages", (t) => /Imported corp from/.test(t), "the trusted import");
+  // A double-clicked .underpass file with a newer serial replaces the profile in place.
+  gioOpen(join(TMP, "corp-2.underpass"));
+  await wd.waitText("#import-messages", (t) => t.includes("Imported corp from corp-2.underpass."), "the file import", 15000);
+  await wd.waitText('.profile[data-profile="corp"]', (t) => t.includes("Signed by Sandbox Corp IT"), "the signed profile");
+
+  // 7. The signed profile's policy shows as locked settings, with the reason.
+  await go("connect");
+  await wd.click('.server[data-profile="corp"]');
+  await go("settings");
+  assert.equal(await wd.text("#split-lock"), 'Locked by the policy of Sandbox Corp IT for profile "corp": split tunnel is not allowed.');
+  assert.equal(await prop("#split-include", "disabled"), true);
+  assert.match(await wd.text("#dns-lock"), /DNS must go to the tunnel's resolvers/);
+  assert.match(await wd.text("#lan-lock"), /local network access is not allowed/);
+  assert.equal(await prop("#ks-off", "disabled"), true);
+  await shot("07-settings-locked");
+  await go("connect");
+
+  // 8. Closing the window hides it in the tray; the tray and a second launch bring it back.
+  desk("close", "Underpass");
+  await until("the window to hide", () => !windowState().mapped);
+  assert.equal(await wd.text("#state-title"), "Disconnected", "the app still runs");
+  trayClick("Show Underpass");
+  await until("the tray to show the window", () => windowState().mapped);
+  desk("close", "Underpass");
+  await until("the window to hide again", () => !windowState().mapped);
+  execFileSync(APP, [], { env: SESSION, timeout: 20000, stdio: "ignore" }); // returns: it handed over
+  await until("the second launch to show the window", () => windowState().mapped);
+
+  // 9. The helper stops: the app says so and how to fix it.
   helper("stop");
   await wd.waitText("#state-title", (t) => t === "The Underpass helper is not running", "the no-helper screen", 15000);
   assert.match(await wd.text("#no-helper"), /systemctl start underpassd/);
-  await shot("06-no-helper");
+  await shot("08-no-helper");
 
-  // 7. It comes back: the app recovers by itself.
+  // 10. It comes back: the app recovers by itself.
   helper("start");
   await wd.waitText("#state-title", (t) => t === "Disconnected", "recovery", 15000);
-  await shot("07-recovered");
+
+  // 11. The window's size is remembered, and "connect on launch" connects the next run.
+  desk("resize", "Underpass", "900", "640");
+  await until("the resize", () => windowState().width === 900);
+  trayClick("Quit");
+  await wd.quit();
+  wd = await WebDriver.start(DRIVER, APP);
+  await wd.waitText("#state-title", (t) => /^Connected to /.test(t), "connect on launch", 30000);
+  const size = windowState();
+  assert.deepEqual([size.width, size.height], [900, 640], "the remembered size");
+  await shot("09-relaunched");
+
+  assert.match(notifications(), /Underpass: connected/, "the connected notification reached the notification server");
 }

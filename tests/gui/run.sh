@@ -31,7 +31,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$build" = 1 ]; then
   say "building the front end and the app (front end embedded)"
   npm run -s ui:build
-  cargo build --locked -q -p underpassd -p underpass-gui --features tauri/custom-protocol
+  cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
 fi
 APP=$TARGET/debug/underpass-gui
 export UNDERPASS_BIN_DIR=$TARGET/debug
@@ -91,24 +91,56 @@ xdpyinfo >/dev/null 2>&1 || { say "Xvfb did not start"; exit 1; }
 # sandbox's helper, and self-test targets inside the sandbox.
 mkdir -p "$TMP/home" "$TMP/xdg"; chmod 700 "$TMP/xdg"
 port=$((20000 + RANDOM % 20000))
+
+# The desktop entry the packages install (src-tauri/linux), installed for this HOME with the
+# built binary, so `gio open underpass://...` and a double-clicked .underpass file reach the
+# app exactly as on a desktop: the launcher starts a second instance, which hands over.
+desktop-file-validate src-tauri/linux/underpass.desktop
+share=$TMP/home/.local/share
+mkdir -p "$share/applications" "$share/mime/packages"
+sed "s|^Exec=underpass-gui |Exec=$APP |" src-tauri/linux/underpass.desktop >"$share/applications/underpass.desktop"
+cp src-tauri/linux/underpass-mime.xml "$share/mime/packages/underpass.xml"
+update-desktop-database "$share/applications"
+update-mime-database "$share/mime"
+
+# Two signed bundles from "Sandbox Corp IT" (serial 1, then 2) for server 1, with a policy.
+CLI=$TARGET/debug/underpass
+"$CLI" profile keygen --no-password --secret-key "$TMP/it.key" --public-key "$TMP/it.pub" >/dev/null
+for serial in 1 2; do
+  jq -n --arg signer "$(sed -n 2p "$TMP/it.pub")" --arg key "$(cat "$CLIENT_KEY_FILE")" \
+    --arg addr "$CLIENT_TUN_ADDR4_1/32" --arg endpoint "$SERVER_ENDPOINT_1" \
+    --arg pub "$SERVER_PUB_1" --argjson serial "$serial" '{
+      format: "underpass-profile/1", signer_public_key: $signer, organization: "Sandbox Corp IT",
+      name: "corp", description: "Staff VPN (serial \($serial))", serial: $serial,
+      interface: {addresses: [$addr]},
+      servers: [{id: "sto-1", country: "SE", city: "Stockholm", endpoint: $endpoint, public_key: $pub}],
+      policy: {min_kill_switch: "auto", split_tunnel_allowed: false, lan_access_allowed: false,
+               dns_locked: true},
+      private_key: {embedded: $key}}' >"$TMP/corp-$serial.json"
+  "$CLI" profile sign "$TMP/corp-$serial.json" --secret-key "$TMP/it.key" -o "$TMP/corp-$serial.underpass" >/dev/null
+done
 env HOME="$TMP/home" XDG_RUNTIME_DIR="$TMP/xdg" \
   UNDERPASS_SOCKET="$SANDBOX_DIR/underpassd.sock" UNDERPASS_CONFIG_DIR="$TMP/config" \
   UNDERPASS_KEYSTORE=file UNDERPASS_TRUSTED_KEYS_DIR="$TMP/trusted" \
   UNDERPASS_SELFTEST_DOMAIN=example.test \
   UNDERPASS_SELFTEST_PROBES="$ROUTER_ADDR4,$INET_ADDR4_1" \
   setsid dbus-run-session -- bash -c '
+    echo "$DBUS_SESSION_BUS_ADDRESS" >"$0/bus"
     /usr/bin/python3 -m dbusmock --session --template notification_daemon -l "$0/notify.log" >"$0/dbusmock.log" 2>&1 &
+    /usr/bin/python3 tests/gui/desktop.py watcher "$0/tray.jsonl" >"$0/watcher.log" 2>&1 &
     timeout 10 gdbus wait --session org.freedesktop.Notifications || echo "no mock notification server" >&2
+    timeout 10 gdbus wait --session org.kde.StatusNotifierWatcher || echo "no tray host" >&2
     exec tauri-driver --port "$1" --native-port "$(($1 + 1))"' "$TMP" "$port" >"$TMP/tauri-driver.log" 2>&1 &
 group=$!  # setsid in a background job execs in place: its pid is the new group's id
 
 say "driving the app (display :$disp, tauri-driver on port $port)"
+for _ in $(seq 100); do [ -s "$TMP/bus" ] && break; sleep 0.1; done
 GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
-  GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" \
-  timeout 420 node --test --test-reporter=spec tests/gui/app.test.mjs
+  GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" GUI_TMP="$TMP" \
+  GUI_NS_ROUTER="$NS_ROUTER" GUI_BLOCK_SERVERS="$SERVER_ADDR4_2,$SERVER_ADDR4_3" \
+  GUI_CLIENT_PUB="$CLIENT_PUB" GUI_DBUS="$(cat "$TMP/bus")" \
+  timeout 600 node --test --test-reporter=spec tests/gui/app.test.mjs
 cp "$TMP/notify.log" "$ART/notifications.log" 2>/dev/null || true
-grep -q "Underpass: connected" "$ART/notifications.log" ||
-  { say "no 'connected' notification reached the notification server"; exit 1; }
 if [ "$docs" = 1 ]; then
   mkdir -p docs/screenshots
   cp "$ART"/*.png docs/screenshots/

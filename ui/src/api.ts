@@ -3,6 +3,10 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   Catalog,
+  Connecting,
+  OpenRequest,
+  SettingsForm,
+  Target,
   HelperView,
   ImportOutcome,
   KillSwitchMode,
@@ -21,13 +25,16 @@ export const api = {
   importPaths: (paths: string[], trust: boolean) =>
     invoke<ImportOutcome[]>("import_paths", { paths, trust }),
   deleteProfile: (name: string) => invoke<void>("delete_profile", { name }),
-  connect: (profile: string, server: string | null) => invoke<void>("connect", { profile, server }),
+  publicKey: (name: string) => invoke<string>("public_key", { name }),
+  savePublicKey: (name: string, path: string) => invoke<void>("save_public_key", { name, path }),
+  connect: (target: Target) => invoke<Connecting>("connect", { target }),
   disconnect: () => invoke<void>("disconnect"),
   setKillSwitch: (mode: KillSwitchMode) => invoke<void>("set_kill_switch", { mode }),
   setLanAccess: (allow: boolean) => invoke<void>("set_lan_access", { allow }),
   getSettings: () => invoke<Settings>("get_settings"),
-  saveSettings: (include: string, exclude: string, notifications: boolean) =>
-    invoke<Settings>("save_settings", { include, exclude, notifications }),
+  saveSettings: (form: SettingsForm) => invoke<Settings>("save_settings", { form }),
+  takeOpenRequests: () => invoke<OpenRequest[]>("take_open_requests"),
+  onOpenRequests: (f: () => void): Promise<UnlistenFn> => listen<null>("open-requests", () => f()),
   selfTest: (test: SelfTestKind) => invoke<SelfTestReport>("self_test", { test }),
   onHelperView: (f: (v: HelperView) => void): Promise<UnlistenFn> =>
     listen<HelperView>("helper-view", (e) => f(e.payload)),

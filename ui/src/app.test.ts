@@ -4,19 +4,27 @@ import { emit } from "@tauri-apps/api/event";
 import { startApp } from "./app";
 import {
   catalog,
+  connecting,
   helperViewConnected,
   helperViewNotRunning,
+  openRefused,
+  openSelect,
+  profileSigned,
   statusConnected,
   statusDisconnected,
 } from "./generated/contract-samples";
-import type { HelperView } from "./types";
+import type { HelperView, OpenRequest, ProfileSummary } from "./types";
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 let calls: { cmd: string; args: unknown }[] = [];
 let selfTestAnswer: () => unknown;
+let openQueue: OpenRequest[];
+let profiles: ProfileSummary[];
 
 beforeEach(() => {
   calls = [];
+  openQueue = [];
+  profiles = [];
   selfTestAnswer = () => {
     throw "the helper refused: self-tests are not implemented yet";
   };
@@ -28,11 +36,23 @@ beforeEach(() => {
         case "helper_view":
           return helperViewNotRunning;
         case "list_profiles":
-          return [];
+          return profiles;
+        case "take_open_requests":
+          return openQueue.splice(0);
+        case "connect":
+          return connecting;
         case "server_catalog":
           return catalog;
         case "get_settings":
-          return { split_include: [], split_exclude: [], notifications: true };
+          return {
+            split_include: [],
+            split_exclude: [],
+            notifications: true,
+            custom_dns: [],
+            connect_on_launch: false,
+            launch_at_login: false,
+            last_target: null,
+          };
         case "self_test":
           return selfTestAnswer();
         default:
@@ -71,7 +91,7 @@ describe("the app", () => {
     click('.server[data-profile="mystery"]');
     click("#connect-button");
     await tick();
-    expect(calls.find((c) => c.cmd === "connect")?.args).toMatchObject({ profile: "mystery", server: null });
+    expect(calls.find((c) => c.cmd === "connect")?.args).toEqual({ target: { kind: "server", profile: "mystery", server: null } });
   });
 
   it("shows a self-test error plainly instead of a result", async () => {
@@ -102,5 +122,67 @@ describe("the app", () => {
     expect(document.getElementById("connect-button")).toBe(button);
     expect(document.activeElement).toBe(button);
     expect(document.querySelector(".explain")).toBe(explain);
+  });
+
+  it("connects to the fastest server by default and says which one won", async () => {
+    await startApp(root());
+    await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });
+    await tick();
+    expect(document.querySelector('.server.selected[data-best=""]')).not.toBeNull();
+    expect(document.getElementById("choice")!.textContent).toContain("the fastest one");
+    click('.server[data-best="SE"]');
+    expect(document.getElementById("choice")!.textContent).toBe("Server: the fastest in Sweden");
+    click("#connect-button");
+    await tick();
+    await tick();
+    expect(calls.find((c) => c.cmd === "connect")?.args).toEqual({ target: { kind: "fastest", country: "SE" } });
+    expect(document.getElementById("connect-note")!.textContent).toBe(
+      "Fastest of 3 servers: se-sto-wg-001 (sto-1), handshake in 12.5 ms.",
+    );
+  });
+
+  it("opens what it was asked to: a link selects a server, a bad one says why", async () => {
+    openQueue = [openSelect, openRefused];
+    profiles = [profileSigned];
+    // The catalog must hold the selected server for the choice to stick.
+    const acme = { ...catalog.countries[0]!.servers[0]!, profile: "acme" };
+    const withAcme = { countries: [{ ...catalog.countries[0]!, servers: [acme] }] };
+    mockIPC(
+      (cmd) => {
+        switch (cmd) {
+          case "helper_view":
+            return { ...helperViewConnected, status: statusDisconnected };
+          case "server_catalog":
+            return withAcme;
+          case "take_open_requests":
+            return openQueue.splice(0);
+          case "list_profiles":
+            return profiles;
+          default:
+            return null;
+        }
+      },
+      { shouldMockEvents: true },
+    );
+    await startApp(root());
+    await tick();
+    expect(document.querySelector('.server.selected[data-profile="acme"]')).not.toBeNull();
+    expect(document.querySelector(".error[role=alert]")!.textContent).toContain('Could not open underpass://nope: unknown action "nope"');
+  });
+
+  it("shows what a signed profile's policy locks, with the reason", async () => {
+    profiles = [profileSigned];
+    await startApp(root());
+    await emit("helper-view", { ...helperViewConnected, status: { ...statusConnected, profile: "se-sto-wg-001" } });
+    await tick();
+    click("#nav-settings");
+    expect((document.getElementById("split-include") as HTMLTextAreaElement).disabled).toBe(true);
+    expect(document.getElementById("split-lock")!.textContent).toBe(
+      'Locked by the policy of ACME IT for profile "se-sto-wg-001": split tunnel is not allowed.',
+    );
+    expect((document.getElementById("custom-dns") as HTMLTextAreaElement).disabled).toBe(true);
+    expect((document.getElementById("ks-off") as HTMLInputElement).disabled).toBe(true);
+    expect((document.getElementById("ks-lockdown") as HTMLInputElement).disabled).toBe(false);
+    expect(document.getElementById("lan-lock")).toBeNull();
   });
 });

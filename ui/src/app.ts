@@ -7,6 +7,7 @@ import { ConnectView } from "./views/connect";
 import { DiagnosticsView } from "./views/diagnostics";
 import { ProfilesView } from "./views/profiles";
 import { SettingsView } from "./views/settings";
+import type { OpenRequest } from "./types";
 
 type Screen = "connect" | "profiles" | "settings" | "diagnostics";
 const SCREENS: { id: Screen; label: string }[] = [
@@ -47,17 +48,39 @@ export async function startApp(root: HTMLElement): Promise<Store> {
         {
           id: `nav-${s.id}`,
           class: "nav",
-          onclick: () => {
-            current = s.id;
-            render();
-            main.focus();
-          },
+          onclick: () => go(s.id),
         },
         s.label,
       ),
     ),
   );
   replace(root, nav, h("div", { class: "content" }, banner, profileError, main));
+
+  function go(screen: Screen): void {
+    current = screen;
+    render();
+    main.focus();
+  }
+
+  /** A link or a file the app was asked to open (command line, second instance). */
+  async function open(r: OpenRequest): Promise<void> {
+    switch (r.kind) {
+      case "select":
+        store.choose(r.target);
+        go("connect");
+        break;
+      case "import":
+        go("profiles");
+        await views.profiles.importPaths(r.paths, false);
+        break;
+      case "refused":
+        replace(profileError, `Could not open ${r.what}: ${r.reason}`);
+        break;
+    }
+  }
+  const takeOpenRequests = async () => {
+    for (const r of await api.takeOpenRequests()) await open(r);
+  };
 
   function render(): void {
     const d = display(store.state.view);
@@ -86,6 +109,8 @@ export async function startApp(root: HTMLElement): Promise<Store> {
   await reload();
   // The event may have fired before we listened: take the latest view once more.
   store.setView(await api.helperView());
+  await api.onOpenRequests(() => void takeOpenRequests());
+  await takeOpenRequests();
   // The plot scrolls even when no event arrives.
   setInterval(() => {
     if (current === "connect" && store.state.view.status?.state === "connected") render();

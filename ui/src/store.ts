@@ -1,6 +1,6 @@
 // The app's state: the helper's latest report (exactly as received), the profile list and
 // catalog, and a throughput history computed from successive counters.
-import type { Catalog, HelperView, ProfileSummary, Settings } from "./types";
+import type { Catalog, HelperView, ProfileSummary, Settings, Target } from "./types";
 
 export interface Sample {
   t: number; // ms
@@ -42,8 +42,9 @@ export interface AppState {
   catalog: Catalog;
   settings: Settings;
   throughput: Throughput;
-  /** The chosen server: profile and (for a bundle) server id. */
-  choice: { profile: string; server: string | null } | null;
+  /** What Connect connects to: the fastest server (anywhere or in a country) by default,
+   * or one server. `null` when there is no server at all. */
+  choice: Target | null;
 }
 
 type Listener = () => void;
@@ -57,7 +58,15 @@ export class Store {
       view,
       profiles: [],
       catalog: { countries: [] },
-      settings: { split_include: [], split_exclude: [], notifications: true },
+      settings: {
+        split_include: [],
+        split_exclude: [],
+        notifications: true,
+        custom_dns: [],
+        connect_on_launch: false,
+        launch_at_login: false,
+        last_target: null,
+      },
       throughput: new Throughput(),
       choice: null,
     };
@@ -84,12 +93,32 @@ export class Store {
 
   setCatalog(catalog: Catalog): void {
     this.state.catalog = catalog;
-    const c = this.state.choice;
-    const all = catalog.countries.flatMap((k) => k.servers);
-    if (!c || !all.some((s) => s.profile === c.profile && s.server === c.server)) {
-      const first = all[0];
-      this.state.choice = first ? { profile: first.profile, server: first.server } : null;
-    }
+    this.state.choice = validChoice(catalog, this.state.choice ?? this.state.settings.last_target);
     this.changed();
   }
+
+  /** Chooses `target` (when the catalog has it) and tells the screens. */
+  choose(target: Target): void {
+    this.state.choice = validChoice(this.state.catalog, target);
+    this.changed();
+  }
+}
+
+/** `target` if the catalog can serve it, else the fastest server; `null` with no servers. */
+export function validChoice(catalog: Catalog, target: Target | null): Target | null {
+  const countries = catalog.countries;
+  if (!countries.some((c) => c.servers.length)) return null;
+  const ok =
+    target !== null &&
+    (target.kind === "fastest"
+      ? target.country === null || countries.some((c) => c.code === target.country)
+      : countries.some((c) => c.servers.some((s) => s.profile === target.profile && s.server === target.server)));
+  return ok ? target : { kind: "fastest", country: null };
+}
+
+export function sameTarget(a: Target | null, b: Target | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.kind === "fastest" && b.kind === "fastest") return a.country === b.country;
+  if (a.kind === "server" && b.kind === "server") return a.profile === b.profile && a.server === b.server;
+  return false;
 }

@@ -177,8 +177,41 @@ export interface ImportOutcome {
   untrusted: UntrustedSigner | null;
 }
 
+/** What to connect to (Rust: connect::Target). */
+export type Target =
+  | { kind: "fastest"; country: string | null }
+  | { kind: "server"; profile: string; server: string | null };
+
+/** Where a connect request went (Rust: connect::Connecting). */
+export interface Connecting {
+  profile: string;
+  server: string | null;
+  rtt_ms: number | null;
+  measured: number;
+}
+
+/** Something the app was asked to open: a link or a file (Rust: links::OpenRequest). */
+export type OpenRequest =
+  | { kind: "select"; target: Target }
+  | { kind: "import"; paths: string[] }
+  | { kind: "refused"; what: string; reason: string };
+
 export interface Settings {
   split_include: string[];
   split_exclude: string[];
   notifications: boolean;
+  custom_dns: string[];
+  connect_on_launch: boolean;
+  launch_at_login: boolean;
+  last_target: Target | null;
+}
+
+/** The Settings screen's form as typed (Rust: settings::SettingsForm). */
+export interface SettingsForm {
+  include: string;
+  exclude: string;
+  custom_dns: string;
+  notifications: boolean;
+  connect_on_launch: boolean;
+  launch_at_login: boolean;
 }

@@ -67,3 +67,22 @@ export function checkPrefixes(text: string): PrefixCheck {
   });
   return { ok: errors.length === 0, prefixes, errors };
 }
+
+/** Resolver addresses as typed (Rust: settings::parse_addresses, same rules). */
+export function checkAddresses(text: string): PrefixCheck {
+  const items = text
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  const prefixes: string[] = [];
+  const errors: string[] = [];
+  items.forEach((item, i) => {
+    const bytes = v4(item) ?? v6(item);
+    if (!bytes) errors.push(`entry ${i + 1}: "${item}" is not an address like 10.64.0.1 or fd00::53`);
+    else if (bytes.every((b) => b === 0) || (bytes.length === 4 ? bytes[0]! >= 224 && bytes[0]! < 240 : bytes[0] === 0xff))
+      errors.push(`entry ${i + 1}: ${item} cannot be a resolver's address`);
+    else prefixes.push(item);
+  });
+  if (prefixes.length > 8) errors.push(`${prefixes.length} resolvers; at most 8`);
+  return { ok: errors.length === 0, prefixes, errors };
+}

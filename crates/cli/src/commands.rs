@@ -14,7 +14,7 @@ use underpass_profile::{
     Store, StoreError,
 };
 use underpass_proto::client::Client;
-use underpass_proto::{ProbeCandidate, Request, Response, SelfTestOptions, Status};
+use underpass_proto::{Request, Response, SelfTestOptions, Status};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostics;
@@ -158,22 +158,8 @@ async fn best_server(ctx: &Ctx, country: &str) -> Result<(ProfileName, Option<St
     if servers.is_empty() {
         bail!("no server in {cc}; `underpass servers` lists the countries you have");
     }
-    let mut candidates = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let profile = store.load(&s.profile).map_err(hint)?;
-        let peer = profile
-            .config
-            .peers
-            .iter()
-            .find(|p| p.public_key == s.public_key);
-        candidates.push(ProbeCandidate {
-            id: i.to_string(),
-            endpoint: s.endpoint.clone(),
-            public_key: s.public_key.clone(),
-            private_key: profile.config.interface.private_key.clone(),
-            preshared_key: peer.and_then(|p| p.preshared_key.clone()),
-        });
-    }
+    let candidates =
+        underpass_profile::catalog::probe_candidates(&store, &servers).map_err(hint)?;
     let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
     let results = match client.request(Request::ProbeServers { candidates }).await? {
         Response::Probed { results } => results,
@@ -183,18 +169,12 @@ async fn best_server(ctx: &Ctx, country: &str) -> Result<(ProfileName, Option<St
         Some(id) => format!("{} --server {id}", servers[i].profile),
         None => servers[i].profile.to_string(),
     };
-    let mut best: Option<(usize, f64)> = None;
     for r in &results {
-        let Ok(i) = r.id.parse::<usize>() else {
+        let Some(i) = r.id.parse::<usize>().ok().filter(|&i| i < servers.len()) else {
             continue;
         };
         match r.rtt_ms {
-            Some(ms) => {
-                eprintln!("  {}: {ms:.1} ms", label(i));
-                if best.is_none_or(|(_, b)| ms < b) {
-                    best = Some((i, ms));
-                }
-            }
+            Some(ms) => eprintln!("  {}: {ms:.1} ms", label(i)),
             None => eprintln!(
                 "  {}: {}",
                 label(i),
@@ -202,6 +182,7 @@ async fn best_server(ctx: &Ctx, country: &str) -> Result<(ProfileName, Option<St
             ),
         }
     }
+    let best = underpass_profile::catalog::fastest(&results, servers.len());
     let Some((i, ms)) = best else {
         bail!(
             "none of the {} servers in {cc} answered a handshake in time (a kill switch in \

@@ -5,11 +5,13 @@
 //! each server of a signed bundle is its own entry. Servers whose country is unknown are
 //! grouped last, under [`UNKNOWN_COUNTRY`], so nothing imported goes missing from the list.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
-use underpass_proto::Key;
+use underpass_proto::{Key, ProbeCandidate, ProbeResult};
 
 use crate::location::{country_name, flag};
-use crate::store::ProfileName;
+use crate::store::{LoadedProfile, ProfileName, Store, StoreError};
 
 /// The group name of servers without a known country.
 pub const UNKNOWN_COUNTRY: &str = "Unknown location";
@@ -132,6 +134,41 @@ impl Catalog {
     }
 }
 
+/// The handshake probes that measure `servers` (each candidate's id is its index in
+/// `servers`), with the private keys read from `store`, each profile once.
+pub fn probe_candidates(
+    store: &Store,
+    servers: &[CatalogServer],
+) -> Result<Vec<ProbeCandidate>, StoreError> {
+    let mut loaded: HashMap<&ProfileName, LoadedProfile> = HashMap::new();
+    let mut out = Vec::with_capacity(servers.len());
+    for (i, s) in servers.iter().enumerate() {
+        if !loaded.contains_key(&s.profile) {
+            loaded.insert(&s.profile, store.load(&s.profile)?);
+        }
+        let config = &loaded[&s.profile].config;
+        let peer = config.peers.iter().find(|p| p.public_key == s.public_key);
+        out.push(ProbeCandidate {
+            id: i.to_string(),
+            endpoint: s.endpoint.clone(),
+            public_key: s.public_key.clone(),
+            private_key: config.interface.private_key.clone(),
+            preshared_key: peer.and_then(|p| p.preshared_key.clone()),
+        });
+    }
+    Ok(out)
+}
+
+/// The fastest answer among `results` for candidates made by [`probe_candidates`] from
+/// `count` servers: the server's index and its handshake round trip in milliseconds.
+pub fn fastest(results: &[ProbeResult], count: usize) -> Option<(usize, f64)> {
+    results
+        .iter()
+        .filter_map(|r| Some((r.id.parse::<usize>().ok()?, r.rtt_ms?)))
+        .filter(|&(i, ms)| i < count && ms.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +217,44 @@ mod tests {
         assert_eq!(c.search("").server_count(), 2);
         assert_eq!(c.country("de").server_count(), 1);
         assert_eq!(c.country("xx").server_count(), 0);
+    }
+
+    #[test]
+    fn the_fastest_answer_wins_and_silent_or_foreign_ids_are_ignored() {
+        let r = |id: &str, rtt: Option<f64>| ProbeResult {
+            id: id.into(),
+            endpoint: None,
+            rtt_ms: rtt,
+            error: rtt.is_none().then(|| "no answer in 2 s".into()),
+        };
+        let results = [
+            r("0", Some(92.5)),
+            r("1", None),
+            r("2", Some(11.0)),
+            r("9", Some(1.0)),
+            r("x", Some(0.5)),
+        ];
+        assert_eq!(fastest(&results, 3), Some((2, 11.0)));
+        assert_eq!(fastest(&[r("0", None)], 1), None);
+        assert_eq!(fastest(&[], 0), None);
+    }
+
+    #[test]
+    fn probe_candidates_carry_each_servers_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), crate::Keystore::File).unwrap();
+        let text = "[Interface]\nPrivateKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nAddress = 10.0.0.2/32\n\n[Peer]\nPublicKey = AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\nPresharedKey = AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\nAllowedIPs = 0.0.0.0/0\nEndpoint = 192.0.2.1:51820\n";
+        let parsed = crate::parse("se-sto-wg-001.conf", text).unwrap();
+        let name = ProfileName::new("se-sto-wg-001").unwrap();
+        store
+            .import(&name, &parsed.config, &crate::ImportOptions::default())
+            .unwrap();
+        let servers = store.servers().unwrap();
+        let c = probe_candidates(&store, &servers).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].id, "0");
+        assert_eq!(c[0].endpoint, "192.0.2.1:51820");
+        assert_eq!(c[0].private_key, Key([1; 32]));
+        assert_eq!(c[0].preshared_key, Some(Key([3; 32])));
     }
 }

@@ -348,5 +348,69 @@ export const settings: T.Settings = {
   "split_exclude": [
     "fd00::/8"
   ],
-  "notifications": true
+  "notifications": true,
+  "custom_dns": [
+    "10.64.0.1"
+  ],
+  "connect_on_launch": true,
+  "launch_at_login": false,
+  "last_target": {
+    "kind": "fastest",
+    "country": "SE"
+  }
+};
+
+export const settingsDefault: T.Settings = {
+  "split_include": [],
+  "split_exclude": [],
+  "notifications": true,
+  "custom_dns": [],
+  "connect_on_launch": false,
+  "launch_at_login": false,
+  "last_target": {
+    "kind": "server",
+    "profile": "se-sto-wg-001",
+    "server": null
+  }
+};
+
+export const targetFastest: T.Target = {
+  "kind": "fastest",
+  "country": null
+};
+
+export const connecting: T.Connecting = {
+  "profile": "se-sto-wg-001",
+  "server": "sto-1",
+  "rtt_ms": 12.5,
+  "measured": 3
+};
+
+export const connectingGiven: T.Connecting = {
+  "profile": "mystery",
+  "server": null,
+  "rtt_ms": null,
+  "measured": 0
+};
+
+export const openSelect: T.OpenRequest = {
+  "kind": "select",
+  "target": {
+    "kind": "server",
+    "profile": "acme",
+    "server": "sto-1"
+  }
+};
+
+export const openImport: T.OpenRequest = {
+  "kind": "import",
+  "paths": [
+    "/home/u/acme.underpass"
+  ]
+};
+
+export const openRefused: T.OpenRequest = {
+  "kind": "refused",
+  "what": "underpass://nope",
+  "reason": "unknown action \"nope\""
 };

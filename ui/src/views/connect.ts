@@ -2,8 +2,8 @@
 import { api, errorText } from "../api";
 import { h, replace, replaceKeyed, svg } from "../dom";
 import { age, bytes, display, explainAddresses, flagOrGlobe, rate } from "../format";
-import { HISTORY_MS, type Sample, type Store } from "../store";
-import type { Catalog, Status } from "../types";
+import { HISTORY_MS, sameTarget, type Sample, type Store } from "../store";
+import type { Catalog, Connecting, Status, Target } from "../types";
 
 export function filterCatalog(catalog: Catalog, query: string): Catalog {
   const q = query.trim().toLowerCase();
@@ -52,6 +52,7 @@ export class ConnectView {
     "aria-label": "Search servers",
   });
   private error = "";
+  private note = "";
   private busy = false;
   private listKey = "";
   private rxKey = h("span", { class: "rx-key" });
@@ -83,6 +84,7 @@ export class ConnectView {
   private async act(f: () => Promise<void>): Promise<void> {
     this.busy = true;
     this.error = "";
+    this.note = "";
     this.renderCard();
     try {
       await f();
@@ -98,7 +100,7 @@ export class ConnectView {
     const d = display(view);
     const s = view.status;
     const wantsDisconnect = s !== null && (s.state === "connected" || s.state === "connecting");
-    const key = JSON.stringify([d, view.socket, s?.state ?? null, choice === null, this.busy, this.error]);
+    const key = JSON.stringify([d, view.socket, s?.state ?? null, choice, this.busy, this.error, this.note, this.choiceText()]);
     replaceKeyed(this.card, key, () => this.cardChildren(d, wantsDisconnect));
   }
 
@@ -116,7 +118,7 @@ export class ConnectView {
             // The choice at the time of the click: the card is not rebuilt when it changes.
             const now = this.store.state.choice;
             if (wantsDisconnect) await api.disconnect();
-            else if (now) await api.connect(now.profile, now.server);
+            else if (now) this.note = connectedNote(await api.connect(now));
           }),
       },
       wantsDisconnect ? (s?.state === "connecting" ? "Cancel" : "Disconnect") : "Connect",
@@ -129,6 +131,11 @@ export class ConnectView {
       children.push(noHelperHelp(d.fix, view.socket));
     } else {
       children.push(button);
+      if (!wantsDisconnect && choice !== null) {
+        const measuring = this.busy && choice.kind === "fastest";
+        children.push(h("p", { class: "choice", id: "choice" }, measuring ? "Measuring the servers' handshake times…" : this.choiceText()));
+      }
+      if (this.note) children.push(h("p", { class: "muted", id: "connect-note" }, this.note));
       if (!wantsDisconnect && choice === null) children.push(h("p", { class: "hint" }, "Import a profile (Profiles) to get a server to connect to."));
     }
     if (this.error) children.push(h("p", { class: "error", role: "alert", id: "connect-error" }, this.error));
@@ -170,35 +177,82 @@ export class ConnectView {
       replace(this.list, h("p", { class: "muted" }, `Nothing matches "${this.search.value}".`));
       return;
     }
+    const selected = (t: Target) => sameTarget(choice, t);
+    const pick = (t: Target) => () => this.store.choose(t);
+    const anywhere: Target = { kind: "fastest", country: null };
     replace(
       this.list,
-      filtered.countries.map((c) =>
-        h(
+      this.search.value.trim()
+        ? null
+        : h(
+            "button",
+            {
+              class: `server fastest${selected(anywhere) ? " selected" : ""}`,
+              role: "option",
+              "aria-selected": String(selected(anywhere)),
+              "data-best": "",
+              onclick: pick(anywhere),
+            },
+            h("span", { class: "city" }, "⚡ Fastest server"),
+            h("span", { class: "muted" }, " measured when you connect"),
+          ),
+      filtered.countries.map((c) => {
+        const inCountry: Target | null = c.code ? { kind: "fastest", country: c.code } : null;
+        return h(
           "div",
           { class: "country", "data-country": c.code ?? "" },
           h("h3", {}, h("span", { class: "flag", "aria-hidden": "true" }, flagOrGlobe(c.flag)), ` ${c.name} `, h("span", { class: "count" }, `${c.servers.length}`)),
+          inCountry
+            ? h(
+                "button",
+                {
+                  class: `server fastest${selected(inCountry) ? " selected" : ""}`,
+                  role: "option",
+                  "aria-selected": String(selected(inCountry)),
+                  "data-best": c.code,
+                  onclick: pick(inCountry),
+                },
+                h("span", { class: "city" }, `Fastest in ${c.name}`),
+              )
+            : null,
           c.servers.map((s) => {
-            const selected = choice?.profile === s.profile && choice.server === s.server;
+            const t: Target = { kind: "server", profile: s.profile, server: s.server };
             return h(
               "button",
               {
-                class: `server${selected ? " selected" : ""}`,
+                class: `server${selected(t) ? " selected" : ""}`,
                 role: "option",
-                "aria-selected": selected ? "true" : "false",
+                "aria-selected": String(selected(t)),
                 "data-profile": s.profile,
-                onclick: () => {
-                  this.store.state.choice = { profile: s.profile, server: s.server };
-                  this.store.changed();
-                },
+                onclick: pick(t),
               },
               h("span", { class: "city" }, s.city ?? s.server ?? s.profile),
               h("span", { class: "muted" }, ` ${s.server ?? s.profile}${s.organization ? ` · ${s.organization}` : ""}`),
             );
           }),
-        ),
-      ),
+        );
+      }),
     );
   }
+
+  /** The chosen target in words, from the catalog. */
+  private choiceText(): string {
+    const { choice, catalog } = this.store.state;
+    if (!choice) return "";
+    if (choice.kind === "fastest") {
+      if (choice.country === null) return "Server: the fastest one, measured when you connect";
+      const c = catalog.countries.find((k) => k.code === choice.country);
+      return `Server: the fastest in ${c?.name ?? choice.country}`;
+    }
+    return `Server: ${choice.profile}${choice.server ? ` (${choice.server})` : ""}`;
+  }
+}
+
+/** What the app says after a connect request: which server, and how it was chosen. */
+export function connectedNote(c: Connecting): string {
+  const where = `${c.profile}${c.server ? ` (${c.server})` : ""}`;
+  if (c.rtt_ms === null) return "";
+  return `Fastest of ${c.measured} servers: ${where}, handshake in ${c.rtt_ms.toFixed(1)} ms.`;
 }
 
 function setText(root: Element, css: string, text: string): void {

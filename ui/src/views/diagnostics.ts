@@ -1,7 +1,7 @@
 // Diagnostics: the helper's self-tests, rendered from its report (nothing made up), and the
 // routing, DNS and firewall state as the helper reports them.
 import { api, errorText } from "../api";
-import { h, replace } from "../dom";
+import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
 import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../types";
 
@@ -65,7 +65,7 @@ export function systemState(s: Status | null): HTMLElement {
     ["Firewall", { open: "open (no Underpass rules)", tunnel_only: "only the tunnel and its endpoint may be used", blocking: "blocking everything but loopback, DHCP/NDP" + (s.lan_access ? " and the LAN" : "") }[s.firewall]],
     ["Kill switch", s.kill_switch],
   ];
-  return h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", { class: "row" }, h("dt", {}, k), h("dd", {}, v))));
+  return h("dl", { class: "facts", id: "system-state" }, rows.map(([k, v]) => h("div", { class: "row" }, h("dt", {}, k), h("dd", {}, v))));
 }
 
 export class DiagnosticsView {
@@ -109,14 +109,19 @@ export class DiagnosticsView {
     const box = this.boxes.get(kind)!;
     const r = this.results.get(kind);
     this.buttons.get(kind)!.disabled = this.store.state.view.status === null || (r !== undefined && "running" in r);
-    if (!r) return replace(box);
-    if ("running" in r) return replace(box, h("p", { class: "running" }, "Running…"), h("ol", { class: "steps" }, r.running.map((s) => h("li", {}, s))));
-    if ("error" in r) return replace(box, h("p", { class: "error test-error", role: "alert" }, `The helper could not run this test: ${r.error}`));
-    replace(box, renderReport(r.report));
+    // Rebuilt only when the result changes: the screen updates with every statistics event.
+    replaceKeyed(box, JSON.stringify(r ?? null), () => {
+      if (!r) return [];
+      if ("running" in r) return [h("p", { class: "running" }, "Running…"), h("ol", { class: "steps" }, r.running.map((s) => h("li", {}, s)))];
+      if ("error" in r) return [h("p", { class: "error test-error", role: "alert" }, `The helper could not run this test: ${r.error}`)];
+      return [renderReport(r.report)];
+    });
   }
 
   update(): void {
     for (const t of TESTS) this.renderResult(t.kind);
-    replace(this.system, h("h2", {}, "Routes, DNS and firewall now"), systemState(this.store.state.view.status));
+    const s = this.store.state.view.status;
+    const key = JSON.stringify(s && [s.interface, s.mtu, s.routing, s.dns, s.firewall, s.lan_access, s.kill_switch]);
+    replaceKeyed(this.system, key, () => [h("h2", {}, "Routes, DNS and firewall now"), systemState(s)]);
   }
 }

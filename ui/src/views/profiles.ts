@@ -1,8 +1,8 @@
 // Profiles: import (dialog, drag and drop, typed path), signature, policy, expiry, delete.
-import { open } from "@tauri-apps/plugin-dialog";
+import { open, save } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { api, errorText } from "../api";
-import { h, replace } from "../dom";
+import { h, replace, replaceKeyed } from "../dom";
 import { flagOrGlobe } from "../format";
 import type { Store } from "../store";
 import type { ImportOutcome, ProfileSummary } from "../types";
@@ -38,6 +38,8 @@ export class ProfilesView {
   private pathInput = h("input", { id: "import-path", type: "text", placeholder: "/path/to/profile.conf, .underpass, .zip or folder", "aria-label": "Path to import" });
   private drop = h("div", { class: "dropzone", id: "dropzone" }, "Drop .conf, .underpass or .zip files, or a folder, anywhere on this window");
   private confirming: string | null = null;
+  /** Public keys shown, by profile. */
+  private keys = new Map<string, string>();
 
   constructor(private store: Store, private reload: () => Promise<void>) {
     this.el = h(
@@ -144,14 +146,16 @@ export class ProfilesView {
   update(): void {
     const { profiles } = this.store.state;
     if (!profiles.length) {
-      replace(this.list, h("p", { class: "muted" }, "No profiles yet. Import the .conf file your VPN provider gave you, or the .underpass file from your IT department."));
+      replaceKeyed(this.list, "none", () => [h("p", { class: "muted" }, "No profiles yet. Import the .conf file your VPN provider gave you, or the .underpass file from your IT department.")]);
       return;
     }
     const now = Date.now() / 1000;
     const country = (p: ProfileSummary) =>
       this.store.state.catalog.countries.find((c) => c.code !== null && c.code === p.country);
-    replace(
-      this.list,
+    // Rebuilt only when something shown changes (not on every statistics event), so a
+    // selected public key or a focused button stays as it is.
+    const key = JSON.stringify([profiles, profiles.map((p) => country(p)?.flag), this.confirming, [...this.keys], Math.floor(now / 60)]);
+    replaceKeyed(this.list, key, () =>
       profiles.map((p) => {
         const exp = expiryText(p, now);
         const pol = policyText(p);
@@ -174,6 +178,7 @@ export class ProfilesView {
             ),
           ),
           h("p", { class: p.bundle ? "signed" : "muted" }, signatureText(p)),
+          this.keyBlock(p),
           pol ? h("p", {}, `Policy: ${pol}`) : null,
           exp ? h("p", { class: exp.startsWith("Expired") ? "error" : "" }, exp) : null,
           h(
@@ -184,6 +189,58 @@ export class ProfilesView {
         );
       }),
     );
+  }
+
+  /** "Public key": shown on request, with a way to save it for IT. A bundle whose key was
+   * generated on this device says that IT needs it. */
+  private keyBlock(p: ProfileSummary): HTMLElement {
+    const key = this.keys.get(p.name);
+    const needed = p.bundle?.key_generated_locally
+      ? h("p", { class: "warn" }, `This device made its own key: send the public key to ${p.bundle.organization} so they can let it in.`)
+      : null;
+    if (key === undefined) {
+      return h(
+        "div",
+        { class: "key" },
+        needed,
+        h("button", { class: "quiet show-key", "data-profile": p.name, onclick: () => void this.showKey(p.name) }, "Show public key"),
+      );
+    }
+    return h(
+      "div",
+      { class: "key" },
+      needed,
+      h("label", { for: `key-${p.name}` }, "Public key"),
+      h("input", {
+        id: `key-${p.name}`,
+        class: "public-key",
+        "data-profile": p.name,
+        readonly: true,
+        value: key,
+        onfocus: (e: Event) => (e.target as HTMLInputElement).select(),
+      }),
+      h("button", { class: "quiet", onclick: () => void this.saveKey(p.name) }, "Save to a file…"),
+    );
+  }
+
+  private async showKey(name: string): Promise<void> {
+    try {
+      this.keys.set(name, await api.publicKey(name));
+      this.update();
+    } catch (e) {
+      this.show([h("p", { class: "error" }, errorText(e))]);
+    }
+  }
+
+  private async saveKey(name: string): Promise<void> {
+    try {
+      const path = await save({ title: `Save the public key of ${name}`, defaultPath: `${name}.pub` });
+      if (path === null) return;
+      await api.savePublicKey(name, path);
+      this.show([h("p", { class: "ok" }, `Saved the public key of ${name} to ${path}.`)]);
+    } catch (e) {
+      this.show([h("p", { class: "error" }, errorText(e))]);
+    }
   }
 
   private async remove(name: string): Promise<void> {

@@ -1,33 +1,55 @@
 // Settings: the kill switch and LAN access (owned by the helper: shown as it reports them),
-// split-tunnel lists validated as typed, notifications.
+// split-tunnel lists and custom DNS validated as typed, notifications, launch at login and
+// connect on launch. What a signed profile's policy forbids is shown locked, with the reason.
 import { api, errorText } from "../api";
-import { h, replace } from "../dom";
+import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
-import type { KillSwitchMode } from "../types";
-import { checkPrefixes } from "../validate";
+import type { KillSwitchMode, Policy, ProfileSummary } from "../types";
+import { checkAddresses, checkPrefixes } from "../validate";
 
 const MODES: { mode: KillSwitchMode; title: string; text: string }[] = [
   { mode: "off", title: "Off", text: "Traffic flows normally whenever the tunnel is down." },
   { mode: "auto", title: "Automatic", text: "While you want to be connected and the tunnel is not up (connecting, errors, a helper crash), everything is blocked." },
   { mode: "lockdown", title: "Lockdown", text: "Nothing leaves except through the tunnel, even when disconnected and at boot." },
 ];
+const RANK: Record<KillSwitchMode, number> = { off: 0, auto: 1, lockdown: 2 };
+
+/** The policy that governs the settings now: the connected profile's, else the chosen one's. */
+export function governingPolicy(
+  profiles: ProfileSummary[],
+  connected: string | null,
+  chosen: string | null,
+): { organization: string; profile: string; policy: Policy } | null {
+  const name = connected ?? chosen;
+  const b = profiles.find((p) => p.name === name)?.bundle;
+  return b && name ? { organization: b.organization, profile: name, policy: b.policy } : null;
+}
 
 export class SettingsView {
   readonly el: HTMLElement;
   private ks = h("fieldset", { class: "card", id: "kill-switch" });
   private lan = h("div", { class: "card" });
-  private include = h("textarea", { id: "split-include", rows: 3, placeholder: "e.g. 10.0.0.0/8, fd00::/8", "aria-describedby": "include-errors" });
-  private exclude = h("textarea", { id: "split-exclude", rows: 3, placeholder: "e.g. 192.168.0.0/16", "aria-describedby": "exclude-errors" });
+  private include = h("textarea", { id: "split-include", rows: 3, placeholder: "e.g. 10.0.0.0/8, fd00::/8", "aria-describedby": "include-errors split-lock" });
+  private exclude = h("textarea", { id: "split-exclude", rows: 3, placeholder: "e.g. 192.168.0.0/16", "aria-describedby": "exclude-errors split-lock" });
   private includeErr = h("p", { id: "include-errors", class: "error", "aria-live": "polite" });
   private excludeErr = h("p", { id: "exclude-errors", class: "error", "aria-live": "polite" });
+  private splitLock = h("p", { id: "split-lock", class: "lock", hidden: true });
+  private dns = h("textarea", { id: "custom-dns", rows: 2, placeholder: "empty: the profile's DNS", "aria-describedby": "dns-errors dns-lock" });
+  private dnsErr = h("p", { id: "dns-errors", class: "error", "aria-live": "polite" });
+  private dnsLock = h("p", { id: "dns-lock", class: "lock", hidden: true });
   private notifications = h("input", { id: "notifications", type: "checkbox" });
+  private launchAtLogin = h("input", { id: "launch-at-login", type: "checkbox" });
+  private connectOnLaunch = h("input", { id: "connect-on-launch", type: "checkbox" });
   private save = h("button", { id: "save-settings", class: "primary", type: "submit" }, "Save");
   private saveMsg = h("p", { "aria-live": "polite", id: "settings-message" });
   private helperErr = h("p", { class: "error", role: "alert", id: "helper-settings-error" });
   private loaded = false;
 
   constructor(private store: Store) {
-    for (const t of [this.include, this.exclude]) t.addEventListener("input", () => this.validate());
+    for (const t of [this.include, this.exclude, this.dns]) {
+      t.addEventListener("input", () => this.validate());
+      t.addEventListener("change", () => this.validate()); // a cleared field may only say this
+    }
     const form = h(
       "form",
       {
@@ -39,14 +61,24 @@ export class SettingsView {
       },
       h("h2", {}, "Split tunnel"),
       h("p", { class: "muted" }, "Leave both empty for a full tunnel (everything goes through the VPN). Applies at the next connect."),
+      this.splitLock,
       h("label", { for: "split-include" }, "Only these prefixes go through the tunnel"),
       this.include,
       this.includeErr,
       h("label", { for: "split-exclude" }, "These prefixes never go through the tunnel"),
       this.exclude,
       this.excludeErr,
+      h("h2", {}, "DNS"),
+      h("p", { class: "muted" }, "Resolvers to use instead of the profile's. They are reached through the tunnel, and the kill switch lets DNS go nowhere else. Applies at the next connect."),
+      this.dnsLock,
+      h("label", { for: "custom-dns" }, "Custom resolvers"),
+      this.dns,
+      this.dnsErr,
+      h("h2", {}, "Starting"),
+      h("label", { class: "check" }, this.launchAtLogin, " Start Underpass in the tray when I log in"),
+      h("label", { class: "check" }, this.connectOnLaunch, " Connect when Underpass starts (to the server chosen last)"),
       h("h2", {}, "Notifications"),
-      h("label", { class: "check" }, this.notifications, " Tell me when I connect, when the tunnel drops unexpectedly, and when the kill switch blocks"),
+      h("label", { class: "check" }, this.notifications, " Tell me when I connect, when the tunnel drops unexpectedly, when the kill switch blocks, and when a self-test fails"),
       h("div", { class: "actions" }, this.save),
       this.saveMsg,
     );
@@ -54,20 +86,31 @@ export class SettingsView {
   }
 
   private validate(): boolean {
-    const i = checkPrefixes(this.include.value);
-    const x = checkPrefixes(this.exclude.value);
-    this.includeErr.textContent = i.errors.join("; ");
-    this.excludeErr.textContent = x.errors.join("; ");
-    this.include.setAttribute("aria-invalid", String(!i.ok));
-    this.exclude.setAttribute("aria-invalid", String(!x.ok));
-    this.save.disabled = !(i.ok && x.ok);
-    return i.ok && x.ok;
+    const checks: [HTMLTextAreaElement, HTMLElement, ReturnType<typeof checkPrefixes>][] = [
+      [this.include, this.includeErr, checkPrefixes(this.include.value)],
+      [this.exclude, this.excludeErr, checkPrefixes(this.exclude.value)],
+      [this.dns, this.dnsErr, checkAddresses(this.dns.value)],
+    ];
+    for (const [input, err, c] of checks) {
+      err.textContent = c.errors.join("; ");
+      input.setAttribute("aria-invalid", String(!c.ok));
+    }
+    const ok = checks.every(([, , c]) => c.ok);
+    this.save.disabled = !ok;
+    return ok;
   }
 
   private async saveSettings(): Promise<void> {
     if (!this.validate()) return;
     try {
-      this.store.state.settings = await api.saveSettings(this.include.value, this.exclude.value, this.notifications.checked);
+      this.store.state.settings = await api.saveSettings({
+        include: this.include.value,
+        exclude: this.exclude.value,
+        custom_dns: this.dns.value,
+        notifications: this.notifications.checked,
+        connect_on_launch: this.connectOnLaunch.checked,
+        launch_at_login: this.launchAtLogin.checked,
+      });
       this.saveMsg.className = "ok";
       this.saveMsg.textContent = "Saved.";
     } catch (e) {
@@ -86,20 +129,33 @@ export class SettingsView {
   }
 
   update(): void {
-    const s = this.store.state.view.status;
+    const { view, profiles, choice } = this.store.state;
+    const s = view.status;
     if (!this.loaded) {
       const st = this.store.state.settings;
       this.include.value = st.split_include.join(", ");
       this.exclude.value = st.split_exclude.join(", ");
+      this.dns.value = st.custom_dns.join(", ");
       this.notifications.checked = st.notifications;
-      this.loaded = st.split_include.length + st.split_exclude.length > 0 || !st.notifications;
+      this.launchAtLogin.checked = st.launch_at_login;
+      this.connectOnLaunch.checked = st.connect_on_launch;
+      this.loaded = true;
       this.validate();
     }
+    const connected = s && (s.state === "connected" || s.state === "connecting") ? s.profile : null;
+    const gov = governingPolicy(profiles, connected, choice?.kind === "server" ? choice.profile : null);
+    const because = gov ? `Locked by the policy of ${gov.organization} for profile "${gov.profile}"` : "";
+    const pol = gov?.policy;
+    const minKs: KillSwitchMode = pol ? (pol.dns_locked && pol.min_kill_switch === "off" ? "auto" : pol.min_kill_switch) : "off";
+    lock(this.splitLock, [this.include, this.exclude], pol && !pol.split_tunnel_allowed ? `${because}: split tunnel is not allowed.` : null);
+    lock(this.dnsLock, [this.dns], pol?.dns_locked ? `${because}: DNS must go to the tunnel's resolvers.` : null);
+
     const off = s === null;
-    replace(
-      this.ks,
+    // Rebuilt only when something shown changes, so focus stays on the radio button.
+    replaceKeyed(this.ks, JSON.stringify([s?.kill_switch, off, minKs, because]), () => [
       h("legend", {}, "Kill switch"),
       off ? h("p", { class: "muted" }, "The helper owns the kill switch; it is not reachable right now.") : null,
+      RANK[minKs] > 0 ? h("p", { class: "lock", id: "ks-lock" }, `${because}: the kill switch stays at least ${MODES[RANK[minKs]]!.title.toLowerCase()}.`) : null,
       MODES.map((m) =>
         h(
           "label",
@@ -110,16 +166,17 @@ export class SettingsView {
             value: m.mode,
             id: `ks-${m.mode}`,
             checked: s?.kill_switch === m.mode,
-            disabled: off,
+            disabled: off || RANK[m.mode] < RANK[minKs],
             onchange: () => void this.helper(() => api.setKillSwitch(m.mode)),
           }),
           h("span", {}, h("strong", {}, m.title), h("span", { class: "muted" }, ` — ${m.text}`)),
         ),
       ),
-    );
-    replace(
-      this.lan,
+    ]);
+    const lanLocked = pol !== undefined && !pol.lan_access_allowed;
+    replaceKeyed(this.lan, JSON.stringify([s?.lan_access, off, lanLocked, because]), () => [
       h("h2", {}, "Local network"),
+      lanLocked ? h("p", { class: "lock", id: "lan-lock" }, `${because}: local network access is not allowed.`) : null,
       h(
         "label",
         { class: "check" },
@@ -127,16 +184,23 @@ export class SettingsView {
           type: "checkbox",
           id: "lan-access",
           checked: s?.lan_access === true,
-          disabled: off,
+          disabled: off || (lanLocked && s?.lan_access !== true),
           onchange: (e: Event) => void this.helper(() => api.setLanAccess((e.target as HTMLInputElement).checked)),
         }),
         " Allow printers, file shares and other devices on my local network while the kill switch blocks",
       ),
-    );
+    ]);
   }
 
   /** Settings arrived from disk after the screen was built. */
   reset(): void {
     this.loaded = false;
   }
+}
+
+/** Disables `inputs` and shows `reason` in `note`, or enables them and hides it. */
+function lock(note: HTMLElement, inputs: HTMLTextAreaElement[], reason: string | null): void {
+  note.hidden = reason === null;
+  note.textContent = reason ?? "";
+  for (const i of inputs) i.disabled = reason !== null;
 }
