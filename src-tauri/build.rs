@@ -19,6 +19,7 @@ fn main() {
             "save_settings",
             "self_test",
             "take_open_requests",
+            "export_report",
         ]),
     ))
     .expect("tauri build script");

@@ -20,6 +20,7 @@ mod firewall;
 mod intent;
 #[cfg(unix)]
 mod ipc;
+mod logring;
 mod routes;
 mod selftest;
 mod state;
@@ -34,6 +35,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{Status, DEFAULT_GROUP, DEFAULT_SOCKET};
 
 use daemon::{Command, Daemon, Settings};
+use logring::LogRing;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,11 +67,17 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    let log = LogRing::default();
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(log.clone()),
+        )
         .init();
     let args = Args::parse();
     if args.interface_prefix.is_empty()
@@ -83,10 +93,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args))
+        .block_on(run(args, log))
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, log: LogRing) -> Result<()> {
     prepare_state_dir(&args.state_dir)?;
     let (status_tx, status_rx) = watch::channel(Status::disconnected());
     let (events, _) = broadcast::channel(64);
@@ -103,7 +113,7 @@ async fn run(args: Args) -> Result<()> {
     )
     .await?;
     let daemon_task = tokio::spawn(daemon.run(commands_rx));
-    let server = listen(&args, commands.clone(), status_rx, events)?;
+    let server = listen(&args, commands.clone(), status_rx, events, log)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -123,6 +133,7 @@ fn listen(
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
     events: broadcast::Sender<underpass_proto::Event>,
+    log: LogRing,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let authorizer = ipc::peer::Authorizer::new(&args.group);
     let listener = ipc::bind(&args.socket, &authorizer)?;
@@ -131,6 +142,7 @@ fn listen(
         status,
         events,
         authorizer,
+        log,
     });
     Ok(tokio::spawn(ipc::serve(
         listener,
@@ -145,6 +157,7 @@ fn listen(
     _commands: mpsc::Sender<Command>,
     _status: watch::Receiver<Status>,
     _events: broadcast::Sender<underpass_proto::Event>,
+    _log: LogRing,
 ) -> Result<tokio::task::JoinHandle<()>> {
     anyhow::bail!("the named-pipe IPC transport is not supported on this OS yet")
 }

@@ -14,7 +14,7 @@ use crate::helper::{self, HelperView, REQUEST_TIMEOUT, SELF_TEST_TIMEOUT};
 use crate::links::OpenRequest;
 use crate::profiles::ImportOutcome;
 use crate::settings::{Settings, SettingsForm};
-use crate::{desktop, tray, AppState};
+use crate::{desktop, report, tray, AppState};
 
 type Answer<T> = Result<T, String>;
 
@@ -183,6 +183,11 @@ pub async fn self_test(state: State<'_, AppState>, test: SelfTestKind) -> Answer
     };
     match ask(&state, request).await? {
         Response::SelfTest { report } => {
+            {
+                let mut kept = state.self_tests.lock().unwrap();
+                kept.retain(|r| r.test != report.test);
+                kept.push((*report).clone());
+            }
             if state.settings.lock().unwrap().notifications {
                 if let Some(n) = desktop::self_test_note(&report) {
                     desktop::notify(&n.title, &n.body);
@@ -194,4 +199,59 @@ pub async fn self_test(state: State<'_, AppState>, test: SelfTestKind) -> Answer
             "the helper answered {other:?} to a self-test request"
         )),
     }
+}
+
+/// Writes a diagnostics report (the helper's status, the last self-tests, the app's and the
+/// helper's logs) to the Downloads folder, or the home folder, and returns its path.
+#[tauri::command]
+pub async fn export_report(app: AppHandle, state: State<'_, AppState>) -> Answer<String> {
+    use tauri::Manager as _;
+    let helper_log = match ask(&state, Request::RecentLogs).await {
+        Ok(Response::Logs { lines }) => Ok(lines),
+        Ok(other) => Err(format!("the helper answered {other:?}")),
+        Err(e) => Err(e),
+    };
+    let view = state.view.lock().unwrap().clone();
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = |f: &str| {
+        time::format_description::parse_borrowed::<2>(f)
+            .ok()
+            .and_then(|d| now.format(&d).ok())
+            .unwrap_or_default()
+    };
+    let self_tests = state.self_tests.lock().unwrap().clone();
+    let unreachable = view
+        .message
+        .clone()
+        .unwrap_or_else(|| "the helper is not reachable".into());
+    let text = report::render(&report::Parts {
+        generated_at: &stamp("[year]-[month]-[day] [hour]:[minute]:[second] UTC"),
+        app_version: env!("CARGO_PKG_VERSION"),
+        os: report::os_line(),
+        helper_version: view.helper_version.as_deref(),
+        status: view.status.as_ref().ok_or(unreachable.as_str()),
+        self_tests: &self_tests,
+        app_log: state
+            .options
+            .log_dir
+            .as_deref()
+            .map(|d| report::app_log_tail(d, report::APP_LOG_LINES))
+            .unwrap_or_default(),
+        helper_log,
+    });
+    let dir = app
+        .path()
+        .download_dir()
+        .ok()
+        .filter(|d| d.is_dir())
+        .or_else(|| app.path().home_dir().ok())
+        .ok_or("there is no Downloads or home folder to save the report in")?;
+    let path = dir.join(format!(
+        "underpass-report-{}.txt",
+        stamp("[year][month][day]-[hour][minute][second]")
+    ));
+    underpass_profile::store::write_file_atomic(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!("diagnostics report written to {}", path.display());
+    Ok(path.display().to_string())
 }

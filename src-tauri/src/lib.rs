@@ -24,6 +24,7 @@ pub mod helper;
 pub mod links;
 pub mod options;
 pub mod profiles;
+pub mod report;
 pub mod settings;
 pub mod tray;
 
@@ -37,7 +38,10 @@ use std::sync::{Arc, Mutex};
 use tauri::{AppHandle, Emitter, Manager, WindowEvent};
 use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
 use tokio::sync::Notify;
-use underpass_proto::{Status, TunnelState};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
+use underpass_proto::{SelfTestReport, Status, TunnelState};
 
 use crate::helper::{HelperView, Update};
 use crate::links::OpenRequest;
@@ -64,6 +68,8 @@ pub struct AppState {
     pub settings: Mutex<Settings>,
     /// Links and files to open that the webview has not taken yet.
     pub pending_open: Mutex<Vec<OpenRequest>>,
+    /// The last report of each self-test run in this session (for the diagnostics report).
+    pub self_tests: Mutex<Vec<SelfTestReport>>,
     /// Set once connect-on-launch has been considered (it happens at most once per run).
     launch_connect_done: AtomicBool,
     tray: Mutex<Option<TrayItems>>,
@@ -157,14 +163,43 @@ fn open_items(app: &AppHandle, items: &[String], cwd: &Path) {
     let _ = app.emit("open-requests", ());
 }
 
+/// Logs to stderr and, when there is a log dir, to a file a day (the diagnostics report reads
+/// them). The guard must live as long as the app.
+fn init_logging(log_dir: Option<&Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "underpass_gui=info".into())
+    };
+    let file = log_dir.and_then(|dir| {
+        tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix(report::LOG_PREFIX)
+            .max_log_files(report::LOG_FILES_KEPT)
+            .build(dir)
+            .map_err(|e| eprintln!("underpass-gui: no log file in {}: {e}", dir.display()))
+            .ok()
+    });
+    let (file_layer, guard) = match file {
+        Some(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter()))
+        .with(file_layer)
+        .try_init();
+    guard
+}
+
 /// Starts the app. Blocks until it quits.
 pub fn run(options: Options) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "underpass_gui=info".into()),
-        )
-        .try_init();
+    let _log_guard = init_logging(options.log_dir.as_deref());
     let profiles = Profiles::new(options.clone());
     let settings = options
         .config_dir
@@ -185,6 +220,7 @@ pub fn run(options: Options) {
         user_disconnect: AtomicBool::new(false),
         settings: Mutex::new(settings),
         pending_open: Mutex::new(Vec::new()),
+        self_tests: Mutex::new(Vec::new()),
         launch_connect_done: AtomicBool::new(false),
         tray: Mutex::new(None),
     };
@@ -225,6 +261,7 @@ pub fn run(options: Options) {
             commands::save_settings,
             commands::self_test,
             commands::take_open_requests,
+            commands::export_report,
         ])
         .setup(|app| {
             let handle = app.handle().clone();

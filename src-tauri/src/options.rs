@@ -24,6 +24,9 @@ pub struct Options {
     pub self_test: SelfTestOptions,
     /// `--hidden`: start in the tray without showing the window (the autostart entry).
     pub hidden: bool,
+    /// Where the app's own log files go: `UNDERPASS_LOG_DIR`, else `$XDG_STATE_HOME/underpass`,
+    /// else `~/.local/state/underpass`. `None` when none of these is known (no file log).
+    pub log_dir: Option<PathBuf>,
     /// `underpass://` links and profile files to open (the arguments that are not options).
     pub open: Vec<String>,
 }
@@ -126,6 +129,14 @@ impl Options {
             self_test,
             hidden: args.hidden,
             open: args.open,
+            log_dir: env_nonempty("UNDERPASS_LOG_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    env_nonempty("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("underpass"))
+                })
+                .or_else(|| {
+                    env_nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state/underpass"))
+                }),
         })
     }
 
@@ -201,6 +212,12 @@ mod tests {
         assert_eq!(o.socket, PathBuf::from(underpass_proto::DEFAULT_SOCKET));
         assert_eq!(o.keystore, Keystore::Keyring);
         assert_eq!(o.config_dir, None);
+        assert_eq!(o.log_dir, None);
+        let o = parse(&[], &[("HOME", "/home/u")]).unwrap();
+        assert_eq!(
+            o.log_dir,
+            Some(PathBuf::from("/home/u/.local/state/underpass"))
+        );
     }
 
     #[test]

@@ -328,6 +328,7 @@ mod tests {
             self_test: Default::default(),
             hidden: false,
             open: vec![],
+            log_dir: None,
         })
     }
 

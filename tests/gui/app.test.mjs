@@ -209,6 +209,17 @@ async function scenario() {
   assert.match(await wd.text("#result-kill_switch .leaks"), /Packets seen outside the tunnel/);
   await until("the self-test notification", () => notifications().includes("kill-switch self-test failed"));
   await shot("04b-diagnostics-failed");
+  // The report for support: the helper's state and log, this session's self-tests, the app's log.
+  await wd.click("#export-report");
+  const saved = await wd.waitText("#report-message", (t) => t.startsWith("Saved to "), "the report", 15000);
+  const reportPath = saved.slice("Saved to ".length);
+  assert.match(reportPath, /\/home\/underpass-report-\d{8}-\d{6}\.txt$/);
+  const report = readFileSync(reportPath, "utf8");
+  assert.match(report, /== Helper status \(routes, DNS, firewall\) ==\n\{\n  "state": "connected"/);
+  assert.match(report, /== Self-test: KillSwitch ==[\s\S]*"verdict": "fail"/);
+  assert.match(report, /== App log \(newest \d+ lines\) ==[\s\S]*fastest server among your profiles: se-sto-wg-001/);
+  assert.match(report, /== Helper log \(newest \d+ lines\) ==[\s\S]*underpassd ready/);
+  assert.doesNotMatch(report, /PrivateKey|private_key/);
   await go("settings");
   await wd.click("#ks-auto");
   await wd.el("#ks-auto:checked", 10000);

@@ -33,6 +33,7 @@ export const api = {
   setLanAccess: (allow: boolean) => invoke<void>("set_lan_access", { allow }),
   getSettings: () => invoke<Settings>("get_settings"),
   saveSettings: (form: SettingsForm) => invoke<Settings>("save_settings", { form }),
+  exportReport: () => invoke<string>("export_report"),
   takeOpenRequests: () => invoke<OpenRequest[]>("take_open_requests"),
   onOpenRequests: (f: () => void): Promise<UnlistenFn> => listen<null>("open-requests", () => f()),
   selfTest: (test: SelfTestKind) => invoke<SelfTestReport>("self_test", { test }),

@@ -75,6 +75,10 @@ describe("the app", () => {
     await startApp(root());
     expect(title()).toBe("The Underpass helper is not running");
     expect(document.getElementById("no-helper")?.textContent).toContain("sudo systemctl start underpassd");
+    // The fix is listed once, not also in the explanation above it.
+    expect(document.getElementById("state-detail")?.textContent).toBe(
+      "The helper service is stopped, or not installed on this computer.",
+    );
     expect(document.getElementById("connect-button")).toBeNull();
     const back: HelperView = { ...helperViewConnected, status: statusDisconnected };
     await emit("helper-view", back);

@@ -75,26 +75,28 @@ export function display(view: HelperView): Display {
 }
 
 function noHelper(view: HelperView): Display {
+  // The client library's message is written for the CLI (it names commands); the screen says
+  // what is wrong in words and lists the fixes once, below.
   const msg = view.message ?? "";
+  const t = (title: string, detail: string, fix: string[]): Display => ({ kind: "no-helper", title, detail, fix });
   switch (view.link) {
     case "connecting":
-      return { kind: "no-helper", title: "Looking for the Underpass helper…", detail: `Socket ${view.socket}`, fix: [] };
+      return t("Looking for the Underpass helper…", `Socket ${view.socket}`, []);
     case "permission_denied":
-      return {
-        kind: "no-helper",
-        title: "Not allowed to talk to the helper",
-        detail: msg,
-        fix: ["sudo usermod -aG underpass $USER", "then log out and back in"],
-      };
+      return t("Not allowed to talk to the helper", 'Only members of the group "underpass" may use the helper, and your user is not one yet.', [
+        "sudo usermod -aG underpass $USER",
+        "then log out and back in",
+      ]);
     case "incompatible":
-      return { kind: "no-helper", title: "The helper is a different version", detail: msg, fix: ["Install the same Underpass release for the app and the helper."] };
+      return t("The helper is a different version", msg, ["Install the same Underpass release for the app and the helper."]);
+    case "lost":
+      return t("Lost the connection to the helper", `${msg}. Reconnecting…`, []);
     default:
-      return {
-        kind: "no-helper",
-        title: "The Underpass helper is not running",
-        detail: msg,
-        fix: ["sudo systemctl start underpassd", "or, without systemd: sudo underpassd"],
-      };
+      return t("The Underpass helper is not running", "The helper service is stopped, or not installed on this computer.", [
+        "sudo systemctl start underpassd",
+        "or, without systemd: sudo underpassd",
+        "not installed: install the Underpass package, which sets up the service",
+      ]);
   }
 }
 

@@ -137,6 +137,8 @@ pub enum Command {
         #[arg(value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
         allow: bool,
     },
+    /// Print the helper's newest log lines (for a bug report)
+    Logs,
     /// Run the built-in leak tests and show their evidence
     Selftest {
         #[arg(value_enum)]

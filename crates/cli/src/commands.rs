@@ -116,6 +116,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Disconnect { timeout } => disconnect(&ctx, Duration::from_secs(timeout)).await,
         Command::Status => status(&ctx).await,
+        Command::Logs => {
+            let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
+            match client.request(Request::RecentLogs).await? {
+                Response::Logs { lines } if ctx.json => ctx.print_json(&lines),
+                Response::Logs { lines } => {
+                    emit(&lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+                }
+                other => bail!("the helper answered {other:?} to a log request"),
+            }
+        }
         Command::Killswitch { mode } => {
             set(&ctx, Request::SetKillSwitch { mode }).await?;
             emit(&format!("Kill switch: {mode}\n"))

@@ -62,6 +62,8 @@ pub enum Request {
         #[serde(default)]
         options: SelfTestOptions,
     },
+    /// The helper's newest log lines (at most [`MAX_LOG_BYTES`]), for a diagnostics report.
+    RecentLogs,
 }
 
 /// One server to measure: where it is, and the keys a handshake with it needs.
@@ -86,6 +88,9 @@ pub struct ProbeResult {
     /// Why there is no round trip (no answer in time, no address, ...).
     pub error: Option<String>,
 }
+
+/// The most log text [`Response::Logs`] carries, so that it fits in one frame.
+pub const MAX_LOG_BYTES: usize = 128 * 1024;
 
 /// At most this many servers are measured in one request.
 pub const MAX_PROBE_CANDIDATES: usize = 64;
@@ -272,11 +277,21 @@ pub struct SessionPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Status { status: Box<Status> },
+    Status {
+        status: Box<Status>,
+    },
     Subscribed,
     Accepted,
-    SelfTest { report: Box<SelfTestReport> },
-    Probed { results: Vec<ProbeResult> },
+    SelfTest {
+        report: Box<SelfTestReport>,
+    },
+    Probed {
+        results: Vec<ProbeResult>,
+    },
+    /// The helper's newest log lines, oldest first.
+    Logs {
+        lines: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ pub struct Shared {
     pub status: watch::Receiver<Status>,
     pub events: broadcast::Sender<Event>,
     pub authorizer: Authorizer,
+    pub log: crate::logring::LogRing,
 }
 
 /// Binds the socket: removes a stale one, refuses to steal a live one, and sets mode 0660 with
@@ -228,6 +229,9 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
             status: Box::new(shared.status.borrow().clone()),
         }),
         Request::Subscribe => Ok(Response::Subscribed),
+        Request::RecentLogs => Ok(Response::Logs {
+            lines: shared.log.lines(),
+        }),
         Request::Connect { config } => ask(shared, |tx| Command::Connect(config, tx)).await,
         Request::Disconnect => ask(shared, Command::Disconnect).await,
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,

@@ -124,6 +124,18 @@ fn user_outside_the_group_is_refused_and_a_member_is_accepted() {
         "refusal not logged:\n{}",
         helper.log_text()
     );
+    // The same line reaches a member who asks for the helper's recent log (the app's
+    // diagnostics export), and the outsider cannot ask.
+    let logs = cli_as(&helper, MEMBER, &["logs"]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("underpassd ready"), "{logs}");
+    assert!(logs.contains("refused IPC connection"), "{logs}");
+    assert!(!cli_as(&helper, OUTSIDER, &["logs"]).status.success());
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {

@@ -83,7 +83,37 @@ export class DiagnosticsView {
       this.buttons.set(t.kind, button);
       return h("section", { class: "card" }, h("h2", {}, t.title), h("p", { class: "muted" }, t.what), button, box);
     });
-    this.el = h("div", { class: "screen diagnostics" }, h("h1", {}, "Diagnostics"), ...cards, this.system);
+    const reportMsg = h("p", { id: "report-message", "aria-live": "polite" });
+    const exportCard = h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "Report for support"),
+      h(
+        "p",
+        { class: "muted" },
+        "One text file with the helper's state, the self-test results of this session, and the app's and the helper's recent logs. It holds no keys.",
+      ),
+      h(
+        "button",
+        {
+          id: "export-report",
+          onclick: async () => {
+            reportMsg.className = "";
+            reportMsg.textContent = "Saving…";
+            try {
+              reportMsg.textContent = `Saved to ${await api.exportReport()}`;
+              reportMsg.className = "ok";
+            } catch (e) {
+              reportMsg.textContent = errorText(e);
+              reportMsg.className = "error";
+            }
+          },
+        },
+        "Save a diagnostics report",
+      ),
+      reportMsg,
+    );
+    this.el = h("div", { class: "screen diagnostics" }, h("h1", {}, "Diagnostics"), ...cards, this.system, exportCard);
   }
 
   progress(p: SelfTestProgress): void {
