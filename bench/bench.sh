@@ -2,11 +2,14 @@
 # Underpass benchmark: throughput, CPU per GB, peak RSS and connect time of WireGuard clients
 # running in the sandbox's client namespace against the same wireguard-go server.
 #
-#   bench/bench.sh [--rounds N] [--seconds S] [--clients LIST] [--reverse]
+#   bench/bench.sh [--rounds N] [--seconds S] [--clients LIST] [--reverse] [--no-app]
 #     --rounds N     rounds (default 5); each round runs every client once, order rotated per round
 #     --seconds S    iperf3 duration per run (default 10)
 #     --clients LIST comma list from: wireguard-go,boringtun,underpass (default: all three)
 #     --reverse      measure download (iperf3 -R: internet host -> client) instead of upload
+#     --no-app       skip the desktop app's memory (measured when $BIN_DIR/underpass-gui and
+#                    Xvfb exist: build it with `npm run ui:build && cargo build --release
+#                    -p underpass-gui --features tauri/custom-protocol`)
 #   env: UNDERPASS_BIN_DIR (default ${CARGO_TARGET_DIR:-<repo>/target}/release) holds underpassd, underpass
 #        UNDERPASS_CONNECT_ARGS extra args for `underpass connect --timeout 10` (default: none:
 #          the only imported profile, se-sto-wg-001); UNDERPASSD_ARGS extra args for underpassd
@@ -23,6 +26,9 @@
 #   cpu_s_per_gb  (utime+stime of the client process and its descendants during the iperf3 run)
 #                 / GB received (underpass: underpassd, which owns the data plane)
 #   rss_mib       VmHWM of the client process (summed over its descendants) after the run
+# and once, after the rounds, the desktop app's memory: underpass-gui on the Connect screen of a
+# live tunnel under Xvfb, VmRSS after 10 s idle and VmHWM after an iperf3 run (its throughput
+# plot updating), for the app process and each WebKit child process.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,13 +37,14 @@ PREFIX=ubn
 RESULTS_DIR="$ROOT/bench/results"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
-rounds=5 seconds=10 reverse=0 clients_arg="wireguard-go,boringtun,underpass"
+rounds=5 seconds=10 reverse=0 app=1 clients_arg="wireguard-go,boringtun,underpass"
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=${2:?}; shift 2 ;;
     --seconds) seconds=${2:?}; shift 2 ;;
     --clients) clients_arg=${2:?}; shift 2 ;;
     --reverse) reverse=1; shift ;;
+    --no-app) app=0; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -319,6 +326,51 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
+# ---------------------------------------------------------------- the desktop app's memory
+proc_kib() {  # proc_kib PID FIELD: VmRSS or VmHWM in KiB
+  awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+APP_JSON=null
+measure_app() {
+  local gui=$BIN_DIR/underpass-gui disp home pid
+  [ -x "$gui" ] || { log "app: no $gui (see --help); memory not measured"; return 0; }
+  command -v Xvfb >/dev/null || { log "app: no Xvfb; memory not measured"; return 0; }
+  start_client underpass || { log "app: underpass did not connect"; stop_client; return 0; }
+  for disp in $(seq 140 180); do [ -e "/tmp/.X$disp-lock" ] || break; done
+  Xvfb ":$disp" -screen 0 1280x900x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+  local xvfb=$!
+  sleep 1
+  home="$WORK/app-home"; mkdir -p "$home" "$WORK/app-xdg"; chmod 700 "$WORK/app-xdg"
+  # The app's own session bus; it talks to the helper over the socket, from outside the ns.
+  setsid env HOME="$home" XDG_RUNTIME_DIR="$WORK/app-xdg" DISPLAY=":$disp" NO_AT_BRIDGE=1 \
+    UNDERPASS_SOCKET="$UP_SOCK" UNDERPASS_CONFIG_DIR="$UP_DIR/config" UNDERPASS_KEYSTORE=file \
+    dbus-run-session -- "$gui" </dev/null >"$WORK/app.log" 2>&1 &
+  local session=$!
+  for _ in $(seq 100); do pid=$(pgrep -n -x underpass-gui || true); [ -n "$pid" ] && break; sleep 0.1; done
+  if [ -z "$pid" ]; then log "app: did not start"; tail -5 "$WORK/app.log" >&2
+  else
+    sleep 10
+    local idle=() peak=() name p
+    for p in $(tree_pids "$pid"); do
+      name=$(cat "/proc/$p/comm" 2>/dev/null) || continue
+      idle+=("$name=$(proc_kib "$p" VmRSS)")
+    done
+    timeout $((seconds + 30)) ip netns exec "$NS_CLIENT" \
+      iperf3 -c "$TARGET4" -p $IPERF_PORT -t "$seconds" -J --connect-timeout 5000 >/dev/null 2>&1 || true
+    for p in $(tree_pids "$pid"); do
+      name=$(cat "/proc/$p/comm" 2>/dev/null) || continue
+      peak+=("$name=$(proc_kib "$p" VmHWM)")
+    done
+    APP_JSON=$(jq -n --arg idle "${idle[*]}" --arg peak "${peak[*]}" '
+      def parse: split(" ") | map(select(. != "") | split("=") | {(.[0]): ((.[1]|tonumber) / 1024)}) | add // {};
+      {idle_rss_mib: ($idle | parse), peak_rss_mib: ($peak | parse)}')
+  fi
+  kill -TERM -- "-$session" 2>/dev/null || true
+  kill_wait "$xvfb" 2>/dev/null || true
+  stop_client
+}
+[ "$app" = 1 ] && measure_app
+
 # ---------------------------------------------------------------- results
 mkdir -p "$RESULTS_DIR"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -329,14 +381,14 @@ notes_json=$(printf '%s\n' "${notes[@]+"${notes[@]}"}" | jq -R . | jq -sc 'map(s
 jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(nproc)" \
   --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
   --arg direction "$([ "$reverse" = 1 ] && echo download || echo upload)" \
-  --argjson notes "$notes_json" --arg clients "${clients[*]}" '
+  --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" '
   def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   . as $runs
   | ($runs | map(select(.client == "wireguard-go" and .ok)) | map({key: (.round|tostring), value: .mbps}) | from_entries) as $base
   | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
-     direction: $direction, notes: $notes, runs: $runs,
+     direction: $direction, notes: $notes, runs: $runs, app_memory: $app,
      summary: [($clients | split(" "))[] as $c
        | ($runs | map(select(.client == $c and .ok))) as $ok
        | {client: $c, ok_rounds: ($ok | length), failed_rounds: ($runs | map(select(.client == $c and (.ok|not))) | length),
@@ -360,5 +412,15 @@ jq -r '.summary[] | [.client, .median_mbps, .median_ratio_vs_wireguard_go, .medi
     echo "| $c | $(fmt "$mbps" 0) | $(fmt "$ratio" 2) | $(fmt "$cpu" 2) | $(fmt "$rss" 1) | $(fmt "$conn" 0) | $rounds_cell |"
   done
 for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | | | | | 0/$rounds |"; done
+if [ "$APP_JSON" != null ]; then
+  echo
+  echo "Desktop app (underpass-gui, Connect screen of a live tunnel, under Xvfb), MiB:"
+  echo
+  echo "| process | RSS after 10 s idle | peak RSS after a ${seconds} s transfer |"
+  echo "|---|---:|---:|"
+  jq -r '.app_memory | .idle_rss_mib as $i | .peak_rss_mib as $p | ($i | keys[]) as $k
+    | [$k, ($i[$k] * 10 | round / 10), (($p[$k] // 0) * 10 | round / 10)] | @tsv' "$out" |
+    while IFS=$'\t' read -r k i p; do echo "| $k | $i | $p |"; done
+fi
 echo
 echo "Raw numbers: ${out#"$ROOT"/}"

@@ -41,6 +41,8 @@ PKGS=(
   # (Xvfb, WebKit's WebDriver, X11 and D-Bus tools for the window, the tray and deep links)
   libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev libssl-dev libayatana-appindicator3-1
   xvfb webkit2gtk-driver x11-utils python3-xlib libglib2.0-bin desktop-file-utils
+  # installers/linux/check.sh: systemd-analyze and systemd-sysusers read the service files
+  systemd shared-mime-info
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)

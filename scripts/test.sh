@@ -41,6 +41,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --locked
 
+step "the Linux service, sysusers, desktop and MIME files (installers/linux)"
+bash installers/linux/check.sh "${CARGO_TARGET_DIR:-$PWD/target}"
+
 step "unit and integration tests"
 cargo test --workspace --locked --exclude underpass-e2e
 

@@ -171,6 +171,10 @@ fn init_logging(log_dir: Option<&Path>) -> Option<tracing_appender::non_blocking
             .unwrap_or_else(|_| "underpass_gui=info".into())
     };
     let file = log_dir.and_then(|dir| {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("underpass-gui: no log file in {}: {e}", dir.display());
+            return None;
+        }
         tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix(report::LOG_PREFIX)

@@ -133,8 +133,12 @@ async function scenario() {
   assert.ok(existsSync(tray0.icon), `the tray icon ${tray0.icon} exists`);
   await shot("01-connect-empty");
 
-  // 1. Import the sandbox's three wg-quick files (a folder import, typed as a path).
+  // 1. Import the sandbox's wg-quick files: one dragged from a file manager and dropped on
+  // the window, then the whole folder, typed as a path (the one already there is refused by
+  // name, the others imported).
   await go("profiles");
+  desk("drop", "Underpass", join(SANDBOX_DIR, "de-fra-wg-001.conf"));
+  await wd.waitText("#import-messages", (t) => t.includes("Imported de-fra-wg-001 from de-fra-wg-001.conf."), "the dropped file's import", 15000);
   await wd.type("#import-path", SANDBOX_DIR);
   await wd.click("#import-path-button");
   await wd.waitText("#import-messages", (t) => /Imported .*se-sto-wg-001/.test(t), "the import report", 15000);

@@ -8,6 +8,8 @@
   desktop.py window NAME          {"mapped", "width", "height"} of the top-level window NAME
   desktop.py close NAME           ask the window to close (WM_DELETE_WINDOW, the title bar's x)
   desktop.py resize NAME W H      resize it, as a user dragging its border
+  desktop.py drop NAME PATH...    drag these files from a file manager and drop them on the
+                                  window (the XDND protocol, as a file manager speaks it)
 
 Uses /usr/bin/python3 (Debian's gi and Xlib), DBUS_SESSION_BUS_ADDRESS and DISPLAY from the
 environment. Every call is bounded (5 s on the bus).
@@ -179,7 +181,60 @@ def resize(name, width, height):
     d.sync()
 
 
+def drop(name, *paths):
+    """An XDND source: offers text/uri-list, drops at the window's centre, serves the data."""
+    from urllib.parse import quote
+    from Xlib import X, Xatom, protocol
+    d, target, _ = x_window(name)
+    atom = d.intern_atom
+    aware = target.get_full_property(atom("XdndAware"), Xatom.ATOM)
+    if not aware:
+        sys.exit(f"window {name!r} does not accept drops (no XdndAware)")
+    version = min(5, aware.value[0])
+    root = d.screen().root
+    source = root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+    selection, uri_list = atom("XdndSelection"), atom("text/uri-list")
+    source.set_selection_owner(selection, X.CurrentTime)
+    payload = "".join("file://" + quote(p) + "\r\n" for p in paths).encode()
+    geo = target.get_geometry()
+    pos = target.translate_coords(root, geo.width // 2, geo.height // 2)
+    x, y = pos.x, pos.y
+
+    def send(kind, data):
+        ev = protocol.event.ClientMessage(window=target, client_type=atom(kind),
+                                          data=(32, [source.id] + data))
+        target.send_event(ev, event_mask=X.NoEventMask)
+        d.flush()
+
+    send("XdndEnter", [version << 24, uri_list, 0, 0])
+    send("XdndPosition", [0, (x << 16) | y, X.CurrentTime, atom("XdndActionCopy")])
+    deadline = time.time() + 10
+    dropped = False
+    while time.time() < deadline:
+        if not d.pending_events():
+            time.sleep(0.02)
+            continue
+        ev = d.next_event()
+        if ev.type == X.ClientMessage and ev.client_type == atom("XdndStatus"):
+            if not dropped:
+                if not ev.data[1][1] & 1:
+                    sys.exit("the window refused the drop (XdndStatus without accept)")
+                send("XdndDrop", [0, X.CurrentTime, 0, 0])
+                dropped = True
+        elif ev.type == X.SelectionRequest:
+            req = ev.requestor
+            req.change_property(ev.property, ev.target, 8, payload)
+            notify = protocol.event.SelectionNotify(time=ev.time, requestor=req,
+                                                    selection=ev.selection, target=ev.target,
+                                                    property=ev.property)
+            req.send_event(notify)
+            d.flush()
+        elif ev.type == X.ClientMessage and ev.client_type == atom("XdndFinished"):
+            return
+    sys.exit("the drop did not finish within 10 s")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"watcher": watcher, "tray-menu": tray_menu, "tray-click": tray_click,
-     "window": window, "close": close, "resize": resize}[cmd](*args)
+     "window": window, "close": close, "resize": resize, "drop": drop}[cmd](*args)

@@ -95,11 +95,11 @@ port=$((20000 + RANDOM % 20000))
 # The desktop entry the packages install (src-tauri/linux), installed for this HOME with the
 # built binary, so `gio open underpass://...` and a double-clicked .underpass file reach the
 # app exactly as on a desktop: the launcher starts a second instance, which hands over.
-desktop-file-validate src-tauri/linux/underpass.desktop
+desktop-file-validate installers/linux/underpass.desktop
 share=$TMP/home/.local/share
 mkdir -p "$share/applications" "$share/mime/packages"
-sed "s|^Exec=underpass-gui |Exec=$APP |" src-tauri/linux/underpass.desktop >"$share/applications/underpass.desktop"
-cp src-tauri/linux/underpass-mime.xml "$share/mime/packages/underpass.xml"
+sed "s|^Exec=underpass-gui |Exec=$APP |" installers/linux/underpass.desktop >"$share/applications/underpass.desktop"
+cp installers/linux/underpass-mime.xml "$share/mime/packages/underpass.xml"
 update-desktop-database "$share/applications"
 update-mime-database "$share/mime"
 
