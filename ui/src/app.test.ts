@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { clearMocks, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { startApp } from "./app";
+import { DEFAULT_SETTINGS } from "./store";
 import {
   catalog,
   connecting,
@@ -44,15 +45,7 @@ beforeEach(() => {
         case "server_catalog":
           return catalog;
         case "get_settings":
-          return {
-            split_include: [],
-            split_exclude: [],
-            notifications: true,
-            custom_dns: [],
-            connect_on_launch: false,
-            launch_at_login: false,
-            last_target: null,
-          };
+          return { ...DEFAULT_SETTINGS };
         case "self_test":
           return selfTestAnswer();
         default:

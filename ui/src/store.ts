@@ -10,6 +10,17 @@ export interface Sample {
 
 export const HISTORY_MS = 5 * 60 * 1000;
 
+/** The settings until the app's own arrive (the same defaults as Rust's `Settings`). */
+export const DEFAULT_SETTINGS: Settings = {
+  split_include: [],
+  split_exclude: [],
+  notifications: true,
+  custom_dns: [],
+  connect_on_launch: false,
+  launch_at_login: false,
+  last_target: null,
+};
+
 export class Throughput {
   samples: Sample[] = [];
   private last: { t: number; rx: number; tx: number; key: string } | null = null;
@@ -58,15 +69,7 @@ export class Store {
       view,
       profiles: [],
       catalog: { countries: [] },
-      settings: {
-        split_include: [],
-        split_exclude: [],
-        notifications: true,
-        custom_dns: [],
-        connect_on_launch: false,
-        launch_at_login: false,
-        last_target: null,
-      },
+      settings: { ...DEFAULT_SETTINGS },
       throughput: new Throughput(),
       choice: null,
     };

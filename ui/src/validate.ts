@@ -46,11 +46,16 @@ function hostBitsClear(bytes: number[], len: number): boolean {
   });
 }
 
-export function checkPrefixes(text: string): PrefixCheck {
-  const items = text
+/** A list as typed: one entry per line or comma-separated, blanks ignored. */
+function splitList(text: string): string[] {
+  return text
     .split(/[,\n]/)
     .map((s) => s.trim())
     .filter((s) => s !== "");
+}
+
+export function checkPrefixes(text: string): PrefixCheck {
+  const items = splitList(text);
   const prefixes: string[] = [];
   const errors: string[] = [];
   items.forEach((item, i) => {
@@ -70,10 +75,7 @@ export function checkPrefixes(text: string): PrefixCheck {
 
 /** Resolver addresses as typed (Rust: settings::parse_addresses, same rules). */
 export function checkAddresses(text: string): PrefixCheck {
-  const items = text
-    .split(/[,\n]/)
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
+  const items = splitList(text);
   const prefixes: string[] = [];
   const errors: string[] = [];
   items.forEach((item, i) => {
