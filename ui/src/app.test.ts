@@ -182,4 +182,26 @@ describe("the app", () => {
     expect((document.getElementById("ks-lockdown") as HTMLInputElement).disabled).toBe(false);
     expect(document.getElementById("lan-lock")).toBeNull();
   });
+
+  it("gives every control on every screen a name a screen reader can say", async () => {
+    profiles = [profileSigned];
+    await startApp(root());
+    await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });
+    await tick();
+    const nameOf = (el: Element): string => {
+      const aria = el.getAttribute("aria-label") ?? "";
+      const id = el.getAttribute("id");
+      const label = id ? document.querySelector(`label[for="${id}"]`)?.textContent : null;
+      const wrapping = el.closest("label")?.textContent;
+      const own = el.tagName === "BUTTON" ? el.textContent : "";
+      return [aria, label, wrapping, own].find((t) => t && t.trim() !== "")?.trim() ?? "";
+    };
+    for (const screen of ["connect", "profiles", "settings", "diagnostics"]) {
+      click(`#nav-${screen}`);
+      const controls = [...document.querySelectorAll("main input, main textarea, main button, main select")];
+      expect(controls.length).toBeGreaterThan(0);
+      const unnamed = controls.filter((c) => nameOf(c) === "").map((c) => c.outerHTML.slice(0, 80));
+      expect(unnamed, `unnamed controls on ${screen}`).toEqual([]);
+    }
+  });
 });
