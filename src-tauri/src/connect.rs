@@ -78,6 +78,15 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
         .map_err(|e| format!("{e:#}"))?;
     state.user_disconnect.store(false, Ordering::SeqCst);
     remember(state, target);
+    tracing::info!(
+        "connecting to {}{} (chosen as {target:?})",
+        chosen.profile,
+        chosen
+            .server
+            .as_deref()
+            .map(|s| format!(" server {s}"))
+            .unwrap_or_default()
+    );
     helper::request(
         &state.options.socket,
         Request::Connect {

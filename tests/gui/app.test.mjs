@@ -150,20 +150,19 @@ async function scenario() {
   assert.equal(await prop('.public-key[data-profile="se-sto-wg-001"]', "value"), CLIENT_PUB);
   await shot("02-profiles");
 
-  // 2. "Fastest server" is the default. With two of the three servers silent, the helper's
-  // handshake measurement picks the one that answers.
+  // 2. Pick a country in the picker (searching for it) and connect. "Fastest server" is the
+  // default choice until then.
   await go("connect");
   await wd.el('.server.selected[data-best=""]');
   assert.match(await wd.text("#choice"), /the fastest one/);
-  blockServers(true);
-  try {
-    await wd.click("#connect-button");
-    await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "Connected", 30000);
-    const note = await wd.waitText("#connect-note", (t) => t.length > 0, "the measurement note");
-    assert.match(note, /^Fastest of 3 servers: se-sto-wg-001, handshake in [\d.]+ ms\.$/);
-  } finally {
-    blockServers(false);
-  }
+  await wd.type("#server-search", "swe");
+  await wd.waitText(".server-list", (t) => t.includes("Sweden") && !t.includes("Germany"), "the search to narrow the list");
+  await wd.click('.server[data-best="SE"]');
+  await wd.el('.server.selected[data-best="SE"]');
+  assert.equal(await wd.text("#choice"), "Server: the fastest in Sweden");
+  await wd.type("#server-search", "");
+  await wd.click("#connect-button");
+  await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "Connected", 30000);
 
   // 3. Connected, with live numbers.
   await wd.waitText("#detail-handshake", (t) => /s ago/.test(t), "a handshake age");
@@ -221,7 +220,7 @@ async function scenario() {
   const report = readFileSync(reportPath, "utf8");
   assert.match(report, /== Helper status \(routes, DNS, firewall\) ==\n\{\n  "state": "connected"/);
   assert.match(report, /== Self-test: KillSwitch ==[\s\S]*"verdict": "fail"/);
-  assert.match(report, /== App log \(newest \d+ lines\) ==[\s\S]*fastest server among your profiles: se-sto-wg-001/);
+  assert.match(report, /== App log \(newest \d+ lines\) ==[\s\S]*connecting to se-sto-wg-001 \(chosen as Fastest \{ country: Some\("SE"\) \}\)/);
   assert.match(report, /== Helper log \(newest \d+ lines\) ==[\s\S]*underpassd ready/);
   assert.doesNotMatch(report, /PrivateKey|private_key/);
   await go("settings");
@@ -249,6 +248,22 @@ async function scenario() {
   await go("connect");
   trayClick("Disconnect");
   await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected by the tray", 20000);
+
+  // "Fastest server" measures every server by a real handshake: with two of the three
+  // silent, the one that answers wins, and the app says so.
+  await wd.click('.server[data-best=""]');
+  blockServers(true);
+  try {
+    await wd.click("#connect-button");
+    await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "Connected to the fastest", 30000);
+    const note = await wd.waitText("#connect-note", (t) => t.length > 0, "the measurement note");
+    assert.match(note, /^Fastest of 3 servers: se-sto-wg-001, handshake in [\d.]+ ms\.$/);
+  } finally {
+    blockServers(false);
+  }
+  await shot("05b-fastest");
+  await wd.click("#connect-button");
+  await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected", 20000);
 
   // 6. Links and files reach the running app through the desktop's launcher, which starts a
   // second instance that hands them over. A connect link only selects.
