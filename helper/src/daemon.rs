@@ -495,12 +495,12 @@ impl Daemon {
             };
             tracing::info!(from = %self.state.public(), to = %state.public(), "state");
             self.state = state;
-            if let Err(e) = self.enforce_firewall(None).await {
-                if effect == Effect::BringUp {
-                    self.publish_state();
-                    next = Some(Input::Failed(format!("{e:#}")));
-                    continue;
-                }
+            // Bringing a tunnel up applies the kill switch itself, with the endpoint's hole,
+            // before the first packet (bring_up); a failure there lands in Error, which
+            // blocks. Not blocking everything first saves one nftables transaction (about
+            // 20 ms of every connect) and lets a hostname endpoint resolve in auto mode.
+            if effect != Effect::BringUp {
+                let _ = self.enforce_firewall(None).await;
             }
             self.publish_state();
             match effect {

@@ -61,17 +61,39 @@ pub async fn import_paths(
     paths: Vec<String>,
     trust: bool,
 ) -> Answer<Vec<ImportOutcome>> {
-    let out = paths
+    let out: Vec<ImportOutcome> = paths
         .iter()
         .map(|p| state.profiles.import(&PathBuf::from(p), trust))
         .collect();
+    // A link's bundle has served once it is imported (an untrusted one waits for the prompt).
+    if out.iter().all(|o| o.untrusted.is_none()) {
+        if let Ok(dir) = state.config_dir() {
+            crate::links::clear_inbox(&dir.join(crate::links::INBOX));
+        }
+    }
     tray::refresh_countries(&app);
     Ok(out)
 }
 
+/// Deletes a profile; Connect forgets it if it was the last one used. (Async: it rebuilds the
+/// tray menu, which must not run on the main thread.)
 #[tauri::command]
-pub fn delete_profile(app: AppHandle, state: State<'_, AppState>, name: String) -> Answer<()> {
+pub async fn delete_profile(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    name: String,
+) -> Answer<()> {
     state.profiles.remove(&name).map_err(|e| format!("{e:#}"))?;
+    {
+        let mut settings = state.settings.lock().unwrap();
+        if matches!(&settings.last_target, Some(Target::Server { profile, .. }) if *profile == name)
+        {
+            settings.last_target = None;
+            if let Err(e) = state.config_dir().and_then(|dir| settings.save(&dir)) {
+                tracing::warn!("could not forget the deleted profile as the last server: {e}");
+            }
+        }
+    }
     tray::refresh_countries(&app);
     Ok(())
 }
@@ -153,8 +175,15 @@ pub fn save_settings(
     state: State<'_, AppState>,
     form: SettingsForm,
 ) -> Answer<Settings> {
-    let current = state.settings.lock().unwrap().clone();
-    let settings = form.apply(&current)?;
+    // Read, change and save under one lock, so a connect remembering its server meanwhile
+    // is not overwritten.
+    let settings = {
+        let mut current = state.settings.lock().unwrap();
+        let settings = form.apply(&current)?;
+        settings.save(&state.config_dir()?)?;
+        *current = settings.clone();
+        settings
+    };
     let autostart = app.autolaunch();
     if settings.launch_at_login != autostart.is_enabled().unwrap_or(false) {
         let done = if settings.launch_at_login {
@@ -162,10 +191,8 @@ pub fn save_settings(
         } else {
             autostart.disable()
         };
-        done.map_err(|e| format!("launch at login: {e}"))?;
+        done.map_err(|e| format!("the rest is saved, but launch at login: {e}"))?;
     }
-    settings.save(&state.config_dir()?)?;
-    *state.settings.lock().unwrap() = settings.clone();
     Ok(settings)
 }
 

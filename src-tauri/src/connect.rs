@@ -45,8 +45,8 @@ pub struct Connecting {
     pub measured: usize,
 }
 
-/// Sends the connect request for `target` with the saved settings, and remembers `target`
-/// as the one Connect uses next time.
+/// Sends the connect request for `target` with the saved settings and, once the helper has
+/// taken it, remembers `target` as the one Connect uses next time.
 pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, String> {
     let (kill_switch, lan_access) = {
         let view = state.view.lock().unwrap();
@@ -56,6 +56,13 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
             .ok_or("the helper is not reachable; see the message on screen")?;
         (status.kill_switch, status.lan_access)
     };
+    let settings = state.settings.lock().unwrap().clone();
+    let config_for = |profile: &str, server: Option<&str>| {
+        state
+            .profiles
+            .tunnel_config(profile, server, &settings, kill_switch, lan_access)
+            .map_err(|e| format!("{e:#}"))
+    };
     let chosen = match target {
         Target::Server { profile, server } => Connecting {
             profile: profile.clone(),
@@ -63,21 +70,15 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
             rtt_ms: None,
             measured: 0,
         },
-        Target::Fastest { country } => fastest_server(state, country.as_deref()).await?,
+        Target::Fastest { country } => {
+            fastest_server(state, country.as_deref(), |s| {
+                config_for(s.profile.as_str(), s.server.as_deref()).map(|_| ())
+            })
+            .await?
+        }
     };
-    let settings = state.settings.lock().unwrap().clone();
-    let config = state
-        .profiles
-        .tunnel_config(
-            &chosen.profile,
-            chosen.server.as_deref(),
-            &settings,
-            kill_switch,
-            lan_access,
-        )
-        .map_err(|e| format!("{e:#}"))?;
+    let config = config_for(&chosen.profile, chosen.server.as_deref())?;
     state.user_disconnect.store(false, Ordering::SeqCst);
-    remember(state, target);
     tracing::info!(
         "connecting to {}{} (chosen as {target:?})",
         chosen.profile,
@@ -96,6 +97,7 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
     )
     .await
     .map_err(|e| e.to_string())?;
+    remember(state, target);
     Ok(chosen)
 }
 
@@ -111,8 +113,13 @@ fn remember(state: &AppState, target: &Target) {
     }
 }
 
-/// Measures every server in `country` (or every server) and picks the fastest.
-async fn fastest_server(state: &AppState, country: Option<&str>) -> Result<Connecting, String> {
+/// Measures every server in `country` (or every server) that `usable` accepts (its profile
+/// has not expired and its policy allows the current settings) and picks the fastest.
+async fn fastest_server(
+    state: &AppState,
+    country: Option<&str>,
+    usable: impl Fn(&CatalogServer) -> Result<(), String>,
+) -> Result<Connecting, String> {
     let catalog = state.profiles.catalog().map_err(|e| format!("{e:#}"))?;
     let (servers, place): (Vec<CatalogServer>, String) = match country {
         Some(cc) => {
@@ -142,7 +149,25 @@ async fn fastest_server(state: &AppState, country: Option<&str>) -> Result<Conne
         rtt_ms,
         measured,
     };
+    let mut refused = Vec::new();
+    let servers: Vec<CatalogServer> = servers
+        .into_iter()
+        .filter(|s| match usable(s) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!("not measuring {}: {why}", s.profile);
+                refused.push(why);
+                false
+            }
+        })
+        .collect();
     match servers.as_slice() {
+        [] if !refused.is_empty() => {
+            return Err(format!(
+                "no server {place} can be used now: {}",
+                refused.join("; ")
+            ))
+        }
         [] => {
             return Err(format!(
                 "there is no server {place}: import a profile first"

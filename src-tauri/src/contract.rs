@@ -367,6 +367,15 @@ fn generate() -> String {
             },
         ),
         (
+            "openImportLink",
+            OpenRequest::ImportLink {
+                path: "/home/u/.config/underpass/inbox/link-1.underpass".into(),
+                organization: "ACME IT".into(),
+                profile: "acme".into(),
+                serial: 3,
+            },
+        ),
+        (
             "openRefused",
             OpenRequest::Refused {
                 what: "underpass://nope".into(),

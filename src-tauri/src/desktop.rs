@@ -86,6 +86,20 @@ pub fn notify(title: &str, body: &str) {
     });
 }
 
+/// Whether a tray host (a StatusNotifierWatcher) is on the session bus, asked within 2 s.
+pub async fn tray_host_present() -> bool {
+    let ask = async {
+        let bus = zbus::Connection::session().await?;
+        let dbus = zbus::fdo::DBusProxy::new(&bus).await?;
+        let name = zbus::names::BusName::try_from("org.kde.StatusNotifierWatcher")?;
+        dbus.name_has_owner(name).await.map_err(zbus::Error::from)
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), ask).await,
+        Ok(Ok(true))
+    )
+}
+
 /// The tray's "Connect to" entries: the fastest server anywhere (id ""), then each known
 /// country by its code, with its flag, name and server count.
 pub fn tray_countries(catalog: &Catalog) -> Vec<(String, String)> {

@@ -33,7 +33,7 @@ mod contract;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tauri::{AppHandle, Emitter, Manager, WindowEvent};
 use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
@@ -72,7 +72,12 @@ pub struct AppState {
     pub self_tests: Mutex<Vec<SelfTestReport>>,
     /// Set once connect-on-launch has been considered (it happens at most once per run).
     launch_connect_done: AtomicBool,
-    tray: Mutex<Option<TrayItems>>,
+    /// The tray icon's menu, once built. Never behind a lock: changing a menu item waits for
+    /// the main thread, which must never wait for a lock a worker holds.
+    tray: OnceLock<TrayItems>,
+    /// Whether a tray host was on the session bus at start. Without one, the window is never
+    /// hidden (`--hidden` shows it; closing it quits), or the app would be unreachable.
+    tray_host: AtomicBool,
 }
 
 impl AppState {
@@ -152,9 +157,10 @@ fn open_items(app: &AppHandle, items: &[String], cwd: &Path) {
     }
     let state = app.state::<AppState>();
     let inbox = match state.config_dir() {
-        Ok(dir) => dir.join("inbox"),
+        Ok(dir) => dir.join(links::INBOX),
         Err(e) => {
-            tracing::warn!("cannot open {items:?}: {e}");
+            // Never the items themselves: a link can be long and is the user's business.
+            tracing::warn!("cannot open {} item(s): {e}", items.len());
             return;
         }
     };
@@ -226,7 +232,8 @@ pub fn run(options: Options) {
         pending_open: Mutex::new(Vec::new()),
         self_tests: Mutex::new(Vec::new()),
         launch_connect_done: AtomicBool::new(false),
-        tray: Mutex::new(None),
+        tray: OnceLock::new(),
+        tray_host: AtomicBool::new(false),
     };
     tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, args, cwd| {
@@ -270,7 +277,17 @@ pub fn run(options: Options) {
         .setup(|app| {
             let handle = app.handle().clone();
             match tray::build(&handle) {
-                Ok(items) => *app.state::<AppState>().tray.lock().unwrap() = Some(items),
+                Ok(items) => {
+                    let state = app.state::<AppState>();
+                    let _ = state.tray.set(items);
+                    let host = tauri::async_runtime::block_on(desktop::tray_host_present());
+                    if !host {
+                        tracing::info!(
+                            "no tray host on the session bus: the window stays reachable"
+                        );
+                    }
+                    state.tray_host.store(host, Ordering::SeqCst);
+                }
                 Err(e) => tracing::warn!("no tray icon: {e}"),
             }
             tray::refresh_countries(&handle);
@@ -285,8 +302,11 @@ pub fn run(options: Options) {
             };
             // The window starts hidden (tauri.conf.json) so that `--hidden` (autostart)
             // never flashes it; everything else shows it.
-            if !hidden || app.state::<AppState>().tray.lock().unwrap().is_none() {
+            if !hidden || !app.state::<AppState>().tray_host.load(Ordering::SeqCst) {
                 show_main(&handle);
+            }
+            if let Ok(dir) = app.state::<AppState>().config_dir() {
+                links::clear_inbox(&dir.join(links::INBOX));
             }
             let cwd = std::env::current_dir().unwrap_or_default();
             open_items(&handle, &items, &cwd);
@@ -297,7 +317,7 @@ pub fn run(options: Options) {
         .on_window_event(|window, event| {
             // Close to the tray when there is one; otherwise closing quits.
             if let WindowEvent::CloseRequested { api, .. } = event {
-                let has_tray = window.state::<AppState>().tray.lock().unwrap().is_some();
+                let has_tray = window.state::<AppState>().tray_host.load(Ordering::SeqCst);
                 if has_tray && window.label() == "main" {
                     api.prevent_close();
                     // Remember the size now: the session may end without the app exiting.

@@ -3,8 +3,11 @@
 //! a double-clicked `.underpass` file).
 //!
 //! Links never act on their own: `underpass://connect` only selects the server on the Connect
-//! screen (a web page must not be able to reroute someone's traffic), and an imported bundle
-//! goes through the same signature check and trust prompt as a file.
+//! screen (a web page must not be able to reroute someone's traffic), and a bundle from a link
+//! is imported only after the user confirms it (signer, profile, serial shown), then goes
+//! through the same signature check and trust prompt as a file. A link must not carry a
+//! private key (links end up in browser histories, proxies and process lists), so a bundle
+//! with an embedded key is refused; a link's bundle lets the device make its own key.
 //!
 //! - `underpass://connect` (the fastest server), `underpass://connect?country=SE`,
 //!   `underpass://connect?profile=NAME[&server=ID]`
@@ -17,9 +20,14 @@ use base64::Engine as _;
 use serde::Serialize;
 use url::Url;
 
+use underpass_profile::bundle::PrivateKeySource;
+use underpass_profile::Bundle;
+
 use crate::connect::Target;
 
 pub const SCHEME: &str = "underpass";
+/// Where links' bundles wait for their import, in the config dir (mode 0700).
+pub const INBOX: &str = "inbox";
 /// A link's bundle is at most this large once decoded (bundles are a few KiB).
 pub const MAX_LINK_BUNDLE: usize = 64 * 1024;
 
@@ -31,6 +39,14 @@ pub enum OpenRequest {
     Select { target: Target },
     /// Import these files (the Profiles screen runs its usual import, trust prompt included).
     Import { paths: Vec<String> },
+    /// A signed bundle from a link, saved to `path`: import it only if the user agrees.
+    /// What it claims is shown; the import checks the signature again.
+    ImportLink {
+        path: String,
+        organization: String,
+        profile: String,
+        serial: u64,
+    },
     /// Something that could not be understood, and why.
     Refused { what: String, reason: String },
 }
@@ -127,14 +143,14 @@ pub fn requests(items: &[String], cwd: &Path, inbox: &Path) -> Vec<OpenRequest> 
     let mut paths = Vec::new();
     for item in items {
         let refused = |reason: String| OpenRequest::Refused {
-            what: item.clone(),
+            what: shorten(item),
             reason,
         };
         match parse(item, cwd) {
             Ok(Parsed::Select(target)) => out.push(OpenRequest::Select { target }),
             Ok(Parsed::File(p)) => paths.push(p.display().to_string()),
-            Ok(Parsed::Bundle(bytes)) => match save_bundle(inbox, &bytes) {
-                Ok(p) => paths.push(p.display().to_string()),
+            Ok(Parsed::Bundle(bytes)) => match link_bundle(inbox, &bytes) {
+                Ok(request) => out.push(request),
                 Err(e) => out.push(refused(e)),
             },
             Err(e) => out.push(refused(e)),
@@ -146,18 +162,53 @@ pub fn requests(items: &[String], cwd: &Path, inbox: &Path) -> Vec<OpenRequest> 
     out
 }
 
-fn save_bundle(inbox: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
+/// A link as shown in a message: its start (a link's bundle runs to kilobytes).
+fn shorten(item: &str) -> String {
+    match item.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &item[..i]),
+        None => item.to_string(),
+    }
+}
+
+/// Checks a link's bundle (a valid signature, no embedded key) and saves it for the import.
+fn link_bundle(inbox: &Path, bytes: &[u8]) -> Result<OpenRequest, String> {
+    let bundle = Bundle::open("the link's bundle", bytes).map_err(|e| e.to_string())?;
+    if matches!(bundle.payload.private_key, PrivateKeySource::Embedded(_)) {
+        return Err(format!(
+            "the bundle of {} carries a private key, which a link must never do; ask them for \
+             the .underpass file, or for a bundle that lets this device make its own key",
+            bundle.payload.organization
+        ));
+    }
+    // Named so that the import's messages read well ("corp from a link.underpass is signed
+    // by ..."); the profile name is a validated one, safe as a file name.
+    let path = save_bundle(inbox, &format!("{} from a link", bundle.name), bytes)?;
+    Ok(OpenRequest::ImportLink {
+        path: path.display().to_string(),
+        organization: bundle.payload.organization.clone(),
+        profile: bundle.name.to_string(),
+        serial: bundle.payload.serial,
+    })
+}
+
+/// Removes the bundles that links left in `inbox` (after an import, and at start).
+pub fn clear_inbox(inbox: &Path) {
+    for entry in std::fs::read_dir(inbox).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "underpass") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+fn save_bundle(inbox: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
     let mut dir = std::fs::DirBuilder::new();
     dir.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
     dir.create(inbox)
         .map_err(|e| format!("{}: {e}", inbox.display()))?;
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let path = inbox.join(format!("link-{n}.underpass"));
+    let path = inbox.join(format!("{name}.underpass"));
     underpass_profile::store::write_file_atomic(&path, bytes).map_err(|e| e.to_string())?;
     Ok(path)
 }
@@ -218,25 +269,79 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let inbox = dir.path().join("inbox");
-        let link = format!(
-            "underpass://import?bundle={}",
-            URL_SAFE_NO_PAD.encode(b"bundle")
-        );
+        let link = |bytes: &[u8]| {
+            format!(
+                "underpass://import?bundle={}",
+                URL_SAFE_NO_PAD.encode(bytes)
+            )
+        };
         let out = requests(
-            &[link, "x.conf".into(), "underpass://nope".into()],
+            &[
+                link(b"bundle"),
+                link(&signed_bundle("\"generate_locally\"")),
+                link(&signed_bundle(
+                    r#"{"embedded": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}"#,
+                )),
+                "x.conf".into(),
+                "underpass://nope".into(),
+            ],
             dir.path(),
             &inbox,
         );
-        assert!(
-            matches!(&out[0], OpenRequest::Refused { reason, .. } if reason.contains("unknown action"))
-        );
-        let OpenRequest::Import { paths } = &out[1] else {
+        let OpenRequest::Refused { what, reason } = &out[0] else {
             panic!("{out:?}")
         };
-        assert_eq!(std::fs::read(&paths[0]).unwrap(), b"bundle");
-        assert!(paths[1].ends_with("x.conf"));
+        assert!(reason.contains("the link's bundle"), "{reason}");
+        assert_eq!(what, "underpass://import?bundle=YnVuZGxl");
+        let OpenRequest::ImportLink {
+            path,
+            organization,
+            profile,
+            serial,
+        } = &out[1]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (organization.as_str(), profile.as_str(), *serial),
+            ("ACME IT", "acme", 7)
+        );
+        assert!(path.ends_with("/acme from a link.underpass"), "{path}");
+        assert!(Bundle::open("saved", &std::fs::read(path).unwrap()).is_ok());
+        let OpenRequest::Refused { what, reason } = &out[2] else {
+            panic!("{out:?}")
+        };
+        assert!(reason.contains("carries a private key"), "{reason}");
+        assert!(what.ends_with('…') && what.chars().count() == 61, "{what}");
+        assert!(
+            matches!(&out[3], OpenRequest::Refused { reason, .. } if reason.contains("unknown action"))
+        );
+        let OpenRequest::Import { paths } = &out[4] else {
+            panic!("{out:?}")
+        };
+        assert!(paths[0].ends_with("x.conf"));
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&inbox).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+        clear_inbox(&inbox);
+        assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0);
+    }
+
+    /// A bundle signed with a fresh key, with `private_key` as given (JSON).
+    fn signed_bundle(private_key: &str) -> Vec<u8> {
+        use underpass_profile::bundle::signing;
+        let (sk, _, signer) = signing::keygen(None).unwrap();
+        let sk = signing::load_secret_key(&sk, None).unwrap();
+        let payload = format!(
+            r#"{{"format": "underpass-profile/1", "signer_public_key": "{}", "organization": "ACME IT",
+               "name": "acme", "serial": 7, "interface": {{"addresses": ["10.64.1.2/32"]}},
+               "servers": [{{"id": "sto-1", "country": "SE", "city": "Stockholm", "endpoint": "192.0.2.10:51820",
+                            "public_key": "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="}}],
+               "policy": {{"min_kill_switch": "off", "split_tunnel_allowed": true,
+                          "lan_access_allowed": true, "dns_locked": false}},
+               "private_key": {private_key}}}"#,
+            signer.public_key
+        );
+        signing::sign(&sk, payload.as_bytes(), "timestamp:1700000000").unwrap()
     }
 }

@@ -18,6 +18,7 @@ pub struct TrayItems {
     connect: MenuItem<Wry>,
     countries: Submenu<Wry>,
     disconnect: MenuItem<Wry>,
+    rebuilding: std::sync::Mutex<()>,
 }
 
 /// The id of a "Connect to" entry: `fastest:` for anywhere, `fastest:SE` for a country.
@@ -56,6 +57,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<TrayItems> {
         connect,
         countries,
         disconnect,
+        rebuilding: std::sync::Mutex::new(()),
     })
 }
 
@@ -120,7 +122,7 @@ fn tunnel_up(state: &AppState) -> bool {
 
 /// Shows what the helper reported: the state line and which entries can be used.
 pub fn show_status(state: &AppState, status: Option<&Status>) {
-    if let Some(items) = state.tray.lock().unwrap().as_ref() {
+    if let Some(items) = state.tray.get() {
         let _ = items.state.set_text(desktop::tray_label(status));
         let up = status.map(|s| s.state);
         let connected = matches!(up, Some(TunnelState::Connected | TunnelState::Connecting));
@@ -130,7 +132,8 @@ pub fn show_status(state: &AppState, status: Option<&Status>) {
     }
 }
 
-/// Rebuilds the "Connect to" submenu from the catalog (after an import or a delete).
+/// Rebuilds the "Connect to" submenu from the catalog (after an import or a delete). Call it
+/// from a worker thread (an async command, setup), never from a main-thread callback.
 pub fn refresh_countries(app: &AppHandle) {
     let state = app.state::<AppState>();
     let catalog = match state.profiles.catalog() {
@@ -140,10 +143,12 @@ pub fn refresh_countries(app: &AppHandle) {
             return;
         }
     };
-    let guard = state.tray.lock().unwrap();
-    let Some(items) = guard.as_ref() else {
+    let Some(items) = state.tray.get() else {
         return;
     };
+    // One rebuild at a time (two imports at once); only worker threads take this lock, never
+    // the main thread that the menu calls wait for.
+    let _one = items.rebuilding.lock().unwrap();
     let menu = &items.countries;
     if let Err(e) = (|| -> tauri::Result<()> {
         for item in menu.items()? {

@@ -24,6 +24,7 @@ const TMP = env("GUI_TMP");
 const NS_ROUTER = env("GUI_NS_ROUTER");
 const BLOCK = env("GUI_BLOCK_SERVERS").split(",");
 const CLIENT_PUB = env("GUI_CLIENT_PUB");
+const CLIENT_KEY = readFileSync(env("GUI_CLIENT_KEY_FILE"), "utf8").trim();
 const DESKTOP = join(import.meta.dirname, "desktop.py");
 // The desktop session the app lives in: its HOME, session bus and display.
 const SESSION = {
@@ -222,7 +223,7 @@ async function scenario() {
   assert.match(report, /== Self-test: KillSwitch ==[\s\S]*"verdict": "fail"/);
   assert.match(report, /== App log \(newest \d+ lines\) ==[\s\S]*connecting to se-sto-wg-001 \(chosen as Fastest \{ country: Some\("SE"\) \}\)/);
   assert.match(report, /== Helper log \(newest \d+ lines\) ==[\s\S]*underpassd ready/);
-  assert.doesNotMatch(report, /PrivateKey|private_key/);
+  assert.ok(!report.includes(CLIENT_KEY), "the report holds the private key");
   await go("settings");
   await wd.click("#ks-auto");
   await wd.el("#ks-auto:checked", 10000);
@@ -270,14 +271,22 @@ async function scenario() {
   gioOpen("underpass://connect?country=DE");
   await wd.el('.server.selected[data-best="DE"]', 15000);
   assert.equal(await wd.text("#choice"), "Server: the fastest in Germany");
-  assert.equal(await wd.text("#state-title"), "Disconnected");
-  // A signed bundle carried in a link: the first-use trust prompt, then the import.
+  await sleep(2000);
+  assert.equal(await wd.text("#state-title"), "Disconnected", "a link only selects");
+  // A link must not carry a private key: refused, with the reason.
+  const withKey = readFileSync(join(TMP, "corp-3.underpass")).toString("base64url");
+  gioOpen(`underpass://import?bundle=${withKey}`);
+  await wd.waitText(".error[role=alert]", (t) => t.includes("carries a private key, which a link must never do"), "the refusal", 15000);
+  // A signed bundle carried in a link: the user confirms, then the first-use trust prompt.
   const bundle1 = readFileSync(join(TMP, "corp-1.underpass")).toString("base64url");
   gioOpen(`underpass://import?bundle=${bundle1}`);
+  await wd.waitText("#link-import", (t) => t.includes('import the profile "corp" from Sandbox Corp IT (serial 1)'), "the link's confirmation", 15000);
+  await wd.click("#link-import-yes");
   await wd.waitText("#import-messages", (t) => t.includes('signed by "Sandbox Corp IT" with a key you have not trusted yet'), "the trust prompt", 15000);
   await shot("06-trust-prompt");
   await wd.click(".trust button.primary");
   await wd.waitText("#import-messages", (t) => /Imported corp from/.test(t), "the trusted import");
+  await wd.waitText('.profile[data-profile="corp"]', (t) => t.includes("send the public key to Sandbox Corp IT"), "the locally made key's hint");
   // A double-clicked .underpass file with a newer serial replaces the profile in place.
   gioOpen(join(TMP, "corp-2.underpass"));
   await wd.waitText("#import-messages", (t) => t.includes("Imported corp from corp-2.underpass."), "the file import", 15000);
@@ -316,13 +325,23 @@ async function scenario() {
   helper("start");
   await wd.waitText("#state-title", (t) => t === "Disconnected", "recovery", 15000);
 
-  // 11. The window's size is remembered, and "connect on launch" connects the next run.
+  // 11. A country from the tray's "Connect to", then Disconnect from the tray.
+  trayClick("🇺🇸 United States (1 server)");
+  await wd.waitText("#state-title", (t) => t === "Connected to us-nyc-wg-001", "the tray's country", 30000);
+  trayClick("Disconnect");
+  await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected by the tray", 20000);
+
+  // 12. Started as at login (--hidden): in the tray only, connected on launch to the last
+  // choice (the tray's United States), and shown at its remembered size.
   desk("resize", "Underpass", "900", "640");
   await until("the resize", () => windowState().width === 900);
   trayClick("Quit");
   await wd.quit();
-  wd = await WebDriver.start(DRIVER, APP);
-  await wd.waitText("#state-title", (t) => /^Connected to /.test(t), "connect on launch", 30000);
+  wd = await WebDriver.start(DRIVER, APP, ["--hidden"]);
+  await wd.waitText("#state-title", (t) => t === "Connected to us-nyc-wg-001", "connect on launch", 30000);
+  assert.equal(windowState().mapped, false, "--hidden starts in the tray");
+  trayClick("Show Underpass");
+  await until("the tray to show the window", () => windowState().mapped);
   const size = windowState();
   assert.deepEqual([size.width, size.height], [900, 640], "the remembered size");
   await shot("09-relaunched");

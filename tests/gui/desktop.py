@@ -6,6 +6,7 @@
   desktop.py tray-menu REG        the tray item's properties and its whole menu (dbusmenu), JSON
   desktop.py tray-click REG LABEL click the menu entry LABEL, as a tray host does
   desktop.py window NAME          {"mapped", "width", "height"} of the top-level window NAME
+                                  (not mapped, size 0, when it has no X window yet)
   desktop.py close NAME           ask the window to close (WM_DELETE_WINDOW, the title bar's x)
   desktop.py resize NAME W H      resize it, as a user dragging its border
   desktop.py drop NAME PATH...    drag these files from a file manager and drop them on the
@@ -136,7 +137,7 @@ def tray_click(reg, wanted):
                 None, 0, TIMEOUT_MS, None)
 
 
-def x_window(name):
+def x_window(name, must=True):
     from Xlib import X, display
     d = display.Display()
     found = []
@@ -151,12 +152,17 @@ def x_window(name):
             pass
     walk(d.screen().root)
     if not found:
-        sys.exit(f"no window named {name!r}")
+        if must:
+            sys.exit(f"no window named {name!r}")
+        return d, None, X
     return d, found[0], X
 
 
 def window(name):
-    d, w, X = x_window(name)
+    d, w, X = x_window(name, must=False)
+    if w is None:  # never shown yet: GTK creates the X window when it first maps it
+        print(json.dumps({"mapped": False, "width": 0, "height": 0}))
+        return
     a = w.get_attributes()
     g = w.get_geometry()
     print(json.dumps({"mapped": a.map_state == X.IsViewable, "width": g.width,

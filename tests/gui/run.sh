@@ -103,11 +103,14 @@ cp installers/linux/underpass-mime.xml "$share/mime/packages/underpass.xml"
 update-desktop-database "$share/applications"
 update-mime-database "$share/mime"
 
-# Two signed bundles from "Sandbox Corp IT" (serial 1, then 2) for server 1, with a policy.
+# Signed bundles from "Sandbox Corp IT" for server 1, with a policy: serials 1 and 2 let the
+# device make its own key (what a link may carry), serial 3 embeds one (a link must not).
 CLI=$TARGET/debug/underpass
 "$CLI" profile keygen --no-password --secret-key "$TMP/it.key" --public-key "$TMP/it.pub" >/dev/null
-for serial in 1 2; do
-  jq -n --arg signer "$(sed -n 2p "$TMP/it.pub")" --arg key "$(cat "$CLIENT_KEY_FILE")" \
+for serial in 1 2 3; do
+  key='"generate_locally"'
+  [ "$serial" = 3 ] && key="{\"embedded\": \"$(cat "$CLIENT_KEY_FILE")\"}"
+  jq -n --arg signer "$(sed -n 2p "$TMP/it.pub")" --argjson key "$key" \
     --arg addr "$CLIENT_TUN_ADDR4_1/32" --arg endpoint "$SERVER_ENDPOINT_1" \
     --arg pub "$SERVER_PUB_1" --argjson serial "$serial" '{
       format: "underpass-profile/1", signer_public_key: $signer, organization: "Sandbox Corp IT",
@@ -116,7 +119,7 @@ for serial in 1 2; do
       servers: [{id: "sto-1", country: "SE", city: "Stockholm", endpoint: $endpoint, public_key: $pub}],
       policy: {min_kill_switch: "auto", split_tunnel_allowed: false, lan_access_allowed: false,
                dns_locked: true},
-      private_key: {embedded: $key}}' >"$TMP/corp-$serial.json"
+      private_key: $key}' >"$TMP/corp-$serial.json"
   "$CLI" profile sign "$TMP/corp-$serial.json" --secret-key "$TMP/it.key" -o "$TMP/corp-$serial.underpass" >/dev/null
 done
 env HOME="$TMP/home" XDG_RUNTIME_DIR="$TMP/xdg" \
@@ -138,7 +141,7 @@ for _ in $(seq 100); do [ -s "$TMP/bus" ] && break; sleep 0.1; done
 GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
   GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" GUI_TMP="$TMP" \
   GUI_NS_ROUTER="$NS_ROUTER" GUI_BLOCK_SERVERS="$SERVER_ADDR4_2,$SERVER_ADDR4_3" \
-  GUI_CLIENT_PUB="$CLIENT_PUB" GUI_DBUS="$(cat "$TMP/bus")" \
+  GUI_CLIENT_PUB="$CLIENT_PUB" GUI_CLIENT_KEY_FILE="$CLIENT_KEY_FILE" GUI_DBUS="$(cat "$TMP/bus")" \
   timeout 600 node --test --test-reporter=spec tests/gui/app.test.mjs
 cp "$TMP/notify.log" "$ART/notifications.log" 2>/dev/null || true
 if [ "$docs" = 1 ]; then

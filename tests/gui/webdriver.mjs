@@ -40,9 +40,9 @@ export class WebDriver {
     throw new Error(`WebDriver at ${base} not ready after ${timeoutMs} ms: ${last}`);
   }
 
-  static async start(base, application) {
+  static async start(base, application, args = []) {
     const v = await WebDriver.call(base, "POST", "/session", {
-      capabilities: { alwaysMatch: { "tauri:options": { application } } },
+      capabilities: { alwaysMatch: { "tauri:options": { application, args } } },
     }, 60000);
     return new WebDriver(base, v.sessionId);
   }

@@ -8,6 +8,7 @@ import {
   connecting,
   helperViewConnected,
   helperViewNotRunning,
+  openImportLink,
   openRefused,
   openSelect,
   profileSigned,
@@ -167,10 +168,24 @@ describe("the app", () => {
     expect(document.querySelector(".error[role=alert]")!.textContent).toContain('Could not open underpass://nope: unknown action "nope"');
   });
 
+  it("imports a link's bundle only after the user agrees, and says when a link names no server", async () => {
+    openQueue = [{ kind: "select", target: { kind: "server", profile: "gone", server: null } }, openImportLink];
+    await startApp(root());
+    await tick();
+    expect(document.querySelector(".error[role=alert]")!.textContent).toBe('Could not select "gone": it is not among your profiles.');
+    expect(document.getElementById("link-import")!.textContent).toContain('import the profile "acme" from ACME IT (serial 3)');
+    expect(calls.some((c) => c.cmd === "import_paths")).toBe(false);
+    click("#link-import-yes");
+    await tick();
+    expect(calls.find((c) => c.cmd === "import_paths")?.args).toEqual({ paths: [openImportLink.kind === "import_link" ? openImportLink.path : ""], trust: false });
+  });
+
   it("shows what a signed profile's policy locks, with the reason", async () => {
     profiles = [profileSigned];
     await startApp(root());
-    await emit("helper-view", { ...helperViewConnected, status: { ...statusConnected, profile: "se-sto-wg-001" } });
+    // The helper reports the policy it holds the session to.
+    const policy = { organization: "ACME IT", serial: 3, policy: profileSigned.bundle!.policy };
+    await emit("helper-view", { ...helperViewConnected, status: { ...statusConnected, profile: "se-sto-wg-001", policy } });
     await tick();
     click("#nav-settings");
     expect((document.getElementById("split-include") as HTMLTextAreaElement).disabled).toBe(true);

@@ -1,8 +1,8 @@
 // The shell: navigation, the helper banner, and wiring the helper's events into the store.
 import { api, errorText } from "./api";
-import { h, replace } from "./dom";
+import { append, h, replace } from "./dom";
 import { display } from "./format";
-import { Store } from "./store";
+import { sameTarget, Store } from "./store";
 import { ConnectView } from "./views/connect";
 import { DiagnosticsView } from "./views/diagnostics";
 import { ProfilesView } from "./views/profiles";
@@ -24,6 +24,7 @@ export async function startApp(root: HTMLElement): Promise<Store> {
       store.state.profiles = await api.listProfiles();
       store.setCatalog(await api.serverCatalog());
       banner.dataset.profiles = "";
+      replace(profileError);
     } catch (e) {
       replace(profileError, errorText(e));
     }
@@ -65,21 +66,32 @@ export async function startApp(root: HTMLElement): Promise<Store> {
   /** A link or a file the app was asked to open (command line, second instance). */
   async function open(r: OpenRequest): Promise<void> {
     switch (r.kind) {
-      case "select":
+      case "select": {
         store.choose(r.target);
         go("connect");
+        if (!sameTarget(store.state.choice, r.target)) {
+          const what = r.target.kind === "fastest" ? `the fastest server in ${r.target.country}` : `"${r.target.profile}"`;
+          append(profileError, [h("span", { class: "line" }, `Could not select ${what}: it is not among your profiles.`)]);
+        }
         break;
+      }
       case "import":
         go("profiles");
         await views.profiles.importPaths(r.paths, false);
         break;
+      case "import_link":
+        go("profiles");
+        views.profiles.confirmLink(r);
+        break;
       case "refused":
-        replace(profileError, `Could not open ${r.what}: ${r.reason}`);
+        append(profileError, [h("span", { class: "line" }, `Could not open ${r.what}: ${r.reason}`)]);
         break;
     }
   }
   const takeOpenRequests = async () => {
-    for (const r of await api.takeOpenRequests()) await open(r);
+    const requests = await api.takeOpenRequests();
+    if (requests.length) replace(profileError);
+    for (const r of requests) await open(r);
   };
 
   function render(): void {

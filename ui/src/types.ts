@@ -194,6 +194,7 @@ export interface Connecting {
 export type OpenRequest =
   | { kind: "select"; target: Target }
   | { kind: "import"; paths: string[] }
+  | { kind: "import_link"; path: string; organization: string; profile: string; serial: number }
   | { kind: "refused"; what: string; reason: string };
 
 export interface Settings {

@@ -409,6 +409,14 @@ export const openImport: T.OpenRequest = {
   ]
 };
 
+export const openImportLink: T.OpenRequest = {
+  "kind": "import_link",
+  "path": "/home/u/.config/underpass/inbox/link-1.underpass",
+  "organization": "ACME IT",
+  "profile": "acme",
+  "serial": 3
+};
+
 export const openRefused: T.OpenRequest = {
   "kind": "refused",
   "what": "underpass://nope",

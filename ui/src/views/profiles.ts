@@ -117,6 +117,27 @@ export class ProfilesView {
     await this.reload();
   }
 
+  /** A bundle a link brought: nothing is imported until the user says so. */
+  confirmLink(r: { path: string; organization: string; profile: string; serial: number }): void {
+    const replaces = this.store.state.profiles.some((p) => p.name === r.profile);
+    this.show([
+      h(
+        "div",
+        { class: "trust", role: "alertdialog", "aria-label": "Import a profile from a link", id: "link-import" },
+        h("p", {}, `A link asks to import the profile "${r.profile}" from ${r.organization} (serial ${r.serial}).`),
+        h(
+          "p",
+          { class: "muted" },
+          replaces
+            ? `It would replace your profile "${r.profile}" if its serial is newer. Import it only if you expected this link.`
+            : "Import it only if you expected this link. Its signature is checked before anything is saved.",
+        ),
+        h("button", { class: "primary", id: "link-import-yes", onclick: () => void this.importPaths([r.path], false) }, "Import"),
+        h("button", { id: "link-import-no", onclick: () => this.show([h("p", {}, "Nothing imported.")]) }, "Cancel"),
+      ),
+    ]);
+  }
+
   private outcome(o: ImportOutcome, path: string): HTMLElement[] {
     const out: HTMLElement[] = [];
     if (o.imported.length) out.push(h("p", { class: "ok" }, `Imported ${o.imported.join(", ")} from ${o.source}.`));

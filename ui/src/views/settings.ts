@@ -4,7 +4,7 @@
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
-import type { KillSwitchMode, Policy, ProfileSummary } from "../types";
+import type { KillSwitchMode, Policy, ProfileSummary, Status } from "../types";
 import { checkAddresses, checkPrefixes } from "../validate";
 
 const MODES: { mode: KillSwitchMode; title: string; text: string }[] = [
@@ -14,15 +14,16 @@ const MODES: { mode: KillSwitchMode; title: string; text: string }[] = [
 ];
 const RANK: Record<KillSwitchMode, number> = { off: 0, auto: 1, lockdown: 2 };
 
-/** The policy that governs the settings now: the connected profile's, else the chosen one's. */
+/** The policy that governs the settings now: the one the helper enforces for the session it
+ * holds, else the chosen profile's (from its signed bundle). */
 export function governingPolicy(
+  status: Status | null,
   profiles: ProfileSummary[],
-  connected: string | null,
   chosen: string | null,
 ): { organization: string; profile: string; policy: Policy } | null {
-  const name = connected ?? chosen;
-  const b = profiles.find((p) => p.name === name)?.bundle;
-  return b && name ? { organization: b.organization, profile: name, policy: b.policy } : null;
+  if (status?.policy) return { organization: status.policy.organization, profile: status.profile ?? "", policy: status.policy.policy };
+  const b = profiles.find((p) => p.name === chosen)?.bundle;
+  return b && chosen ? { organization: b.organization, profile: chosen, policy: b.policy } : null;
 }
 
 export class SettingsView {
@@ -142,8 +143,7 @@ export class SettingsView {
       this.loaded = true;
       this.validate();
     }
-    const connected = s && (s.state === "connected" || s.state === "connecting") ? s.profile : null;
-    const gov = governingPolicy(profiles, connected, choice?.kind === "server" ? choice.profile : null);
+    const gov = governingPolicy(s, profiles, choice?.kind === "server" ? choice.profile : null);
     const because = gov ? `Locked by the policy of ${gov.organization} for profile "${gov.profile}"` : "";
     const pol = gov?.policy;
     const minKs: KillSwitchMode = pol ? (pol.dns_locked && pol.min_kill_switch === "off" ? "auto" : pol.min_kill_switch) : "off";
