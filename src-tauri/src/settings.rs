@@ -28,7 +28,8 @@ pub struct Settings {
     /// Connect to [`Settings::last_target`] when the app starts.
     pub connect_on_launch: bool,
     /// Start the app (in the tray) when the user logs in. The OS's autostart entry is the
-    /// truth; this mirrors what the user chose.
+    /// truth: `get_settings` reports the entry, `save_settings` writes or removes it; the value
+    /// kept in the file only records the last choice.
     pub launch_at_login: bool,
     /// What Connect, the tray and connect-on-launch use: the last server or "fastest" chosen.
     pub last_target: Option<Target>,
