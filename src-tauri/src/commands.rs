@@ -86,9 +86,7 @@ pub async fn delete_profile(
     state.profiles.remove(&name).map_err(|e| format!("{e:#}"))?;
     {
         let mut settings = state.settings.lock().unwrap();
-        if matches!(&settings.last_target, Some(Target::Server { profile, .. }) if *profile == name)
-        {
-            settings.last_target = None;
+        if settings.forget_profile(&name) {
             if let Err(e) = state.config_dir().and_then(|dir| settings.save(&dir)) {
                 tracing::warn!("could not forget the deleted profile as the last server: {e}");
             }

@@ -149,32 +149,9 @@ async fn fastest_server(
         rtt_ms,
         measured,
     };
-    let mut refused = Vec::new();
-    let servers: Vec<CatalogServer> = servers
-        .into_iter()
-        .filter(|s| match usable(s) {
-            Ok(()) => true,
-            Err(why) => {
-                tracing::info!("not measuring {}: {why}", s.profile);
-                refused.push(why);
-                false
-            }
-        })
-        .collect();
-    match servers.as_slice() {
-        [] if !refused.is_empty() => {
-            return Err(format!(
-                "no server {place} can be used now: {}",
-                refused.join("; ")
-            ))
-        }
-        [] => {
-            return Err(format!(
-                "there is no server {place}: import a profile first"
-            ))
-        }
-        [only] => return Ok(pick(only, None, 0)),
-        _ => {}
+    let servers = usable_servers(servers, &place, usable)?;
+    if let [only] = servers.as_slice() {
+        return Ok(pick(only, None, 0));
     }
     let store = state.profiles.store().map_err(|e| format!("{e:#}"))?;
     let candidates = probe_candidates(&store, &servers).map_err(|e| e.to_string())?;
@@ -192,6 +169,39 @@ async fn fastest_server(
         servers.len()
     );
     Ok(pick(&servers[i], Some(ms), servers.len()))
+}
+
+/// The servers worth measuring: those `usable` accepts. None at all is an error that says
+/// why: no server `place`, or every one refused (with each reason).
+fn usable_servers(
+    servers: Vec<CatalogServer>,
+    place: &str,
+    usable: impl Fn(&CatalogServer) -> Result<(), String>,
+) -> Result<Vec<CatalogServer>, String> {
+    if servers.is_empty() {
+        return Err(format!(
+            "there is no server {place}: import a profile first"
+        ));
+    }
+    let mut refused = Vec::new();
+    let kept: Vec<CatalogServer> = servers
+        .into_iter()
+        .filter(|s| match usable(s) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!("not measuring {}: {why}", s.profile);
+                refused.push(why);
+                false
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "no server {place} can be used now: {}",
+            refused.join("; ")
+        ));
+    }
+    Ok(kept)
 }
 
 /// Asks the helper to measure `candidates`, in requests of at most
@@ -220,4 +230,48 @@ async fn probe_all(
         }
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use underpass_profile::ProfileName;
+
+    fn server(profile: &str) -> CatalogServer {
+        CatalogServer {
+            profile: ProfileName::new(profile).unwrap(),
+            server: None,
+            country: Some("SE".into()),
+            city: None,
+            endpoint: "192.0.2.1:51820".into(),
+            public_key: underpass_proto::Key([7; 32]),
+            organization: None,
+        }
+    }
+
+    #[test]
+    fn servers_a_policy_forbids_are_not_measured_and_none_left_says_why() {
+        let forbid_corp = |s: &CatalogServer| {
+            if s.profile.as_str() == "corp" {
+                Err("the policy of ACME IT says split tunneling is not allowed".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let kept = usable_servers(
+            vec![server("corp"), server("se-1")],
+            "in Sweden",
+            forbid_corp,
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].profile.as_str(), "se-1");
+        let e = usable_servers(vec![server("corp")], "in Sweden", forbid_corp).unwrap_err();
+        assert_eq!(
+            e,
+            "no server in Sweden can be used now: the policy of ACME IT says split tunneling is not allowed"
+        );
+        let e = usable_servers(vec![], "in Sweden", forbid_corp).unwrap_err();
+        assert_eq!(e, "there is no server in Sweden: import a profile first");
+    }
 }

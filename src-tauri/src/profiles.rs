@@ -332,6 +332,16 @@ mod tests {
         })
     }
 
+    /// A store holding CONF as profile de-fra-wg-001.
+    fn with_de_fra() -> (tempfile::TempDir, Profiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("de-fra-wg-001.conf");
+        fs::write(&file, CONF).unwrap();
+        let p = profiles(dir.path());
+        assert_eq!(p.import(&file, false).imported, ["de-fra-wg-001"]);
+        (dir, p)
+    }
+
     #[test]
     fn imported_file_shows_in_the_catalog_under_its_country() {
         let dir = tempfile::tempdir().unwrap();
@@ -372,11 +382,7 @@ mod tests {
 
     #[test]
     fn connect_request_carries_the_split_tunnel_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("de-fra-wg-001.conf");
-        fs::write(&file, CONF).unwrap();
-        let p = profiles(dir.path());
-        p.import(&file, false);
+        let (_dir, p) = with_de_fra();
         let settings = Settings {
             split_include: vec!["10.0.0.0/8".parse().unwrap()],
             split_exclude: vec!["10.9.0.0/16".parse().unwrap()],
@@ -406,11 +412,7 @@ mod tests {
 
     #[test]
     fn custom_dns_replaces_the_profiles_only_when_the_tunnel_carries_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("de-fra-wg-001.conf");
-        fs::write(&file, CONF).unwrap();
-        let p = profiles(dir.path());
-        p.import(&file, false);
+        let (_dir, p) = with_de_fra();
         let config = |settings: &Settings| {
             p.tunnel_config(
                 "de-fra-wg-001",

@@ -97,6 +97,16 @@ impl Settings {
         !self.split_include.is_empty() || !self.split_exclude.is_empty()
     }
 
+    /// Forgets `profile` as the last server used (it was deleted); true when it was.
+    pub fn forget_profile(&mut self, profile: &str) -> bool {
+        let was =
+            matches!(&self.last_target, Some(Target::Server { profile: p, .. }) if p == profile);
+        if was {
+            self.last_target = None;
+        }
+        was
+    }
+
     pub fn path(config_dir: &Path) -> PathBuf {
         config_dir.join("gui-settings.json")
     }
@@ -262,5 +272,25 @@ mod tests {
         assert!(!s.notifications);
         assert_eq!(s.last_target, None);
         assert!(!s.connect_on_launch);
+    }
+
+    #[test]
+    fn a_deleted_profile_is_forgotten_as_the_last_server_and_nothing_else_is() {
+        let mut s = Settings {
+            last_target: Some(Target::Server {
+                profile: "se".into(),
+                server: None,
+            }),
+            ..Settings::default()
+        };
+        assert!(!s.forget_profile("de"));
+        assert!(s.last_target.is_some());
+        assert!(s.forget_profile("se"));
+        assert_eq!(s.last_target, None);
+        let mut fastest = Settings {
+            last_target: Some(Target::default()),
+            ..Settings::default()
+        };
+        assert!(!fastest.forget_profile("se"));
     }
 }
