@@ -14,16 +14,17 @@ use anyhow::{bail, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
     DnsStatus, ErrorBody, ErrorCode, Event, Key, KillSwitchMode, PeerStatus, ProbeCandidate,
-    ProbeResult, SelfTestKind, SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest,
-    Status, TunnelConfig, MAX_PROBE_CANDIDATES,
+    ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind, SelfTestOptions, SelfTestReport,
+    SessionPolicy, SessionRequest, Status, TunnelConfig, MAX_PROBE_CANDIDATES,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
+use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
 use crate::intent::{Intent, IntentStore};
-use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
+use crate::routes::{NetPath, PlatformRoutes, RouteManager, RoutePlan};
 use crate::selftest;
-use crate::state::{AfterTeardown, Effect, Input, State};
+use crate::state::{Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
 use crate::tunnel::{probe, resolve_endpoint, DataPlane, DataPlaneConfig};
 
@@ -32,7 +33,10 @@ const OVERHEAD_V4: u16 = 60;
 const OVERHEAD_V6: u16 = 80;
 const DEFAULT_LINK_MTU: u16 = 1500;
 const TICK: Duration = Duration::from_millis(100);
-const STATS_EVERY: u32 = 10;
+/// Counters go to subscribers, and liveness is checked, every this many ticks (a second).
+const STATS_EVERY: u32 = (health::MONITOR_EVERY.as_millis() / TICK.as_millis()) as u32;
+/// On a resume, a handshake older than this is renewed at once.
+const RESUME_HANDSHAKE_AGE: Duration = Duration::from_secs(120);
 
 type Reply = oneshot::Sender<Result<(), ErrorBody>>;
 
@@ -76,6 +80,48 @@ struct Session {
     started: Instant,
 }
 
+impl Session {
+    /// The counters liveness reads, summed over the peers.
+    fn sample(&self) -> Sample {
+        let peers = self.plane.peers().peers();
+        Sample {
+            rx_packets: peers
+                .iter()
+                .map(|p| p.rx_packets.load(std::sync::atomic::Ordering::Relaxed))
+                .sum(),
+            tx_bytes: peers
+                .iter()
+                .map(|p| p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed))
+                .sum(),
+            handshake_age: peers.iter().filter_map(|p| p.last_handshake()).min(),
+        }
+    }
+
+    /// The first endpoint: the server whose path decides online or offline.
+    fn endpoint(&self) -> Option<std::net::SocketAddr> {
+        self.hole.endpoints.first().copied()
+    }
+}
+
+/// What the daemon keeps to notice trouble and pace the healing; see [`crate::health`].
+struct Healing {
+    /// Watches the session while connected.
+    liveness: Option<Liveness>,
+    /// Authenticated packets counted when the current reconnect attempt began; more means the
+    /// server answers again.
+    rx_mark: u64,
+    /// The last attempt's error, for the status.
+    last_error: Option<String>,
+    network: Debounce,
+    changes: Option<mpsc::UnboundedReceiver<()>>,
+    sleep: SleepWatch,
+    /// The path to the server at the last check.
+    path: Option<NetPath>,
+    unreachable: u64,
+    /// When the last handshake was forced while healing.
+    forced_at: Option<Instant>,
+}
+
 pub struct Daemon {
     settings: Settings,
     state: State,
@@ -88,6 +134,9 @@ pub struct Daemon {
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
     probes: ProbeCache,
+    healing: Healing,
+    /// Counts Connects and Disconnects as clients send them (ahead of the command queue).
+    interrupts: watch::Receiver<u64>,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
@@ -97,13 +146,32 @@ impl Daemon {
         settings: Settings,
         status: watch::Sender<Status>,
         events: broadcast::Sender<Event>,
+        interrupts: watch::Receiver<u64>,
     ) -> Result<Daemon> {
         let store = IntentStore::new(&settings.state_dir);
         let dns = PlatformDns::new(DnsPaths {
             resolv_conf: settings.resolv_conf.clone(),
             state_dir: settings.state_dir.clone(),
         });
+        let changes = match PlatformRoutes::watch_changes() {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "not watching network changes");
+                None
+            }
+        };
         Ok(Daemon {
+            healing: Healing {
+                liveness: None,
+                rx_mark: 0,
+                last_error: None,
+                network: Debounce::default(),
+                changes,
+                sleep: SleepWatch::new(health::suspended_so_far()),
+                path: None,
+                unreachable: 0,
+                forced_at: None,
+            },
             firewall: PlatformFirewall::open().await?,
             settings,
             state: State::Disconnected,
@@ -113,6 +181,7 @@ impl Daemon {
             firewall_applied: None,
             dns,
             probes: ProbeCache::default(),
+            interrupts,
             status,
             events,
         })
@@ -159,11 +228,7 @@ impl Daemon {
 
     /// True while the user wants a tunnel: the kill switch in `auto` blocks then.
     fn wants_connection(&self) -> bool {
-        match &self.state {
-            State::Connecting { .. } | State::Connected { .. } | State::Error { .. } => true,
-            State::Disconnecting { then } => !matches!(then, AfterTeardown::Idle),
-            State::Disconnected => false,
-        }
+        self.state.wants_connection()
     }
 
     /// Makes the firewall match the mode, the state and the tunnel (`hole`, or the live
@@ -226,6 +291,7 @@ impl Daemon {
         let mut ticks: u32 = 0;
         loop {
             let handshakes = self.session.as_ref().map(|s| s.plane.handshakes());
+            let changes = self.healing.changes.as_mut();
             tokio::select! {
                 _ = async {
                     match &handshakes {
@@ -233,6 +299,15 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => self.on_tick(false).await,
+                change = async {
+                    match changes {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match change {
+                    Some(()) => self.healing.network.changed(Instant::now()),
+                    None => self.healing.changes = None,
+                },
                 command = commands.recv() => match command {
                     Some(Command::Connect(config, reply)) => {
                         if let Err(reason) = config.validate() {
@@ -436,7 +511,24 @@ impl Daemon {
     }
 
     async fn on_tick(&mut self, publish_stats: bool) {
+        let now = Instant::now();
+        if self.healing.network.due(now) {
+            self.on_network_change(now, false).await;
+        }
+        if publish_stats {
+            self.monitor(now).await;
+        }
         let Some(session) = &self.session else {
+            if publish_stats {
+                let status = self.snapshot();
+                self.status.send_replace(status.clone());
+                // Healing without a session still counts its seconds for subscribers.
+                if status.reconnect.is_some() {
+                    let _ = self.events.send(Event::Statistics {
+                        status: Box::new(status),
+                    });
+                }
+            }
             return;
         };
         if matches!(self.state, State::Connecting { .. }) {
@@ -452,12 +544,12 @@ impl Daemon {
             }
             if session.started.elapsed() > self.settings.handshake_timeout {
                 let endpoint = session.plane.peers().peers()[0].endpoint;
-                let reason = format!(
+                self.healing.last_error = Some(format!(
                     "no handshake with {endpoint} within {} s: the server did not answer. \
                      Check that it is reachable and that the profile's keys are current",
                     self.settings.handshake_timeout.as_secs()
-                );
-                self.feed(Input::Failed(reason)).await;
+                ));
+                self.lose(ReconnectReason::ServerNotResponding, now).await;
                 return;
             }
         }
@@ -485,6 +577,206 @@ impl Daemon {
         }
     }
 
+    /// Once a second: sleep detection, liveness while connected, the ladder while healing.
+    async fn monitor(&mut self, now: Instant) {
+        if self.healing.sleep.resumed(health::suspended_so_far()) {
+            tracing::info!("resumed from sleep");
+            self.on_network_change(now, true).await;
+            if let Err(e) = self.dns.reassert().await {
+                tracing::error!(error = %format!("{e:#}"), "re-asserting DNS after a resume");
+            }
+        }
+        let Some(session) = &self.session else {
+            return self.climb_if_due(now).await;
+        };
+        let unreachable = session.plane.unreachable_sends();
+        if unreachable > self.healing.unreachable {
+            // The kernel refused a send for want of a path: look at the routes again now.
+            self.healing.unreachable = unreachable;
+            self.healing.network.changed(now);
+        }
+        let sample = session.sample();
+        match self.state {
+            State::Connected { .. } => {
+                let liveness = self
+                    .healing
+                    .liveness
+                    .get_or_insert_with(|| Liveness::new(now, sample));
+                match liveness.observe(now, sample) {
+                    Check::Fine => {}
+                    Check::Probe => {
+                        tracing::info!(
+                            "no answer from the server lately: probing with a handshake"
+                        );
+                        session.plane.force_handshake();
+                    }
+                    Check::Dead(reason) => {
+                        tracing::warn!(reason = reason.describe(), "the tunnel is dead");
+                        self.healing.last_error = None;
+                        self.lose(reason, now).await;
+                    }
+                }
+            }
+            State::Reconnecting { .. } if sample.rx_packets > self.healing.rx_mark => {
+                tracing::info!("the server answers again");
+                self.feed(Input::HandshakeCompleted).await;
+            }
+            _ => self.climb_if_due(now).await,
+        }
+    }
+
+    /// The tunnel stopped working: start healing it, first rung at once.
+    async fn lose(&mut self, reason: ReconnectReason, now: Instant) {
+        self.feed(Input::Lost { reason, now }).await;
+        if matches!(self.state, State::Reconnecting { .. }) {
+            self.climb(Rung::ForceHandshake, 0).await;
+        }
+    }
+
+    /// Runs the next rung of the ladder once the current attempt has had its time.
+    async fn climb_if_due(&mut self, now: Instant) {
+        let State::Reconnecting { ladder, .. } = &mut self.state else {
+            return;
+        };
+        if let Some(rung) = ladder.on_tick(now) {
+            let attempt = ladder.attempt;
+            self.climb(rung, attempt).await;
+            return;
+        }
+        // Between rungs, ask again every few seconds (WireGuard itself waits 5 s between
+        // handshake retries): the server is then back in use within moments of answering.
+        if let Some(s) = &self.session {
+            let due = self
+                .healing
+                .forced_at
+                .is_none_or(|t| now.duration_since(t) >= health::RETRY_HANDSHAKE_EVERY);
+            if due {
+                self.healing.forced_at = Some(now);
+                s.plane.force_handshake();
+            }
+        }
+    }
+
+    async fn climb(&mut self, rung: Rung, attempt: u32) {
+        tracing::info!(
+            attempt = attempt + 1,
+            action = rung.describe(),
+            "reconnecting"
+        );
+        match (rung, &self.session) {
+            (Rung::ForceHandshake, Some(s)) => {
+                self.healing.rx_mark = s.sample().rx_packets;
+                self.healing.forced_at = Some(Instant::now());
+                s.plane.force_handshake();
+            }
+            // Until the request carries the user's whole choice of servers, the "next server"
+            // of a one-server choice is that server again, set up afresh.
+            _ => self.rebuild().await,
+        }
+        self.publish_state();
+    }
+
+    /// A fresh session for the wanted tunnel (new socket, new source port, fresh endpoint
+    /// lookups) while the kill switch holds: the old session's rules stay until the new ones
+    /// replace them.
+    async fn rebuild(&mut self) {
+        self.tear_down().await;
+        let Some(config) = self.intent.wanted.clone() else {
+            return;
+        };
+        match self.bring_up(&config).await {
+            Ok(session) => {
+                // The last error stays until the server answers: a session set up is not yet
+                // a tunnel that works.
+                self.healing.rx_mark = 0;
+                self.session = Some(session);
+            }
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                tracing::info!("reconnect attempt interrupted by a newer request");
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reconnect attempt failed");
+                let offline = e.downcast_ref::<NoRoute>().is_some();
+                self.healing.last_error = Some(format!("{e:#}"));
+                let _ = self.enforce_firewall(None).await;
+                if offline {
+                    self.feed(Input::NoRoute {
+                        now: Instant::now(),
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Links, addresses or routes changed (debounced), or the machine woke up: is the server
+    /// still reachable, and by the same path?
+    async fn on_network_change(&mut self, now: Instant, resumed: bool) {
+        let reason = if resumed {
+            ReconnectReason::ResumedFromSleep
+        } else {
+            ReconnectReason::NetworkChanged
+        };
+        let Some(session) = &self.session else {
+            // Nothing to look at: if the helper waits or heals, try again at once.
+            match self.state {
+                State::Offline { .. } => {
+                    self.feed(Input::RouteBack { now }).await;
+                    self.climb(Rung::NewSocket, 0).await;
+                }
+                State::Reconnecting { ref mut ladder, .. } => {
+                    ladder.reset(now, reason);
+                    self.climb(Rung::NewSocket, 0).await;
+                }
+                _ => {}
+            }
+            return;
+        };
+        let Some(endpoint) = session.endpoint() else {
+            return;
+        };
+        let path = session
+            .routes
+            .marked_path(endpoint.ip(), session.plan.fwmark)
+            .await;
+        let changed = path != self.healing.path;
+        self.healing.path = path.clone();
+        let online = path.is_some();
+        session.plane.set_offline(!online);
+        match (online, &mut self.state) {
+            (
+                false,
+                State::Connecting { .. } | State::Connected { .. } | State::Reconnecting { .. },
+            ) => {
+                tracing::warn!(%endpoint, "no route reaches the server: offline");
+                self.feed(Input::NoRoute { now }).await;
+            }
+            (true, State::Offline { .. }) => {
+                tracing::info!(%endpoint, ?path, "a route to the server is back");
+                self.feed(Input::RouteBack { now }).await;
+                self.climb(Rung::ForceHandshake, 0).await;
+            }
+            (true, State::Connected { .. }) if changed || resumed => {
+                tracing::info!(%endpoint, ?path, resumed, "the path to the server changed: handshaking at once");
+                let stale = session
+                    .sample()
+                    .handshake_age
+                    .is_none_or(|age| !resumed || age > RESUME_HANDSHAKE_AGE);
+                if stale || changed {
+                    session.plane.force_handshake();
+                }
+                if let Some(l) = &mut self.healing.liveness {
+                    l.kick(now);
+                }
+            }
+            (true, State::Reconnecting { ladder, .. }) if changed || resumed => {
+                ladder.reset(now, reason);
+                self.climb(Rung::ForceHandshake, 0).await;
+            }
+            _ => {}
+        }
+    }
+
     /// Runs the machine until it rests, carrying out each effect.
     async fn feed(&mut self, input: Input) {
         let mut next = Some(input);
@@ -495,6 +787,21 @@ impl Daemon {
             };
             tracing::info!(from = %self.state.public(), to = %state.public(), "state");
             self.state = state;
+            match &self.state {
+                State::Connected { .. } => {
+                    let now = Instant::now();
+                    self.healing.last_error = None;
+                    self.healing.liveness = self
+                        .session
+                        .as_ref()
+                        .map(|s| Liveness::new(now, s.sample()));
+                }
+                State::Disconnected | State::Error { .. } => {
+                    self.healing.liveness = None;
+                    self.healing.last_error = None;
+                }
+                _ => {}
+            }
             // Bringing a tunnel up applies the kill switch itself, with the endpoint's hole,
             // before the first packet (bring_up); a failure there lands in Error, which
             // blocks. Not blocking everything first saves one nftables transaction (about
@@ -518,9 +825,23 @@ impl Daemon {
                     };
                     match self.bring_up(&config).await {
                         Ok(session) => self.session = Some(session),
+                        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                            tracing::info!("connect interrupted by a newer request");
+                        }
                         Err(e) => {
+                            // Whatever failed here (a lookup, the network, the system) may work
+                            // on the next attempt; the kill switch blocks meanwhile.
                             tracing::warn!(error = %format!("{e:#}"), "connect failed");
-                            next = Some(Input::Failed(format!("{e:#}")));
+                            let now = Instant::now();
+                            next = Some(if e.downcast_ref::<NoRoute>().is_some() {
+                                Input::NoRoute { now }
+                            } else {
+                                Input::Lost {
+                                    reason: ReconnectReason::SetupFailed,
+                                    now,
+                                }
+                            });
+                            self.healing.last_error = Some(format!("{e:#}"));
                         }
                     }
                 }
@@ -544,6 +865,7 @@ impl Daemon {
         status.kill_switch = self.intent.kill_switch;
         status.lan_access = self.intent.lan_access;
         status.policy = self.policy().cloned();
+        status.reconnect = self.reconnect_status();
         status.firewall =
             firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
         if let Some(s) = &self.session {
@@ -578,20 +900,53 @@ impl Daemon {
         status
     }
 
-    async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session> {
-        let mut peers = Vec::with_capacity(config.peers.len());
-        for p in &config.peers {
-            peers.push(PeerSpec {
-                public_key: p.public_key.clone(),
-                preshared_key: p.preshared_key.clone(),
-                endpoint: resolve_endpoint(&p.endpoint).await?,
-                allowed_ips: p.allowed_ips.clone(),
-                persistent_keepalive: p.persistent_keepalive,
-            });
+    fn reconnect_status(&self) -> Option<ReconnectStatus> {
+        let last_answer_secs = self
+            .healing
+            .liveness
+            .as_ref()
+            .map(|l| l.last_answer().elapsed().as_secs());
+        let last_error = self.healing.last_error.clone();
+        match &self.state {
+            State::Reconnecting { ladder, .. } => Some(ReconnectStatus {
+                reason: ladder.reason,
+                attempt: ladder.attempt.saturating_add(1),
+                since_secs: ladder.since.elapsed().as_secs(),
+                last_answer_secs,
+                action: ladder.rung().describe().to_string(),
+                last_error,
+            }),
+            State::Offline { since, .. } => Some(ReconnectStatus {
+                reason: ReconnectReason::NoNetwork,
+                attempt: 0,
+                since_secs: since.elapsed().as_secs(),
+                last_answer_secs,
+                action: "waiting for a network that reaches the server".to_string(),
+                last_error,
+            }),
+            _ => None,
         }
+    }
+
+    async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session> {
+        // Lookups may hang on a dead resolver: a Connect or Disconnect sent meanwhile wins.
+        self.interrupts.borrow_and_update();
+        let mut interrupts = self.interrupts.clone();
+        let peers = tokio::select! {
+            peers = resolve_peers(config) => peers?,
+            _ = interrupts.changed() => return Err(Interrupted.into()),
+        };
         let mut routes = PlatformRoutes::open().await?;
         routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
+        // Offline (at boot before the network, or after it went away): wait for a route rather
+        // than send into nothing.
+        let first = peers[0].endpoint;
+        let path = routes.marked_path(first.ip(), fwmark).await;
+        if path.is_none() {
+            return Err(NoRoute(first).into());
+        }
+        self.healing.path = path;
         let mtu = match config.mtu {
             Some(m) => m,
             None => {
@@ -698,6 +1053,46 @@ impl Daemon {
         }
     }
 }
+
+/// Every peer with its endpoint resolved (before any route exists, so no lookup can go through
+/// the tunnel it is needed to build).
+async fn resolve_peers(config: &TunnelConfig) -> Result<Vec<PeerSpec>> {
+    let mut peers = Vec::with_capacity(config.peers.len());
+    for p in &config.peers {
+        peers.push(PeerSpec {
+            public_key: p.public_key.clone(),
+            preshared_key: p.preshared_key.clone(),
+            endpoint: resolve_endpoint(&p.endpoint).await?,
+            allowed_ips: p.allowed_ips.clone(),
+            persistent_keepalive: p.persistent_keepalive,
+        });
+    }
+    Ok(peers)
+}
+
+/// A bring-up given up for a newer Connect or a Disconnect, which the daemon handles next.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted by a newer request")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// No route reaches the server: the helper is offline, not failing.
+#[derive(Debug)]
+struct NoRoute(std::net::SocketAddr);
+
+impl std::fmt::Display for NoRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no route reaches the server {}", self.0)
+    }
+}
+
+impl std::error::Error for NoRoute {}
 
 /// The first `<prefix>N` that no existing interface uses.
 fn free_interface_name(prefix: &str) -> Result<String> {

@@ -17,6 +17,7 @@
 mod daemon;
 mod dns;
 mod firewall;
+mod health;
 mod intent;
 #[cfg(unix)]
 mod ipc;
@@ -67,6 +68,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    abort_on_panic();
     let log = LogRing::default();
     tracing_subscriber::registry()
         .with(
@@ -96,11 +98,24 @@ fn main() -> Result<()> {
         .block_on(run(args, log))
 }
 
+/// A panic anywhere ends the process, after the usual message: a helper whose actor or
+/// listener died would go on answering but no longer act, and the service manager would never
+/// restart it. Restarted, the helper reconciles from its persisted intent, closed (the kill
+/// switch's table outlives the process). Unit tests do not run `main`, so they unwind as usual.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
+
 async fn run(args: Args, log: LogRing) -> Result<()> {
     prepare_state_dir(&args.state_dir)?;
     let (status_tx, status_rx) = watch::channel(Status::disconnected());
     let (events, _) = broadcast::channel(64);
     let (commands, commands_rx) = mpsc::channel(16);
+    let (interrupts, interrupts_rx) = watch::channel(0u64);
     let daemon = Daemon::new(
         Settings {
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
@@ -110,10 +125,11 @@ async fn run(args: Args, log: LogRing) -> Result<()> {
         },
         status_tx,
         events.clone(),
+        interrupts_rx,
     )
     .await?;
     let daemon_task = tokio::spawn(daemon.run(commands_rx));
-    let server = listen(&args, commands.clone(), status_rx, events, log)?;
+    let server = listen(&args, commands.clone(), status_rx, events, log, interrupts)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -134,6 +150,7 @@ fn listen(
     status: watch::Receiver<Status>,
     events: broadcast::Sender<underpass_proto::Event>,
     log: LogRing,
+    interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let authorizer = ipc::peer::Authorizer::new(&args.group);
     let listener = ipc::bind(&args.socket, &authorizer)?;
@@ -143,6 +160,7 @@ fn listen(
         events,
         authorizer,
         log,
+        interrupts,
     });
     Ok(tokio::spawn(ipc::serve(
         listener,
@@ -158,6 +176,7 @@ fn listen(
     _status: watch::Receiver<Status>,
     _events: broadcast::Sender<underpass_proto::Event>,
     _log: LogRing,
+    _interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     anyhow::bail!("the named-pipe IPC transport is not supported on this OS yet")
 }

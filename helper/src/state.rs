@@ -4,16 +4,43 @@
 //! effect the daemon must carry out (bring a tunnel up, or tear it down). The daemon performs the
 //! effect and feeds its outcome back as the next input. Because the machine never touches the
 //! system, its whole transition table is unit-tested below, without root.
+//!
+//! Only the user's Disconnect leads to `Disconnected`, and only what retrying cannot fix (an
+//! invalid configuration, a policy refusal) to `Error`. Everything else that goes wrong (a
+//! silent server, a failed setup, a changed network) is `Reconnecting`, or `Offline` while no
+//! route reaches the server; the ladder in [`crate::health`] paces the attempts, forever.
 
-use underpass_proto::TunnelState;
+use std::time::Instant;
+
+use underpass_proto::{ReconnectReason, TunnelState};
+
+use crate::health::Ladder;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Disconnected,
-    Connecting { profile: String },
-    Connected { profile: String },
-    Disconnecting { then: AfterTeardown },
-    Error { reason: String },
+    Connecting {
+        profile: String,
+    },
+    Connected {
+        profile: String,
+    },
+    /// Healing: the ladder says which attempt runs and when the next one starts.
+    Reconnecting {
+        profile: String,
+        ladder: Ladder,
+    },
+    /// No route reaches the server; nothing is sent until one does.
+    Offline {
+        profile: String,
+        since: Instant,
+    },
+    Disconnecting {
+        then: AfterTeardown,
+    },
+    Error {
+        reason: String,
+    },
 }
 
 /// What happens once a teardown has finished.
@@ -34,8 +61,21 @@ pub enum Input {
     },
     DisconnectRequested,
     HandshakeCompleted,
-    /// Setup failed, or a live tunnel broke; the reason is for the user.
+    /// What retrying cannot fix; the reason is for the user.
     Failed(String),
+    /// The tunnel stopped working, or could not be set up, for a reason that retrying may fix.
+    Lost {
+        reason: ReconnectReason,
+        now: Instant,
+    },
+    /// No route reaches the server any more.
+    NoRoute {
+        now: Instant,
+    },
+    /// A route to the server is back.
+    RouteBack {
+        now: Instant,
+    },
     TornDown,
 }
 
@@ -56,7 +96,10 @@ impl State {
             (Disconnected | Error { .. }, ConnectRequested { profile }) => {
                 (Connecting { profile }, Effect::BringUp)
             }
-            (Connecting { .. } | Connected { .. }, ConnectRequested { profile }) => (
+            (
+                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
+                ConnectRequested { profile },
+            ) => (
                 Disconnecting {
                     then: AfterTeardown::Connect(profile),
                 },
@@ -68,19 +111,51 @@ impl State {
                 },
                 Effect::None,
             ),
-            (Connecting { profile }, HandshakeCompleted) => (
+            (Connecting { profile } | Reconnecting { profile, .. }, HandshakeCompleted) => (
                 Connected {
                     profile: profile.clone(),
                 },
                 Effect::None,
             ),
-            (Connecting { .. } | Connected { .. }, Failed(reason)) => (
+            (
+                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
+                Failed(reason),
+            ) => (
                 Disconnecting {
                     then: AfterTeardown::Fail(reason),
                 },
                 Effect::TearDown,
             ),
-            (Connecting { .. } | Connected { .. }, DisconnectRequested) => (
+            (Connecting { profile } | Connected { profile }, Lost { reason, now }) => (
+                Reconnecting {
+                    profile: profile.clone(),
+                    ladder: Ladder::start(now, reason).0,
+                },
+                Effect::None,
+            ),
+            // A failed attempt while healing: the ladder already paces the next one.
+            (Reconnecting { .. }, Lost { .. }) => return None,
+            (
+                Connecting { profile } | Connected { profile } | Reconnecting { profile, .. },
+                NoRoute { now },
+            ) => (
+                Offline {
+                    profile: profile.clone(),
+                    since: now,
+                },
+                Effect::None,
+            ),
+            (Offline { profile, .. }, RouteBack { now }) => (
+                Reconnecting {
+                    profile: profile.clone(),
+                    ladder: Ladder::start(now, ReconnectReason::NetworkChanged).0,
+                },
+                Effect::None,
+            ),
+            (
+                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
+                DisconnectRequested,
+            ) => (
                 Disconnecting {
                     then: AfterTeardown::Idle,
                 },
@@ -118,6 +193,8 @@ impl State {
             State::Disconnected => TunnelState::Disconnected,
             State::Connecting { .. } => TunnelState::Connecting,
             State::Connected { .. } => TunnelState::Connected,
+            State::Reconnecting { .. } => TunnelState::Reconnecting,
+            State::Offline { .. } => TunnelState::Offline,
             State::Disconnecting { .. } => TunnelState::Disconnecting,
             State::Error { .. } => TunnelState::Error,
         }
@@ -125,7 +202,10 @@ impl State {
 
     pub fn profile(&self) -> Option<&str> {
         match self {
-            State::Connecting { profile } | State::Connected { profile } => Some(profile),
+            State::Connecting { profile }
+            | State::Connected { profile }
+            | State::Reconnecting { profile, .. }
+            | State::Offline { profile, .. } => Some(profile),
             State::Disconnecting {
                 then: AfterTeardown::Connect(profile),
             } => Some(profile),
@@ -137,6 +217,15 @@ impl State {
         match self {
             State::Error { reason } => Some(reason),
             _ => None,
+        }
+    }
+
+    /// True while the user wants a tunnel: the kill switch in `auto` blocks then.
+    pub fn wants_connection(&self) -> bool {
+        match self {
+            State::Disconnecting { then } => !matches!(then, AfterTeardown::Idle),
+            State::Disconnected => false,
+            _ => true,
         }
     }
 }
@@ -285,5 +374,108 @@ mod tests {
             s.on(Input::TornDown),
             Some((State::Disconnected, Effect::None))
         );
+    }
+
+    fn lost(now: Instant) -> Input {
+        Input::Lost {
+            reason: ReconnectReason::ServerNotResponding,
+            now,
+        }
+    }
+
+    #[test]
+    fn a_dead_tunnel_reconnects_instead_of_failing() {
+        let t0 = Instant::now();
+        let (s, e) = run(vec![connect("se"), Input::HandshakeCompleted, lost(t0)]);
+        assert_eq!(s.public(), TunnelState::Reconnecting);
+        assert_eq!(
+            e.last(),
+            Some(&Effect::None),
+            "the session stays for the ladder"
+        );
+        assert!(s.wants_connection());
+        let State::Reconnecting { ladder, .. } = &s else {
+            unreachable!()
+        };
+        assert_eq!(ladder.attempt, 0);
+        let (s, _) = s.on(Input::HandshakeCompleted).unwrap();
+        assert_eq!(
+            s,
+            State::Connected {
+                profile: "se".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_handshake_that_never_comes_at_connect_is_retried_not_an_error() {
+        let (s, _) = run(vec![connect("se"), lost(Instant::now())]);
+        assert_eq!(s.public(), TunnelState::Reconnecting);
+        assert_eq!(s.error(), None);
+    }
+
+    #[test]
+    fn failures_while_healing_leave_the_ladder_alone() {
+        let t0 = Instant::now();
+        let (s, _) = run(vec![connect("se"), lost(t0)]);
+        assert_eq!(s.on(lost(t0)), None);
+    }
+
+    #[test]
+    fn no_route_is_offline_and_a_route_back_restarts_the_ladder() {
+        let t0 = Instant::now();
+        let (s, _) = run(vec![
+            connect("se"),
+            Input::HandshakeCompleted,
+            Input::NoRoute { now: t0 },
+        ]);
+        assert_eq!(s.public(), TunnelState::Offline);
+        assert!(s.wants_connection(), "offline still blocks in auto");
+        let (s, e) = s.on(Input::RouteBack { now: t0 }).unwrap();
+        assert_eq!(e, Effect::None);
+        let State::Reconnecting { ladder, .. } = &s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(ladder.reason, ReconnectReason::NetworkChanged);
+        assert_eq!(s.profile(), Some("se"));
+    }
+
+    #[test]
+    fn only_disconnect_leads_to_disconnected_from_every_live_state() {
+        let t0 = Instant::now();
+        for s in [
+            State::Connecting {
+                profile: "se".into(),
+            },
+            State::Connected {
+                profile: "se".into(),
+            },
+            State::Offline {
+                profile: "se".into(),
+                since: t0,
+            },
+            State::Reconnecting {
+                profile: "se".into(),
+                ladder: Ladder::start(t0, ReconnectReason::NetworkChanged).0,
+            },
+        ] {
+            let (mid, effect) = s.on(Input::DisconnectRequested).unwrap();
+            assert_eq!(effect, Effect::TearDown, "{s:?}");
+            assert_eq!(
+                mid.on(Input::TornDown),
+                Some((State::Disconnected, Effect::None))
+            );
+            assert!(s.on(Input::TornDown).is_none());
+        }
+    }
+
+    #[test]
+    fn an_invalid_configuration_while_healing_is_an_error() {
+        let (s, _) = run(vec![
+            connect("se"),
+            lost(Instant::now()),
+            Input::Failed("bad key".into()),
+        ]);
+        assert_eq!(s.error(), Some("bad key"));
     }
 }

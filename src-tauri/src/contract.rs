@@ -17,8 +17,9 @@ use underpass_profile::{
     BundleInfo, Catalog, CatalogServer, Keystore, Policy, ProfileName, ProfileSummary, SignerKey,
 };
 use underpass_proto::{
-    DnsStatus, FirewallState, Key, KillSwitchMode, LeakedPacket, PeerStatus, ResolverRoute,
-    RoutingSummary, SelfTestKind, SelfTestReport, Status, TunnelState, Verdict,
+    DnsStatus, FirewallState, Key, KillSwitchMode, LeakedPacket, PeerStatus, ReconnectReason,
+    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, Status,
+    TunnelState, Verdict,
 };
 
 use crate::connect::{Connecting, Target};
@@ -137,7 +138,12 @@ fn generate() -> String {
     o.variants(
         "tunnelStates",
         "TunnelState",
-        &all_variants!(TunnelState: Disconnected, Connecting, Connected, Disconnecting, Error),
+        &all_variants!(TunnelState: Disconnected, Connecting, Connected, Reconnecting, Offline, Disconnecting, Error),
+    );
+    o.variants(
+        "reconnectReasons",
+        "ReconnectReason",
+        &all_variants!(ReconnectReason: ServerNotResponding, NetworkChanged, ResumedFromSleep, SessionExpired, SetupFailed, NoNetwork),
     );
     o.variants(
         "killSwitchModes",
@@ -168,6 +174,22 @@ fn generate() -> String {
 
     o.value("statusConnected", "Status", &connected_status());
     o.value("statusDisconnected", "Status", &Status::disconnected());
+    o.value(
+        "statusReconnecting",
+        "Status",
+        &Status {
+            state: TunnelState::Reconnecting,
+            reconnect: Some(ReconnectStatus {
+                reason: ReconnectReason::ServerNotResponding,
+                attempt: 2,
+                since_secs: 9,
+                last_answer_secs: Some(24),
+                action: "opening a new socket and looking the server up again".into(),
+                last_error: Some("example".into()),
+            }),
+            ..connected_status()
+        },
+    );
     let view = HelperView {
         link: LinkState::Connected,
         message: None,

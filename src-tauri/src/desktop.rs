@@ -5,6 +5,16 @@
 use underpass_profile::Catalog;
 use underpass_proto::{FirewallState, SelfTestKind, SelfTestReport, Status, TunnelState, Verdict};
 
+/// How long reconnecting may take before the user hears about it.
+const RECONNECT_NOTICE_SECS: u64 = 30;
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// A notification to show: title and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -25,9 +35,34 @@ pub fn notification_for(
     let blocked_now = next.firewall == FirewallState::Blocking;
     let blocked_before = prev.map(|p| p.firewall == FirewallState::Blocking) == Some(true);
     if next.state == TunnelState::Connected && was != Some(TunnelState::Connected) {
+        let healed = matches!(was, Some(TunnelState::Reconnecting | TunnelState::Offline));
         return Some(Note {
-            title: "Underpass: connected".into(),
+            title: if healed {
+                "Underpass: reconnected".into()
+            } else {
+                "Underpass: connected".into()
+            },
             body: format!("Your traffic now goes through {profile}."),
+        });
+    }
+    // Healing that takes long is worth a word, once, as it passes 30 s.
+    let long = |s: Option<&Status>| {
+        s.and_then(|s| s.reconnect.as_ref())
+            .is_some_and(|r| r.since_secs >= RECONNECT_NOTICE_SECS)
+    };
+    if long(Some(next)) && !long(prev) {
+        let r = next.reconnect.as_ref().expect("checked above");
+        return Some(Note {
+            title: "Underpass: still reconnecting".into(),
+            body: format!(
+                "{} Underpass keeps trying{}.",
+                capitalized(r.reason.describe()),
+                if next.firewall == FirewallState::Open {
+                    ""
+                } else {
+                    "; the kill switch holds your traffic back meanwhile"
+                }
+            ),
         });
     }
     if blocked_now && !blocked_before && next.state != TunnelState::Connected {
@@ -127,6 +162,11 @@ pub fn tray_countries(catalog: &Catalog) -> Vec<(String, String)> {
 pub fn tray_label(status: Option<&Status>) -> String {
     match status {
         None => "Helper not running".into(),
+        Some(s) if s.state == TunnelState::Offline => "No network; waiting".into(),
+        Some(s) if s.state == TunnelState::Reconnecting => match &s.reconnect {
+            Some(r) => format!("Reconnecting (attempt {})…", r.attempt),
+            None => "Reconnecting…".into(),
+        },
         Some(s) if s.firewall == FirewallState::Blocking && s.state != TunnelState::Connected => {
             "Blocked by the kill switch".into()
         }
@@ -145,6 +185,44 @@ pub fn tray_label(status: Option<&Status>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use underpass_proto::{ReconnectReason, ReconnectStatus};
+
+    fn healing(since_secs: u64) -> Status {
+        let mut s = status(TunnelState::Reconnecting, FirewallState::TunnelOnly);
+        s.reconnect = Some(ReconnectStatus {
+            reason: ReconnectReason::ServerNotResponding,
+            attempt: 2,
+            since_secs,
+            last_answer_secs: Some(since_secs + 15),
+            action: "opening a new socket".into(),
+            last_error: None,
+        });
+        s
+    }
+
+    #[test]
+    fn reconnecting_for_30_s_notifies_once_and_recovery_says_reconnected() {
+        assert_eq!(
+            notification_for(Some(&healing(28)), &healing(29), false),
+            None
+        );
+        let n = notification_for(Some(&healing(29)), &healing(30), false).unwrap();
+        assert_eq!(n.title, "Underpass: still reconnecting");
+        assert!(
+            n.body.contains("The server is not responding"),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("kill switch"), "{}", n.body);
+        assert_eq!(
+            notification_for(Some(&healing(30)), &healing(31), false),
+            None
+        );
+        let back = status(TunnelState::Connected, FirewallState::TunnelOnly);
+        let n = notification_for(Some(&healing(40)), &back, false).unwrap();
+        assert_eq!(n.title, "Underpass: reconnected");
+        assert_eq!(tray_label(Some(&healing(3))), "Reconnecting (attempt 2)…");
+    }
 
     fn status(state: TunnelState, firewall: FirewallState) -> Status {
         Status {

@@ -114,18 +114,14 @@ fn spawn_connect(app: AppHandle, target: Option<Target>) {
 
 fn tunnel_up(state: &AppState) -> bool {
     let view = state.view.lock().unwrap();
-    matches!(
-        view.status.as_ref().map(|s| s.state),
-        Some(TunnelState::Connected | TunnelState::Connecting)
-    )
+    view.status.as_ref().is_some_and(|s| s.state.wants_tunnel())
 }
 
 /// Shows what the helper reported: the state line and which entries can be used.
 pub fn show_status(state: &AppState, status: Option<&Status>) {
     if let Some(items) = state.tray.get() {
         let _ = items.state.set_text(desktop::tray_label(status));
-        let up = status.map(|s| s.state);
-        let connected = matches!(up, Some(TunnelState::Connected | TunnelState::Connecting));
+        let connected = status.is_some_and(|s| s.state.wants_tunnel());
         let _ = items.connect.set_enabled(status.is_some() && !connected);
         let _ = items.countries.set_enabled(status.is_some());
         let _ = items.disconnect.set_enabled(connected);

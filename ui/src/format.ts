@@ -1,6 +1,6 @@
 // Pure presentation helpers: turning what the helper reported into words. No state is made
 // up here: every function maps a reported value to text.
-import type { HelperView, Status } from "./types";
+import type { HelperView, ReconnectReason, Status } from "./types";
 
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -33,12 +33,51 @@ export type Display =
   | { kind: "no-helper"; title: string; detail: string; fix: string[] }
   | { kind: "disconnected" | "connecting" | "connected" | "disconnecting"; title: string; detail: string }
   | { kind: "blocked"; title: string; detail: string }
+  | { kind: "reconnecting" | "offline"; title: string; detail: string; facts: string[] }
   | { kind: "error"; title: string; detail: string };
+
+/** The helper's reason for healing, in plain words. */
+export function reconnectReason(r: ReconnectReason): string {
+  switch (r) {
+    case "server_not_responding":
+      return "The server stopped responding.";
+    case "network_changed":
+      return "Your network changed.";
+    case "resumed_from_sleep":
+      return "The computer woke from sleep.";
+    case "session_expired":
+      return "The session with the server expired.";
+    case "setup_failed":
+      return "Setting up the tunnel failed.";
+    case "no_network":
+      return "No network reaches the server.";
+  }
+}
+
+function healing(s: Status): Display | null {
+  const r = s.reconnect;
+  if (s.state !== "reconnecting" && s.state !== "offline") return null;
+  const held =
+    s.firewall === "open"
+      ? "The kill switch is off: apps may reach the internet directly meanwhile."
+      : "Internet blocked to protect you until the tunnel is back.";
+  const facts: string[] = [];
+  if (r) {
+    if (r.attempt > 0) facts.push(`Attempt ${r.attempt}: ${r.action}`);
+    if (r.last_error) facts.push(`Last error: ${r.last_error}`);
+  }
+  if (s.state === "offline")
+    return { kind: "offline", title: "No network; waiting", detail: `${held} Underpass reconnects by itself as soon as a network reaches the server.`, facts };
+  const why = r ? reconnectReason(r.reason) : "The tunnel stopped working.";
+  return { kind: "reconnecting", title: `Reconnecting${s.profile ? ` to ${s.profile}` : ""}…`, detail: `${why} ${held}`, facts };
+}
 
 export function display(view: HelperView): Display {
   const s = view.status;
   if (view.link !== "connected" || s === null) return noHelper(view);
   const where = s.profile ? ` to ${s.profile}` : "";
+  const heal = healing(s);
+  if (heal) return heal;
   if (s.firewall === "blocking" && s.state !== "connected") {
     return {
       kind: "blocked",
@@ -56,6 +95,9 @@ export function display(view: HelperView): Display {
       return { kind: "connecting", title: `Connecting${where}…`, detail: "Waiting for the server's handshake." };
     case "disconnecting":
       return { kind: "disconnecting", title: "Disconnecting…", detail: "Removing the tunnel and its routes." };
+    case "reconnecting":
+    case "offline":
+      return { kind: "connecting", title: `Reconnecting${where}…`, detail: "" };
     case "error":
       return {
         kind: "error",

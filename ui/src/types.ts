@@ -4,7 +4,31 @@
 // so the two sides cannot drift: a field or variant added, removed or renamed on either side
 // fails `npm run ui:check` or `cargo test -p underpass-gui`.
 
-export type TunnelState = "disconnected" | "connecting" | "connected" | "disconnecting" | "error";
+export type TunnelState =
+  | "disconnected"
+  | "connecting"
+  | "connected"
+  | "reconnecting"
+  | "offline"
+  | "disconnecting"
+  | "error";
+export type ReconnectReason =
+  | "server_not_responding"
+  | "network_changed"
+  | "resumed_from_sleep"
+  | "session_expired"
+  | "setup_failed"
+  | "no_network";
+
+/** What the helper does to heal the tunnel (reconnecting, offline). */
+export interface ReconnectStatus {
+  reason: ReconnectReason;
+  attempt: number;
+  since_secs: number;
+  last_answer_secs: number | null;
+  action: string;
+  last_error: string | null;
+}
 export type KillSwitchMode = "off" | "auto" | "lockdown";
 export type FirewallState = "open" | "tunnel_only" | "blocking";
 export type SelfTestKind = "dns" | "kill_switch";
@@ -66,6 +90,8 @@ export interface Status {
   dns: DnsStatus | null;
   /** The policy of the signed profile the user wants connected, if any. */
   policy: SessionPolicy | null;
+  /** While reconnecting or offline: why, which attempt, since when. */
+  reconnect: ReconnectStatus | null;
 }
 
 export interface SessionPolicy {

@@ -125,7 +125,11 @@ pub enum Command {
         timeout: u64,
     },
     /// Show the tunnel's state, addresses, handshake and traffic
-    Status,
+    Status {
+        /// Keep running and print every state change as it happens (reconnects included)
+        #[arg(long)]
+        follow: bool,
+    },
     /// Set the kill switch: off, auto (block while you want the tunnel and it is not up) or
     /// lockdown (block whenever the tunnel is not up, even when disconnected)
     Killswitch {

@@ -14,7 +14,7 @@ use underpass_profile::{
     Store, StoreError,
 };
 use underpass_proto::client::Client;
-use underpass_proto::{Request, Response, SelfTestOptions, Status};
+use underpass_proto::{Event, Request, Response, SelfTestOptions, Status};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostics;
@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             connect(&ctx, name, session, Duration::from_secs(timeout)).await
         }
         Command::Disconnect { timeout } => disconnect(&ctx, Duration::from_secs(timeout)).await,
-        Command::Status => status(&ctx).await,
+        Command::Status { follow } => status(&ctx, follow).await,
         Command::Logs => {
             let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
             match client.request(Request::RecentLogs).await? {
@@ -335,13 +335,37 @@ async fn disconnect(ctx: &Ctx, timeout: Duration) -> Result<()> {
     }
 }
 
-async fn status(ctx: &Ctx) -> Result<()> {
+async fn status(ctx: &Ctx, follow: bool) -> Result<()> {
     let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
     let status = client.status().await?;
-    if ctx.json {
-        ctx.print_json(&status)
-    } else {
-        emit(&output::status(&status))
+    let show = |s: &Status| {
+        if ctx.json {
+            ctx.print_json(s)
+        } else {
+            emit(&output::status(s))
+        }
+    };
+    show(&status)?;
+    if !follow {
+        return Ok(());
+    }
+    // Every state change as the helper pushes it, until the helper or the user ends it.
+    match client.request(Request::Subscribe).await? {
+        Response::Subscribed => {}
+        other => bail!("the helper answered {other:?} to a subscription"),
+    }
+    let mut last = status;
+    loop {
+        match client.next_event().await? {
+            Event::State { status } if *status != last => {
+                if !ctx.json {
+                    emit("\n")?;
+                }
+                show(&status)?;
+                last = *status;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -354,10 +378,14 @@ pub fn emit(text: &str) -> Result<()> {
     Ok(())
 }
 
-fn error_text(status: &Status) -> &str {
-    status.error.as_deref().unwrap_or(
-        "the helper reported an error without saying why (see its log: `journalctl -u underpassd`)",
-    )
+fn error_text(status: &Status) -> String {
+    if let Some(r) = &status.reconnect {
+        return output::healing(r);
+    }
+    status.error.clone().unwrap_or_else(|| {
+        "the helper reported an error without saying why (see its log: `journalctl -u underpassd`)"
+            .to_string()
+    })
 }
 
 /// The profile to use when none was named: the only one there is.

@@ -5,7 +5,7 @@ use std::fmt::{Display, Write as _};
 
 use ipnet::IpNet;
 use underpass_profile::{IgnoredHook, ImportReport, ProfileSummary};
-use underpass_proto::{FirewallState, Status, TunnelConfig, TunnelState};
+use underpass_proto::{FirewallState, ReconnectStatus, Status, TunnelConfig, TunnelState};
 
 /// `Imported "se-sto" (1 peer, endpoint 192.0.2.1:51820, full tunnel)`
 pub fn imported(report: &ImportReport) -> String {
@@ -131,9 +131,28 @@ pub fn status(s: &Status) -> String {
         };
         lines.push(("Routing", text));
     }
+    if let Some(r) = &s.reconnect {
+        lines.push(("Reason", r.reason.describe().to_string()));
+        if r.attempt > 0 {
+            lines.push(("Attempt", format!("{} ({})", r.attempt, r.action)));
+        } else {
+            lines.push(("Waiting", r.action.clone()));
+        }
+        lines.push(("Since", human_age(r.since_secs)));
+        if let Some(a) = r.last_answer_secs {
+            lines.push(("Last answer", human_age(a)));
+        }
+        if let Some(e) = &r.last_error {
+            lines.push(("Last error", e.clone()));
+        }
+    }
     let tunnel_exists = matches!(
         s.state,
-        TunnelState::Connecting | TunnelState::Connected | TunnelState::Disconnecting
+        TunnelState::Connecting
+            | TunnelState::Connected
+            | TunnelState::Reconnecting
+            | TunnelState::Offline
+            | TunnelState::Disconnecting
     );
     if tunnel_exists {
         let handshake = match s.last_handshake_secs {
@@ -194,6 +213,27 @@ pub fn status(s: &Status) -> String {
         .iter()
         .map(|(label, value)| format!("{:<width$} {value}\n", format!("{label}:")))
         .collect()
+}
+
+/// One sentence on what the helper does about a tunnel that does not work, for errors.
+pub fn healing(r: &ReconnectStatus) -> String {
+    let mut text = r.reason.describe().to_string();
+    if let Some(e) = &r.last_error {
+        text.push_str(&format!(" ({e})"));
+    }
+    if r.attempt > 0 {
+        text.push_str(&format!(
+            ". The helper keeps trying (attempt {}: {})",
+            r.attempt, r.action
+        ));
+    } else {
+        text.push_str(&format!(". The helper is {}", r.action));
+    }
+    text.push_str(
+        " while the kill switch holds, as it is set; `underpass status --follow` shows progress, \
+         `underpass disconnect` stops it",
+    );
+    text
 }
 
 /// Warnings about `--include`/`--exclude` that cannot do what the user likely expects.

@@ -25,7 +25,8 @@ use underpass_proto::{Event, Request, Response, Status, TunnelConfig, TunnelStat
 pub enum Outcome {
     /// The requested state was reached.
     Reached(Status),
-    /// The helper reported [`TunnelState::Error`].
+    /// The helper reported [`TunnelState::Error`], or that it could not reach the server and
+    /// keeps trying ([`TunnelState::Reconnecting`], [`TunnelState::Offline`]).
     Failed(Status),
 }
 
@@ -59,7 +60,9 @@ where
             TunnelState::Connected if started && ours(&status) => {
                 return Ok(Outcome::Reached(status))
             }
-            TunnelState::Error if started => return Ok(Outcome::Failed(status)),
+            TunnelState::Error | TunnelState::Reconnecting | TunnelState::Offline if started => {
+                return Ok(Outcome::Failed(status))
+            }
             TunnelState::Disconnected if started => bail!(
                 "the tunnel went down before \"{profile}\" connected (was `underpass disconnect` run meanwhile?)"
             ),
@@ -71,7 +74,9 @@ where
     let status = client.status().await?;
     match status.state {
         TunnelState::Connected if ours(&status) => Ok(Outcome::Reached(status)),
-        TunnelState::Error => Ok(Outcome::Failed(status)),
+        TunnelState::Error | TunnelState::Reconnecting | TunnelState::Offline => {
+            Ok(Outcome::Failed(status))
+        }
         state => bail!(
             "\"{profile}\" did not connect within {} (last state: {}). The helper keeps \
              trying; `underpass disconnect` stops it",

@@ -353,8 +353,27 @@ pub enum TunnelState {
     Disconnected,
     Connecting,
     Connected,
+    /// The tunnel stopped answering (or the network changed); the helper is healing it while
+    /// the kill switch holds. See [`Status::reconnect`].
+    Reconnecting,
+    /// No route reaches the server: the helper waits for the network, sending nothing.
+    Offline,
     Disconnecting,
+    /// Only for what retrying cannot fix (an invalid configuration, a policy refusal).
     Error,
+}
+
+impl TunnelState {
+    /// True in the states where the user wants a tunnel and the helper holds or heals one.
+    pub fn wants_tunnel(self) -> bool {
+        matches!(
+            self,
+            TunnelState::Connecting
+                | TunnelState::Connected
+                | TunnelState::Reconnecting
+                | TunnelState::Offline
+        )
+    }
 }
 
 impl std::fmt::Display for TunnelState {
@@ -363,6 +382,8 @@ impl std::fmt::Display for TunnelState {
             TunnelState::Disconnected => "disconnected",
             TunnelState::Connecting => "connecting",
             TunnelState::Connected => "connected",
+            TunnelState::Reconnecting => "reconnecting",
+            TunnelState::Offline => "offline",
             TunnelState::Disconnecting => "disconnecting",
             TunnelState::Error => "error",
         })
@@ -396,6 +417,58 @@ pub struct Status {
     pub dns: Option<DnsStatus>,
     /// The policy of the signed profile the user wants connected, if any.
     pub policy: Option<SessionPolicy>,
+    /// While reconnecting or offline: why, which attempt, and for how long.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectStatus>,
+}
+
+/// What the helper is doing to heal the tunnel, for [`TunnelState::Reconnecting`] and
+/// [`TunnelState::Offline`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectStatus {
+    pub reason: ReconnectReason,
+    /// 1 for the first attempt; reset when the tunnel works again or the network comes back.
+    pub attempt: u32,
+    /// Seconds since the tunnel stopped working (since it entered this episode).
+    pub since_secs: u64,
+    /// Seconds since the server last answered, if it ever did in this session.
+    pub last_answer_secs: Option<u64>,
+    /// What the current attempt does, in words ("forcing a handshake", "new socket", ...).
+    pub action: String,
+    /// The last attempt's failure, if it failed with an error rather than silence.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectReason {
+    /// The server stopped answering (counters and probes say so).
+    ServerNotResponding,
+    /// Links, addresses or routes changed.
+    NetworkChanged,
+    /// The machine woke from sleep.
+    ResumedFromSleep,
+    /// No handshake for longer than a WireGuard session may live.
+    SessionExpired,
+    /// Setting the tunnel up failed; retrying.
+    SetupFailed,
+    /// No route reaches the server.
+    NoNetwork,
+}
+
+impl ReconnectReason {
+    /// The reason in plain words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReconnectReason::ServerNotResponding => "the server is not responding",
+            ReconnectReason::NetworkChanged => "the network changed",
+            ReconnectReason::ResumedFromSleep => "the computer woke from sleep",
+            ReconnectReason::SessionExpired => "the session with the server expired",
+            ReconnectReason::SetupFailed => "setting up the tunnel failed",
+            ReconnectReason::NoNetwork => "no network reaches the server",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -436,6 +509,7 @@ impl Status {
             firewall: FirewallState::Open,
             dns: None,
             policy: None,
+            reconnect: None,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     pub authorizer: Authorizer,
     pub log: crate::logring::LogRing,
+    /// Bumped by every Connect and Disconnect before it is queued, so that a bring-up stuck on
+    /// a slow lookup gives way at once (see `Daemon::interrupted`).
+    pub interrupts: watch::Sender<u64>,
 }
 
 /// Binds the socket: removes a stale one, refuses to steal a live one, and sets mode 0660 with
@@ -232,8 +235,14 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
         Request::RecentLogs => Ok(Response::Logs {
             lines: shared.log.lines(),
         }),
-        Request::Connect { config } => ask(shared, |tx| Command::Connect(config, tx)).await,
-        Request::Disconnect => ask(shared, Command::Disconnect).await,
+        Request::Connect { config } => {
+            shared.interrupts.send_modify(|n| *n += 1);
+            ask(shared, |tx| Command::Connect(config, tx)).await
+        }
+        Request::Disconnect => {
+            shared.interrupts.send_modify(|n| *n += 1);
+            ask(shared, Command::Disconnect).await
+        }
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
         Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
         Request::ProbeServers { candidates } => {

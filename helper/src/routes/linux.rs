@@ -5,17 +5,25 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{anyhow, Context, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
-use super::{RouteManager, RoutePlan};
+use super::{NetPath, RouteManager, RoutePlan};
+
+fn route_address_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
 
 /// Where the search for a free table id and firewall mark starts ("up" in ASCII).
 const TABLE_BASE: u32 = 0x7570;
@@ -364,6 +372,49 @@ impl RouteManager for LinuxRoutes {
         })
     }
 
+    async fn marked_path(&self, dst: IpAddr, fwmark: u32) -> Option<NetPath> {
+        let route = self.lookup(dst, Some(fwmark)).await?;
+        if route.header.kind != RouteType::Unicast {
+            return None;
+        }
+        let mut path = NetPath {
+            interface_index: 0,
+            gateway: None,
+            source: None,
+        };
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Oif(i) => path.interface_index = *i,
+                RouteAttribute::Gateway(g) => path.gateway = route_address_ip(g),
+                RouteAttribute::PrefSource(p) => path.source = route_address_ip(p),
+                _ => {}
+            }
+        }
+        Some(path)
+    }
+
+    fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+        use rtnetlink::MulticastGroup as G;
+        let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+            G::Link,
+            G::Ipv4Ifaddr,
+            G::Ipv6Ifaddr,
+            G::Ipv4Route,
+            G::Ipv6Route,
+        ])
+        .context("subscribing to netlink link, address and route changes")?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(connection);
+        tokio::spawn(async move {
+            while messages.next().await.is_some() {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     async fn egress_interface(&self, dst: IpAddr) -> Option<String> {
         let link = self.egress_link(dst).await?;
         link.attributes.iter().find_map(|a| match a {
@@ -374,9 +425,9 @@ impl RouteManager for LinuxRoutes {
 }
 
 impl LinuxRoutes {
-    /// The link the kernel picks for `dst` now (`ip route get`).
-    async fn egress_link(&self, dst: IpAddr) -> Option<LinkMessage> {
-        let query = match dst {
+    /// The route the kernel picks for `dst` now, for packets with `mark` (`ip route get`).
+    async fn lookup(&self, dst: IpAddr, mark: Option<u32>) -> Option<RouteMessage> {
+        let mut query = match dst {
             IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(a, 32)
                 .build(),
@@ -384,14 +435,21 @@ impl LinuxRoutes {
                 .destination_prefix(a, 128)
                 .build(),
         };
-        let route = self
-            .handle
+        if let Some(mark) = mark {
+            query.attributes.push(RouteAttribute::Mark(mark));
+        }
+        self.handle
             .route()
             .get(query)
             .execute()
             .try_next()
             .await
-            .ok()??;
+            .ok()?
+    }
+
+    /// The link the kernel picks for `dst` now.
+    async fn egress_link(&self, dst: IpAddr) -> Option<LinkMessage> {
+        let route = self.lookup(dst, None).await?;
         let oif = route.attributes.iter().find_map(|a| match a {
             RouteAttribute::Oif(i) => Some(*i),
             _ => None,

@@ -43,6 +43,21 @@ pub trait RouteManager: Sized {
     async fn egress_mtu(&self, dst: std::net::IpAddr) -> Option<u16>;
     /// The name of the interface the kernel routes traffic to `dst` through, if known.
     async fn egress_interface(&self, dst: std::net::IpAddr) -> Option<String>;
+    /// The path the helper's own encrypted packets (carrying `fwmark`) take to `dst` now, as the
+    /// kernel looks it up; `None` when no route reaches `dst` (offline).
+    async fn marked_path(&self, dst: std::net::IpAddr, fwmark: u32) -> Option<NetPath>;
+    /// A notification for every change of links, addresses and routes (IPv4 and IPv6), for the
+    /// daemon to debounce and then check each endpoint's [`RouteManager::marked_path`] again.
+    fn watch_changes() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>>;
+}
+
+/// Where packets to one destination leave, as far as a changed path matters: a new interface,
+/// gateway or source address means the server must hear from us at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPath {
+    pub interface_index: u32,
+    pub gateway: Option<std::net::IpAddr>,
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The routing changes for one tunnel, in OS-independent terms.

@@ -37,4 +37,12 @@ impl RouteManager for UnsupportedRoutes {
     async fn egress_interface(&self, _dst: IpAddr) -> Option<String> {
         None
     }
+
+    async fn marked_path(&self, _dst: IpAddr, _fwmark: u32) -> Option<super::NetPath> {
+        None
+    }
+
+    fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+        bail!("watching the network is not supported on this OS yet")
+    }
 }

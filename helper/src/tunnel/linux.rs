@@ -10,7 +10,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,10 @@ struct Io {
     handshakes: Arc<Notify>,
     /// While set, no data packet is forwarded either way (the self-test's simulated drop).
     paused: Arc<AtomicBool>,
+    /// While set, nothing at all is sent: no route reaches the server (offline).
+    offline: Arc<AtomicBool>,
+    /// Sends refused with "network unreachable" or "address not available": the path is gone.
+    unreachable: Arc<AtomicU64>,
     /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
     dual_stack: bool,
 }
@@ -59,6 +63,10 @@ pub struct DataPlane {
     peers: Arc<PeerTable>,
     handshakes: Arc<Notify>,
     paused: Arc<AtomicBool>,
+    offline: Arc<AtomicBool>,
+    unreachable: Arc<AtomicU64>,
+    /// Wakes the timer loop to start a handshake with every peer now.
+    force: Arc<Notify>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -73,6 +81,9 @@ impl DataPlane {
         let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
         let handshakes = Arc::new(Notify::new());
         let paused = Arc::new(AtomicBool::new(false));
+        let offline = Arc::new(AtomicBool::new(false));
+        let unreachable = Arc::new(AtomicU64::new(0));
+        let force = Arc::new(Notify::new());
         let io = Arc::new(Io {
             device,
             socket,
@@ -80,6 +91,8 @@ impl DataPlane {
             peers: peers.clone(),
             handshakes: handshakes.clone(),
             paused: paused.clone(),
+            offline: offline.clone(),
+            unreachable: unreachable.clone(),
             dual_stack,
         });
         tracing::info!(
@@ -110,13 +123,16 @@ impl DataPlane {
         let tasks = vec![
             tokio::spawn(outbound(io.clone(), cfg.mtu, cancel.clone())),
             tokio::spawn(inbound(io.clone(), cancel.clone())),
-            tokio::spawn(timers(io, cancel.clone())),
+            tokio::spawn(timers(io, force.clone(), cancel.clone())),
         ];
         Ok(DataPlane {
             interface: cfg.interface,
             peers,
             handshakes,
             paused,
+            offline,
+            unreachable,
+            force,
             cancel,
             tasks,
         })
@@ -136,6 +152,21 @@ impl DataPlane {
 
     pub fn pause_switch(&self) -> Arc<AtomicBool> {
         self.paused.clone()
+    }
+
+    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
+    pub fn force_handshake(&self) {
+        self.force.notify_one();
+    }
+
+    /// Offline: send nothing at all, not even handshake initiations, until set back.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
+    }
+
+    /// How many sends the kernel refused because no path reaches the server.
+    pub fn unreachable_sends(&self) -> u64 {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     /// Stops the loops and closes the device; the kernel then removes the link and every
@@ -239,6 +270,9 @@ impl Io {
 
     /// Sends one datagram, or with `segment` a run of equal-sized datagrams in one syscall.
     async fn send(&self, peer: &Peer, contents: &[u8], segment: Option<usize>) {
+        if self.offline.load(Ordering::Relaxed) {
+            return;
+        }
         let transmit = Transmit {
             destination: self.destination(peer),
             ecn: None,
@@ -260,7 +294,14 @@ impl Io {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
-                    // The network is down or the endpoint unreachable: WireGuard's timers retry.
+                    // The network is down or the endpoint unreachable: WireGuard's timers retry,
+                    // and the daemon takes a vanished path as a network change.
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EHOSTUNREACH)
+                    ) {
+                        self.unreachable.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed");
                     return;
                 }
@@ -422,7 +463,11 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                 out.resize(TUN_OFFSET + datagram.len(), 0);
                 {
                     let mut tunn = peer.tunn.lock();
-                    match tunn.decapsulate(Some(from), datagram, &mut out[TUN_OFFSET..]) {
+                    let result = tunn.decapsulate(Some(from), datagram, &mut out[TUN_OFFSET..]);
+                    if !matches!(result, TunnResult::Err(_)) {
+                        peer.rx_packets.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match result {
                         TunnResult::WriteToTunnelV4(p, src) => {
                             let len = p.len();
                             if io.peers.allows_source(index, IpAddr::V4(src)) {
@@ -483,24 +528,33 @@ async fn write_tun(io: &Io, gro: &mut GROTable, bufs: &mut [BytesMut]) {
 }
 
 /// Handshake retries, keepalives and rekeying, on boringtun's clock.
-async fn timers(io: Arc<Io>, cancel: CancellationToken) {
+async fn timers(io: Arc<Io>, force: Arc<Notify>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        tokio::select! {
+        let forced = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => false,
+            _ = force.notified() => true,
+        };
         for peer in io.peers.peers() {
-            let packet = match peer.tunn.lock().update_timers(&mut buf) {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                TunnResult::Err(WireGuardError::ConnectionExpired) => None,
-                TunnResult::Err(e) => {
-                    tracing::debug!(error = ?e, "timer error");
-                    None
+            let packet = {
+                let mut tunn = peer.tunn.lock();
+                let result = if forced {
+                    tunn.format_handshake_initiation(&mut buf, true)
+                } else {
+                    tunn.update_timers(&mut buf)
+                };
+                match result {
+                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                    TunnResult::Err(WireGuardError::ConnectionExpired) => None,
+                    TunnResult::Err(e) => {
+                        tracing::debug!(error = ?e, "timer error");
+                        None
+                    }
+                    _ => None,
                 }
-                _ => None,
             };
             if let Some(p) = packet {
                 io.send(peer, &p, None).await;

@@ -35,6 +35,9 @@ pub struct Peer {
     /// Encrypted bytes on the wire, both directions (as `wg show` counts them).
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
+    /// Packets from the server that authenticated (data, keepalives, handshake responses):
+    /// what liveness counts, since anyone can send bytes that merely look like WireGuard.
+    pub rx_packets: AtomicU64,
 }
 
 impl Peer {
@@ -86,6 +89,7 @@ impl PeerTable {
                 tunn: Mutex::new(tunn),
                 rx_bytes: AtomicU64::new(0),
                 tx_bytes: AtomicU64::new(0),
+                rx_packets: AtomicU64::new(0),
             }));
         }
         PeerTable {

@@ -39,5 +39,13 @@ impl DataPlane {
         Arc::default()
     }
 
+    pub fn force_handshake(&self) {}
+
+    pub fn set_offline(&self, _offline: bool) {}
+
+    pub fn unreachable_sends(&self) -> u64 {
+        0
+    }
+
     pub async fn stop(self) {}
 }

@@ -531,3 +531,28 @@ pub fn client_resolv_conf(sandbox: &Sandbox) -> PathBuf {
         .join(sandbox.client_ns())
         .join("resolv.conf")
 }
+
+/// Every packet the client sent on its physical link other than encrypted UDP to one of
+/// `endpoints` (and the ARP/NDP housekeeping IP needs).
+pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    let mut filter = format!(
+        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
+         and not ip6 multicast",
+        sandbox.client_mac()
+    );
+    for ep in endpoints {
+        let (ip, port) = ep.rsplit_once(':').unwrap();
+        filter.push_str(&format!(
+            " and not (udp and dst host {ip} and dst port {port})"
+        ));
+    }
+    capture.stop(&filter)
+}
+
+pub fn report(what: &str, leaked: &[String]) {
+    println!(
+        "{what}: {} packets other than encrypted UDP to the endpoint",
+        leaked.len()
+    );
+    assert!(leaked.is_empty(), "{what} leaked:\n{}", leaked.join("\n"));
+}

@@ -99,7 +99,7 @@ export class ConnectView {
     const { view, choice } = this.store.state;
     const d = display(view);
     const s = view.status;
-    const wantsDisconnect = s !== null && (s.state === "connected" || s.state === "connecting");
+    const wantsDisconnect = s !== null && ["connected", "connecting", "reconnecting", "offline"].includes(s.state);
     const key = JSON.stringify([d, view.socket, s?.state ?? null, choice, this.busy, this.error, this.note, this.choiceText()]);
     replaceKeyed(this.card, key, () => this.cardChildren(d, wantsDisconnect));
   }
@@ -121,12 +121,14 @@ export class ConnectView {
             else if (now) this.note = connectedNote(await api.connect(now));
           }),
       },
-      wantsDisconnect ? (s?.state === "connecting" ? "Cancel" : "Disconnect") : "Connect",
+      wantsDisconnect ? (s?.state === "connecting" || s?.state === "offline" ? "Cancel" : "Disconnect") : "Connect",
     );
     const children: (Node | string | null)[] = [
       h("div", { class: `state state-${d.kind}` }, h("span", { class: "dot", "aria-hidden": "true" }), h("h1", { id: "state-title" }, d.title)),
       h("p", { id: "state-detail", class: "detail" }, d.detail),
     ];
+    if (d.kind === "reconnecting" || d.kind === "offline")
+      children.push(h("ul", { class: "facts", id: "healing-facts" }, ...d.facts.map((f) => h("li", {}, f))));
     if (d.kind === "no-helper") {
       children.push(noHelperHelp(d.fix, view.socket));
     } else {
@@ -144,7 +146,7 @@ export class ConnectView {
 
   private renderDetails(): void {
     const s = this.store.state.view.status;
-    if (!s || (s.state !== "connected" && s.state !== "connecting")) {
+    if (!s || !["connected", "connecting", "reconnecting", "offline"].includes(s.state)) {
       this.details.hidden = true;
       return;
     }
