@@ -25,12 +25,8 @@ use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{AfterTeardown, Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
-use crate::tunnel::{probe, resolve_endpoint, DataPlane, DataPlaneConfig};
+use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig};
 
-/// Outer IPv4 + UDP + WireGuard headers, and the same over IPv6.
-const OVERHEAD_V4: u16 = 60;
-const OVERHEAD_V6: u16 = 80;
-const DEFAULT_LINK_MTU: u16 = 1500;
 const TICK: Duration = Duration::from_millis(100);
 const STATS_EVERY: u32 = 10;
 
@@ -595,22 +591,9 @@ impl Daemon {
         let mtu = match config.mtu {
             Some(m) => m,
             None => {
-                let first = peers[0].endpoint;
-                let link = routes
-                    .egress_mtu(first.ip())
-                    .await
-                    .unwrap_or(DEFAULT_LINK_MTU);
-                let overhead = if peers.iter().any(|p| p.endpoint.is_ipv6()) {
-                    OVERHEAD_V6
-                } else {
-                    OVERHEAD_V4
-                };
-                let floor = if config.addresses.iter().any(|a| a.addr().is_ipv6()) {
-                    underpass_proto::MIN_MTU_V6
-                } else {
-                    underpass_proto::MIN_MTU
-                };
-                link.saturating_sub(overhead).max(floor)
+                let path = routes.lookup(peers[0].endpoint.ip(), None).await;
+                let inner_v6 = config.addresses.iter().any(|a| a.addr().is_ipv6());
+                mtu::default_mtu(path.and_then(|r| r.path_mtu()), inner_v6)
             }
         };
         let interface = free_interface_name(&self.settings.interface_prefix)?;

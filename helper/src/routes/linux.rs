@@ -9,13 +9,14 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
-use super::{RouteManager, RoutePlan};
+use super::{RouteLookup, RouteManager, RoutePlan};
 
 /// Where the search for a free table id and firewall mark starts ("up" in ASCII).
 const TABLE_BASE: u32 = 0x7570;
@@ -356,27 +357,8 @@ impl RouteManager for LinuxRoutes {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn egress_mtu(&self, dst: IpAddr) -> Option<u16> {
-        let link = self.egress_link(dst).await?;
-        link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Mtu(m) => u16::try_from(*m).ok(),
-            _ => None,
-        })
-    }
-
-    async fn egress_interface(&self, dst: IpAddr) -> Option<String> {
-        let link = self.egress_link(dst).await?;
-        link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        })
-    }
-}
-
-impl LinuxRoutes {
-    /// The link the kernel picks for `dst` now (`ip route get`).
-    async fn egress_link(&self, dst: IpAddr) -> Option<LinkMessage> {
-        let query = match dst {
+    async fn lookup(&self, dst: IpAddr, fwmark: Option<u32>) -> Option<RouteLookup> {
+        let mut query = match dst {
             IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(a, 32)
                 .build(),
@@ -384,6 +366,9 @@ impl LinuxRoutes {
                 .destination_prefix(a, 128)
                 .build(),
         };
+        if let Some(mark) = fwmark {
+            query.attributes.push(RouteAttribute::Mark(mark));
+        }
         let route = self
             .handle
             .route()
@@ -392,17 +377,54 @@ impl LinuxRoutes {
             .try_next()
             .await
             .ok()??;
-        let oif = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        })?;
-        self.handle
+        let mut found = RouteLookup {
+            destination: dst,
+            interface: String::new(),
+            gateway: None,
+            source: None,
+            table: route_table(&route),
+            route_mtu: None,
+            link_mtu: None,
+        };
+        let mut oif = None;
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Gateway(g) => found.gateway = route_ip(g),
+                RouteAttribute::PrefSource(p) => found.source = route_ip(p),
+                RouteAttribute::Metrics(metrics) => {
+                    found.route_mtu = metrics.iter().find_map(|m| match m {
+                        RouteMetric::Mtu(n) => u16::try_from(*n).ok(),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        let link = self
+            .handle
             .link()
             .get()
-            .match_index(oif)
+            .match_index(oif?)
             .execute()
             .try_next()
             .await
-            .ok()?
+            .ok()??;
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::Mtu(m) => found.link_mtu = u16::try_from(*m).ok(),
+                LinkAttribute::IfName(n) => found.interface = n.clone(),
+                _ => {}
+            }
+        }
+        Some(found)
+    }
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
     }
 }

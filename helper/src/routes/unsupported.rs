@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use super::{RouteManager, RoutePlan};
+use super::{RouteLookup, RouteManager, RoutePlan};
 
 pub struct UnsupportedRoutes;
 
@@ -30,11 +30,7 @@ impl RouteManager for UnsupportedRoutes {
         Ok(())
     }
 
-    async fn egress_mtu(&self, _dst: IpAddr) -> Option<u16> {
-        None
-    }
-
-    async fn egress_interface(&self, _dst: IpAddr) -> Option<String> {
+    async fn lookup(&self, _dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         None
     }
 }
