@@ -13,12 +13,13 @@ use parking_lot::Mutex;
 use anyhow::{bail, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, ErrorBody, ErrorCode, Event, Key, KillSwitchMode, PeerStatus, ProbeCandidate,
-    ProbeResult, SelfTestKind, SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest,
-    Status, TunnelConfig, MAX_PROBE_CANDIDATES,
+    DnsStatus, DoctorOptions, DoctorReport, ErrorBody, ErrorCode, Event, Key, KillSwitchMode,
+    PeerStatus, ProbeCandidate, ProbeResult, SelfTestKind, SelfTestOptions, SelfTestReport,
+    SessionPolicy, SessionRequest, Status, TunnelConfig, MAX_PROBE_CANDIDATES,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
+use crate::doctor;
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
 use crate::intent::{Intent, IntentStore};
 use crate::routes::{PlatformRoutes, RouteManager, RoutePlan};
@@ -47,6 +48,12 @@ pub enum Command {
         oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    // The troubleshooter (helper/src/doctor/).
+    Doctor(
+        DoctorOptions,
+        oneshot::Sender<Result<DoctorReport, ErrorBody>>,
+    ),
+    SetMtu(u16, Reply),
 }
 
 /// How long one probe waits for a handshake response, and how long its result is reused.
@@ -276,6 +283,10 @@ impl Daemon {
                     }
                     Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
                     Some(Command::Probe(candidates, reply)) => self.probe(candidates, reply),
+                    Some(Command::Doctor(options, reply)) => self.doctor(options, reply),
+                    Some(Command::SetMtu(mtu, reply)) => {
+                        let _ = reply.send(self.set_mtu(mtu).await);
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -324,6 +335,61 @@ impl Daemon {
             });
             let _ = reply.send(result);
         });
+    }
+
+    /// Runs the troubleshooter in its own task, on the status and configuration as they are now.
+    fn doctor(
+        &self,
+        options: DoctorOptions,
+        reply: oneshot::Sender<Result<DoctorReport, ErrorBody>>,
+    ) {
+        if let Err(reason) = doctor::validate(&options) {
+            let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
+            return;
+        }
+        let ctx = doctor::Context {
+            status: self.snapshot(),
+            config: self.intent.wanted.clone(),
+            resolv_conf: self.settings.resolv_conf.clone(),
+        };
+        tokio::spawn(async move {
+            let result = doctor::run(ctx, options).await.map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("the doctor failed to run: {e:#}"),
+                )
+            });
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Applies an MTU the doctor measured to the live tunnel. The profile's own `MTU =` wins,
+    /// and the data plane's buffers are sized for the MTU it started with, so only lowering is
+    /// allowed (a reconnect derives it afresh).
+    async fn set_mtu(&mut self, mtu: u16) -> Result<(), ErrorBody> {
+        let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidConfig, m));
+        if let Some(explicit) = self.intent.wanted.as_ref().and_then(|c| c.mtu) {
+            return invalid(format!(
+                "the profile sets MTU = {explicit}, which always wins; change it in the profile"
+            ));
+        }
+        let Some(session) = self.session.as_mut() else {
+            return invalid("there is no tunnel".into());
+        };
+        let floor = mtu::floor(session.addresses.iter().any(|a| a.addr().is_ipv6()));
+        if !(floor..=session.mtu).contains(&mtu) {
+            return invalid(format!(
+                "the MTU can be set between {floor} and the current {}; reconnect to derive it afresh",
+                session.mtu
+            ));
+        }
+        doctor::set_mtu(session.plane.interface(), mtu)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("{e:#}")))?;
+        tracing::info!(from = session.mtu, to = mtu, "tunnel MTU set");
+        session.mtu = mtu;
+        self.publish_state();
+        Ok(())
     }
 
     /// The policy of the signed profile the user wants connected, if any.

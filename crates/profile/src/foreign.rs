@@ -129,10 +129,13 @@ mod tests {
 
     #[test]
     fn an_ovpn_file_is_recognised() {
-        let ovpn = "client\ndev tun\nproto udp\nremote vpn.example.com 1194\nresolv-retry infinite\n\
+        let ovpn =
+            "client\ndev tun\nproto udp\nremote vpn.example.com 1194\nresolv-retry infinite\n\
                     nobind\n<ca>\n-----BEGIN CERTIFICATE-----\n</ca>\n";
         assert_eq!(detect(ovpn), Some(ForeignVpn::OpenVpn));
-        let err = crate::wgquick::parse("corp.ovpn", ovpn).unwrap_err().to_string();
+        let err = crate::wgquick::parse("corp.ovpn", ovpn)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("corp.ovpn: this is an OpenVPN configuration"),
             "{err}"
@@ -142,7 +145,8 @@ mod tests {
 
     #[test]
     fn strongswan_files_are_recognised() {
-        let ipsec_conf = "config setup\n    charondebug=\"ike 1\"\nconn corp\n    left=%defaultroute\n    \
+        let ipsec_conf =
+            "config setup\n    charondebug=\"ike 1\"\nconn corp\n    left=%defaultroute\n    \
                           right=vpn.example.com\n    keyexchange=ikev2\n    auto=start\n";
         assert_eq!(detect(ipsec_conf), Some(ForeignVpn::Ipsec));
         let swanctl = "connections {\n  corp {\n    remote_addrs = vpn.example.com\n    \

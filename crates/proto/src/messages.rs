@@ -235,7 +235,9 @@ impl LayerId {
     /// The question the layer answers, for people.
     pub fn question(self) -> &'static str {
         match self {
-            LayerId::ControlPlane => "Is the control plane healthy: peer authenticated, keys current?",
+            LayerId::ControlPlane => {
+                "Is the control plane healthy: peer authenticated, keys current?"
+            }
             LayerId::OuterPath => "Do packets reach the endpoint over the real network?",
             LayerId::Interface => "Is the virtual interface up and addressed correctly?",
             LayerId::Routes => "Are the expected routes present?",

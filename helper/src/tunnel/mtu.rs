@@ -10,8 +10,6 @@ use underpass_proto::{MIN_MTU, MIN_MTU_V6};
 
 /// Outer IPv6 + UDP + WireGuard data headers.
 pub const OVERHEAD: u16 = 80;
-/// The same over IPv4 (20 + 8 + 32): what a probe through a v4 path actually costs.
-pub const OVERHEAD_V4: u16 = 60;
 /// When no route MTU is known.
 pub const DEFAULT_PATH_MTU: u16 = 1500;
 
