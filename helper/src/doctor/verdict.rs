@@ -188,12 +188,15 @@ fn skipped(id: LayerId, on: LayerId, evidence: Vec<String>) -> Layer {
     }
 }
 
+/// Judges one layer on the facts.
+type Judge = fn(&Facts) -> Layer;
+
 /// All seven layers, in order.
 pub fn diagnose(f: &Facts) -> Vec<Layer> {
     let outer = outer_path(f);
     let control = control_plane(f, &outer);
     let mut layers = vec![control, outer];
-    let chain: [(LayerId, LayerId, fn(&Facts) -> Layer); 5] = [
+    let chain: [(LayerId, LayerId, Judge); 5] = [
         (LayerId::Interface, LayerId::ControlPlane, interface),
         (LayerId::Routes, LayerId::Interface, routes),
         (LayerId::Firewall, LayerId::Routes, firewall),
@@ -1004,13 +1007,12 @@ fn mtu_layer(f: &Facts) -> Layer {
 mod tests {
     use super::*;
 
-    fn lookup(interface: &str, table: u32) -> RouteLookup {
+    fn lookup(interface: &str) -> RouteLookup {
         RouteLookup {
             destination: "192.0.2.1".parse().unwrap(),
             interface: interface.into(),
             gateway: None,
             source: None,
-            table,
             route_mtu: None,
             link_mtu: Some(1500),
         }
@@ -1042,7 +1044,7 @@ mod tests {
             },
             outer: OuterFacts {
                 endpoint: Some("192.0.2.10:51820".parse().unwrap()),
-                route: Some(lookup("eth0", 254)),
+                route: Some(lookup("eth0")),
                 udp: Outcome::NotRun,
                 ping: Outcome::NotRun,
             },
@@ -1060,7 +1062,7 @@ mod tests {
             }),
             routes: RouteFacts {
                 test_address: Some("192.0.2.1".parse().unwrap()),
-                test: Some(lookup("underpass0", 30064)),
+                test: Some(lookup("underpass0")),
             },
             firewall: FirewallFacts {
                 kill_switch: KillSwitchMode::Auto,
@@ -1075,14 +1077,14 @@ mod tests {
                 method: Some("resolv.conf".into()),
                 resolvers: vec![ResolverFacts {
                     server: "10.64.1.1".parse().unwrap(),
-                    route: Some(lookup("underpass0", 30064)),
+                    route: Some(lookup("underpass0")),
                     query: Outcome::Answered("answered".into()),
                 }],
             },
             mtu: MtuFacts {
                 current: Some(1420),
                 explicit: None,
-                path: Some(lookup("eth0", 254)),
+                path: Some(lookup("eth0")),
                 inner_v6: false,
                 steps: vec![(1420, true)],
                 largest: Some(1420),
@@ -1167,7 +1169,7 @@ mod tests {
     #[test]
     fn a_missing_tunnel_route_fails_the_routes_layer() {
         let mut f = healthy();
-        f.routes.test = Some(lookup("eth0", 254));
+        f.routes.test = Some(lookup("eth0"));
         let l = first_fail(&f);
         assert_eq!(l.id, LayerId::Routes);
         assert!(l.explanation.contains("missing from table 30064"));
@@ -1204,7 +1206,7 @@ mod tests {
         f.dns.method = None;
         f.dns.resolvers = vec![ResolverFacts {
             server: "198.51.100.1".parse().unwrap(),
-            route: Some(lookup("eth0", 254)),
+            route: Some(lookup("eth0")),
             query: Outcome::Refused("Connection refused".into()),
         }];
         let l = first_fail(&f);
@@ -1245,7 +1247,7 @@ mod tests {
     #[test]
     fn the_default_is_derived_from_the_route_mtu() {
         let mut f = healthy();
-        let mut path = lookup("eth0", 254);
+        let mut path = lookup("eth0");
         path.route_mtu = Some(1492);
         f.mtu.path = Some(path);
         let l = &diagnose(&f)[6];

@@ -382,7 +382,6 @@ impl RouteManager for LinuxRoutes {
             interface: String::new(),
             gateway: None,
             source: None,
-            table: route_table(&route),
             route_mtu: None,
             link_mtu: None,
         };

@@ -53,8 +53,6 @@ pub struct RouteLookup {
     pub gateway: Option<IpAddr>,
     /// The source address the kernel would pick.
     pub source: Option<IpAddr>,
-    /// The routing table the answer came from.
-    pub table: u32,
     /// The route's own MTU (`ip route ... mtu N`, or a learned path MTU), which may be smaller
     /// than the link's.
     pub route_mtu: Option<u16>,
@@ -67,7 +65,7 @@ impl RouteLookup {
         self.route_mtu.or(self.link_mtu)
     }
 
-    /// `198.51.100.7 via 198.51.100.1 dev eth0 src 198.51.100.2 table main mtu 1492`.
+    /// `198.51.100.7 via 198.51.100.1 dev eth0 src 198.51.100.2 route mtu 1492 (link 1500)`.
     pub fn describe(&self) -> String {
         let mut s = self.destination.to_string();
         if let Some(g) = self.gateway {
@@ -76,10 +74,6 @@ impl RouteLookup {
         s.push_str(&format!(" dev {}", self.interface));
         if let Some(src) = self.source {
             s.push_str(&format!(" src {src}"));
-        }
-        match self.table {
-            254 => s.push_str(" table main"),
-            t => s.push_str(&format!(" table {t}")),
         }
         match (self.route_mtu, self.link_mtu) {
             (Some(r), Some(l)) => s.push_str(&format!(" route mtu {r} (link {l})")),
