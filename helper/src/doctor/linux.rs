@@ -16,26 +16,12 @@ use super::verdict::{InterfaceAddress, InterfaceFacts, Outcome};
 
 /// The tunnel interface as the kernel has it now.
 pub async fn interface(name: &str) -> InterfaceFacts {
-    let mut facts = InterfaceFacts {
-        name: name.to_string(),
-        exists: false,
-        up: false,
-        lower_up: false,
-        mtu: None,
-        addresses: Vec::new(),
-    };
+    let mut facts = InterfaceFacts::absent(name);
     let Ok((connection, handle, _)) = rtnetlink::new_connection() else {
         return facts;
     };
     let task = tokio::spawn(connection);
-    let link = handle
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await;
-    if let Ok(Some(link)) = link {
+    if let Ok(Some(link)) = link_named(&handle, name).await {
         facts.exists = true;
         facts.up = link.header.flags.contains(LinkFlags::Up);
         facts.lower_up = link.header.flags.contains(LinkFlags::LowerUp);
@@ -73,17 +59,25 @@ pub async fn interface(name: &str) -> InterfaceFacts {
     facts
 }
 
+async fn link_named(
+    handle: &rtnetlink::Handle,
+    name: &str,
+) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, rtnetlink::Error> {
+    handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+}
+
 /// Sets the interface's MTU (the kernel's MSS clamp, `rt mtu`, follows the route's MTU).
 pub async fn set_mtu(name: &str, mtu: u16) -> Result<()> {
     let (connection, handle, _) = rtnetlink::new_connection().context("opening netlink")?;
     let task = tokio::spawn(connection);
     let result = async {
-        let link = handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
+        let link = link_named(&handle, name)
             .await
             .with_context(|| format!("looking up {name}"))?
             .ok_or_else(|| anyhow!("{name} does not exist"))?;

@@ -9,14 +9,7 @@ use anyhow::{bail, Result};
 use super::verdict::{InterfaceFacts, Outcome};
 
 pub async fn interface(name: &str) -> InterfaceFacts {
-    InterfaceFacts {
-        name: name.to_string(),
-        exists: false,
-        up: false,
-        lower_up: false,
-        mtu: None,
-        addresses: Vec::new(),
-    }
+    InterfaceFacts::absent(name)
 }
 
 pub async fn set_mtu(_name: &str, _mtu: u16) -> Result<()> {

@@ -99,6 +99,20 @@ pub struct InterfaceFacts {
     pub addresses: Vec<InterfaceAddress>,
 }
 
+impl InterfaceFacts {
+    /// An interface that is not there (yet).
+    pub fn absent(name: &str) -> InterfaceFacts {
+        InterfaceFacts {
+            name: name.to_string(),
+            exists: false,
+            up: false,
+            lower_up: false,
+            mtu: None,
+            addresses: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteFacts {
     /// The address looked up, and the kernel's answer for ordinary (unmarked) traffic.
