@@ -303,6 +303,20 @@ fn control_plane(f: &Facts, outer: &Layer) -> Layer {
             .into();
         return s;
     }
+    if outer.verdict == LayerVerdict::Warn {
+        return layer(
+            id,
+            LayerVerdict::Fail,
+            evidence,
+            "No handshake has completed, and the doctor's probes could not leave to tell a \
+             wrong key from a blocked path (see outer-path).",
+            Some(
+                "Run the doctor while the tunnel is connecting: `underpass connect --timeout 1`, \
+                 then `underpass doctor` (the helper keeps trying for its handshake timeout)."
+                    .into(),
+            ),
+        );
+    }
     let stale = c.last_handshake_secs.is_some();
     layer(
         id,
@@ -389,6 +403,18 @@ fn outer_path(f: &Facts) -> Layer {
                 "Encrypted UDP leaves through {} and answers come back: the recent handshake \
                  proves the path works both ways.",
                 route.interface
+            ),
+            None,
+        );
+    }
+    if let Outcome::Refused(e) = &o.udp {
+        return layer(
+            id,
+            LayerVerdict::Warn,
+            evidence,
+            format!(
+                "The probes could not leave this computer ({e}): with no tunnel up, the kill \
+                 switch blocks everything, as it should, so the path cannot be tested now."
             ),
             None,
         );
@@ -1156,6 +1182,21 @@ mod tests {
         assert_eq!(l.id, LayerId::OuterPath);
         assert!(l.explanation.contains("blocked"), "{}", l.explanation);
         assert!(l.fix.unwrap().contains("UDP port 51820"));
+    }
+
+    #[test]
+    fn probes_blocked_by_the_kill_switch_after_a_failed_connect_say_so() {
+        let mut f = healthy();
+        f.control.state = TunnelState::Error;
+        f.control.last_handshake_secs = None;
+        f.tunnel = None;
+        f.outer.udp = Outcome::Refused("Operation not permitted".into());
+        let layers = diagnose(&f);
+        assert_eq!(layers[1].verdict, LayerVerdict::Warn);
+        assert!(layers[1].explanation.contains("kill switch"));
+        let l = first_fail(&f);
+        assert_eq!(l.id, LayerId::ControlPlane);
+        assert!(l.fix.unwrap().contains("while the tunnel is connecting"));
     }
 
     #[test]
