@@ -13,25 +13,23 @@ use parking_lot::Mutex;
 use anyhow::{bail, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, ErrorBody, ErrorCode, Event, Key, KillSwitchMode, PeerStatus, ProbeCandidate,
-    ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind, SelfTestOptions, SelfTestReport,
+    DnsStatus, DoctorOptions, DoctorReport, ErrorBody, ErrorCode, Event, Key, KillSwitchMode,
+    PeerStatus, ProbeCandidate, ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind,
+    SelfTestOptions, SelfTestReport,
     SessionPolicy, SessionRequest, Status, TunnelConfig, MAX_PROBE_CANDIDATES,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
+use crate::doctor;
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
 use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
 use crate::intent::{Intent, IntentStore};
-use crate::routes::{NetPath, PlatformRoutes, RouteManager, RoutePlan};
+use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
-use crate::tunnel::{probe, resolve_endpoint, DataPlane, DataPlaneConfig};
+use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig};
 
-/// Outer IPv4 + UDP + WireGuard headers, and the same over IPv6.
-const OVERHEAD_V4: u16 = 60;
-const OVERHEAD_V6: u16 = 80;
-const DEFAULT_LINK_MTU: u16 = 1500;
 const TICK: Duration = Duration::from_millis(100);
 /// Counters go to subscribers, and liveness is checked, every this many ticks (a second).
 const STATS_EVERY: u32 = (health::MONITOR_EVERY.as_millis() / TICK.as_millis()) as u32;
@@ -55,6 +53,12 @@ pub enum Command {
         oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    // The troubleshooter (helper/src/doctor/).
+    Doctor(
+        DoctorOptions,
+        oneshot::Sender<Result<DoctorReport, ErrorBody>>,
+    ),
+    SetMtu(u16, Reply),
 }
 
 /// How long one probe waits for a handshake response, and how long its result is reused.
@@ -116,7 +120,7 @@ struct Healing {
     changes: Option<mpsc::UnboundedReceiver<()>>,
     sleep: SleepWatch,
     /// The path to the server at the last check.
-    path: Option<NetPath>,
+    path: Option<RouteLookup>,
     unreachable: u64,
     /// When the last handshake was forced while healing.
     forced_at: Option<Instant>,
@@ -355,6 +359,10 @@ impl Daemon {
                     }
                     Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
                     Some(Command::Probe(candidates, reply)) => self.probe(candidates, reply),
+                    Some(Command::Doctor(options, reply)) => self.doctor(options, reply),
+                    Some(Command::SetMtu(mtu, reply)) => {
+                        let _ = reply.send(self.set_mtu(mtu).await);
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -403,6 +411,61 @@ impl Daemon {
             });
             let _ = reply.send(result);
         });
+    }
+
+    /// Runs the troubleshooter in its own task, on the status and configuration as they are now.
+    fn doctor(
+        &self,
+        options: DoctorOptions,
+        reply: oneshot::Sender<Result<DoctorReport, ErrorBody>>,
+    ) {
+        if let Err(reason) = doctor::validate(&options) {
+            let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
+            return;
+        }
+        let ctx = doctor::Context {
+            status: self.snapshot(),
+            config: self.intent.wanted.clone(),
+            resolv_conf: self.settings.resolv_conf.clone(),
+        };
+        tokio::spawn(async move {
+            let result = doctor::run(ctx, options).await.map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("the doctor failed to run: {e:#}"),
+                )
+            });
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Applies an MTU the doctor measured to the live tunnel. The profile's own `MTU =` wins,
+    /// and the data plane's buffers are sized for the MTU it started with, so only lowering is
+    /// allowed (a reconnect derives it afresh).
+    async fn set_mtu(&mut self, mtu: u16) -> Result<(), ErrorBody> {
+        let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidConfig, m));
+        if let Some(explicit) = self.intent.wanted.as_ref().and_then(|c| c.mtu) {
+            return invalid(format!(
+                "the profile sets MTU = {explicit}, which always wins; change it in the profile"
+            ));
+        }
+        let Some(session) = self.session.as_mut() else {
+            return invalid("there is no tunnel".into());
+        };
+        let floor = mtu::floor(session.addresses.iter().any(|a| a.addr().is_ipv6()));
+        if !(floor..=session.mtu).contains(&mtu) {
+            return invalid(format!(
+                "the MTU can be set between {floor} and the current {}; reconnect to derive it afresh",
+                session.mtu
+            ));
+        }
+        doctor::set_mtu(session.plane.interface(), mtu)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("{e:#}")))?;
+        tracing::info!(from = session.mtu, to = mtu, "tunnel MTU set");
+        session.mtu = mtu;
+        self.publish_state();
+        Ok(())
     }
 
     /// The policy of the signed profile the user wants connected, if any.
@@ -737,9 +800,12 @@ impl Daemon {
         };
         let path = session
             .routes
-            .marked_path(endpoint.ip(), session.plan.fwmark)
+            .lookup(endpoint.ip(), Some(session.plan.fwmark))
             .await;
-        let changed = path != self.healing.path;
+        let changed = match (&path, &self.healing.path) {
+            (Some(a), Some(b)) => !a.same_path(b),
+            (a, b) => a.is_some() != b.is_some(),
+        };
         self.healing.path = path.clone();
         let online = path.is_some();
         session.plane.set_offline(!online);
@@ -942,32 +1008,17 @@ impl Daemon {
         // Offline (at boot before the network, or after it went away): wait for a route rather
         // than send into nothing.
         let first = peers[0].endpoint;
-        let path = routes.marked_path(first.ip(), fwmark).await;
-        if path.is_none() {
+        let Some(path) = routes.lookup(first.ip(), Some(fwmark)).await else {
             return Err(NoRoute(first).into());
-        }
-        self.healing.path = path;
+        };
         let mtu = match config.mtu {
             Some(m) => m,
             None => {
-                let first = peers[0].endpoint;
-                let link = routes
-                    .egress_mtu(first.ip())
-                    .await
-                    .unwrap_or(DEFAULT_LINK_MTU);
-                let overhead = if peers.iter().any(|p| p.endpoint.is_ipv6()) {
-                    OVERHEAD_V6
-                } else {
-                    OVERHEAD_V4
-                };
-                let floor = if config.addresses.iter().any(|a| a.addr().is_ipv6()) {
-                    underpass_proto::MIN_MTU_V6
-                } else {
-                    underpass_proto::MIN_MTU
-                };
-                link.saturating_sub(overhead).max(floor)
+                let inner_v6 = config.addresses.iter().any(|a| a.addr().is_ipv6());
+                mtu::default_mtu(path.path_mtu(), inner_v6)
             }
         };
+        self.healing.path = Some(path);
         let interface = free_interface_name(&self.settings.interface_prefix)?;
         let plan = RoutePlan::new(config, &interface, fwmark, table);
         let hole = TunnelHole {

@@ -16,6 +16,7 @@
 
 mod daemon;
 mod dns;
+mod doctor;
 mod firewall;
 mod health;
 mod intent;

@@ -143,6 +143,19 @@ pub enum Command {
     },
     /// Print the helper's newest log lines (for a bug report)
     Logs,
+    /// Walk the tunnel's seven layers (control plane, outer path, interface, routes, firewall,
+    /// DNS, MTU) and say what fails, why, and what to do; exits non-zero when a layer fails
+    Doctor {
+        /// Set the tunnel MTU to what the path-MTU probe measured, then check again
+        #[arg(long)]
+        apply_mtu: bool,
+        /// The server's address inside the tunnel, for the probes [default: from the tunnel]
+        #[arg(long, value_name = "IP")]
+        target: Option<IpAddr>,
+        /// Look up the route of this address [default: one inside the first routed prefix]
+        #[arg(long, value_name = "IP")]
+        test_address: Option<IpAddr>,
+    },
     /// Run the built-in leak tests and show their evidence
     Selftest {
         #[arg(value_enum)]

@@ -126,6 +126,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 other => bail!("the helper answered {other:?} to a log request"),
             }
         }
+        Command::Doctor {
+            apply_mtu,
+            target,
+            test_address,
+        } => {
+            let options = underpass_proto::DoctorOptions {
+                target,
+                test_address,
+            };
+            crate::doctor::doctor(&ctx, options, apply_mtu).await
+        }
         Command::Killswitch { mode } => {
             set(&ctx, Request::SetKillSwitch { mode }).await?;
             emit(&format!("Kill switch: {mode}\n"))

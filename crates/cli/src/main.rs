@@ -12,6 +12,7 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod doctor;
 mod output;
 mod profile_cmds;
 mod session;

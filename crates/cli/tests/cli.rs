@@ -101,6 +101,24 @@ fn malformed_file_error_names_file_line_and_key() {
 }
 
 #[test]
+fn an_openvpn_file_gets_a_plain_answer_not_a_parse_error() {
+    let env = Env::new();
+    let f = env.write(
+        "corp.ovpn",
+        "client\ndev tun\nproto udp\nremote vpn.corp.example 1194\nauth-user-pass\n<ca>\n</ca>\n",
+    );
+    let err = fails(import(&env, &f, &[]));
+    assert!(
+        err.starts_with("underpass: corp.ovpn: this is an OpenVPN configuration"),
+        "{err}"
+    );
+    assert!(err.contains("Underpass speaks WireGuard only"), "{err}");
+    assert!(err.contains("Ask your VPN's administrator"), "{err}");
+    assert!(!err.contains("Key = Value"), "{err}");
+    assert!(!env.path("config/profiles/corp.json").exists());
+}
+
+#[test]
 fn missing_file_is_a_clear_error() {
     let env = Env::new();
     let err = fails(env.run(&["import", "/nonexistent/x.conf"]));

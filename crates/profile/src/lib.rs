@@ -10,6 +10,8 @@
 //! - [`store`] keeps profiles under the user's config dir, every write atomic, with a format
 //!   version so a newer file is refused clearly rather than misread. Private keys go to the
 //!   OS keyring ([`secrets`]), or to 0600 files only when the user opts in.
+//! - [`foreign`] recognises OpenVPN and IPsec files, so importing one says plainly what it is
+//!   and what to ask for instead of failing on its first line.
 //! - [`batch`] reads a folder or `.zip` of wg-quick files; [`location`] infers a server's
 //!   country and city from its file name; [`catalog`] groups every server by country.
 //!
@@ -19,6 +21,7 @@
 pub mod batch;
 pub mod bundle;
 pub mod catalog;
+pub mod foreign;
 pub mod location;
 pub mod secrets;
 pub mod store;

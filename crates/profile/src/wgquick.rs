@@ -219,6 +219,14 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
 
 /// Parses the text of a wg-quick file. `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Parsed, ParseError> {
+    if let Some(kind) = crate::foreign::detect(text) {
+        return Err(ParseError {
+            file: file.to_string(),
+            line: None,
+            key: None,
+            reason: kind.explanation(),
+        });
+    }
     let mut p = Parser {
         file,
         section: Section::None,

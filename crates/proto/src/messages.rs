@@ -64,6 +64,15 @@ pub enum Request {
     },
     /// The helper's newest log lines (at most [`MAX_LOG_BYTES`]), for a diagnostics report.
     RecentLogs,
+    /// Walk the seven layers of the tunnel (see [`DoctorReport`]). Answered with
+    /// [`Response::Doctor`].
+    Doctor {
+        #[serde(default)]
+        options: DoctorOptions,
+    },
+    /// Set the live tunnel's MTU (the TCP MSS clamp follows the route MTU). Refused when the
+    /// profile sets `MTU =` itself: that always wins.
+    SetMtu { mtu: u16 },
 }
 
 /// One server to measure: where it is, and the keys a handshake with it needs.
@@ -169,6 +178,134 @@ pub struct ResolverRoute {
     /// The interface the kernel routes queries to this server through.
     pub interface: Option<String>,
     pub through_tunnel: bool,
+}
+
+// ---- The troubleshooter (`underpass doctor`) ----
+
+/// Where the doctor aims. The defaults come from the tunnel; tests point them at their hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorOptions {
+    /// The server's address inside the tunnel, for the firewall and path-MTU probes
+    /// [default: the tunnel's peer address, else its first DNS server inside the tunnel].
+    #[serde(default)]
+    pub target: Option<IpAddr>,
+    /// An address whose route is looked up to show what enters the tunnel [default: one inside
+    /// the first routed prefix].
+    #[serde(default)]
+    pub test_address: Option<IpAddr>,
+}
+
+/// The seven layers, in the order the doctor walks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerId {
+    ControlPlane,
+    OuterPath,
+    Interface,
+    Routes,
+    Firewall,
+    Dns,
+    Mtu,
+}
+
+impl LayerId {
+    pub const ALL: [LayerId; 7] = [
+        LayerId::ControlPlane,
+        LayerId::OuterPath,
+        LayerId::Interface,
+        LayerId::Routes,
+        LayerId::Firewall,
+        LayerId::Dns,
+        LayerId::Mtu,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerId::ControlPlane => "control-plane",
+            LayerId::OuterPath => "outer-path",
+            LayerId::Interface => "interface",
+            LayerId::Routes => "routes",
+            LayerId::Firewall => "firewall",
+            LayerId::Dns => "dns",
+            LayerId::Mtu => "mtu",
+        }
+    }
+
+    /// The question the layer answers, for people.
+    pub fn question(self) -> &'static str {
+        match self {
+            LayerId::ControlPlane => {
+                "Is the control plane healthy: peer authenticated, keys current?"
+            }
+            LayerId::OuterPath => "Do packets reach the endpoint over the real network?",
+            LayerId::Interface => "Is the virtual interface up and addressed correctly?",
+            LayerId::Routes => "Are the expected routes present?",
+            LayerId::Firewall => "Do the firewall rules allow the tunnel's traffic?",
+            LayerId::Dns => "Is DNS aligned with the routing?",
+            LayerId::Mtu => "Is the MTU small enough for the real path?",
+        }
+    }
+}
+
+impl std::fmt::Display for LayerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerVerdict {
+    Ok,
+    Warn,
+    Fail,
+    /// Not judged, because the layer it depends on (`depends_on`) failed.
+    Skipped,
+}
+
+/// One layer's finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub id: LayerId,
+    pub verdict: LayerVerdict,
+    /// For `skipped`: the layer whose failure keeps this one from being judged.
+    #[serde(default)]
+    pub depends_on: Option<LayerId>,
+    /// What was looked at or measured, one fact per line.
+    pub evidence: Vec<String>,
+    /// What it means, in plain words.
+    pub explanation: String,
+    /// What to do about it (`None` when there is nothing to do).
+    pub fix: Option<String>,
+}
+
+/// What the path-MTU probe found, so a client can offer to apply it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtuFinding {
+    /// The tunnel's MTU now.
+    pub current: u16,
+    /// The profile's own `MTU =`, which always wins.
+    pub explicit: Option<u16>,
+    /// The largest packet that crossed the tunnel, when the probe ran.
+    pub largest_packet: Option<u16>,
+    /// The MTU to apply, when it differs from `current` and the profile sets none.
+    pub suggested: Option<u16>,
+}
+
+/// `underpass doctor --json` prints exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorReport {
+    /// All seven, in [`LayerId::ALL`] order.
+    pub layers: Vec<Layer>,
+    #[serde(default)]
+    pub mtu: Option<MtuFinding>,
+}
+
+impl DoctorReport {
+    pub fn first_failure(&self) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.verdict == LayerVerdict::Fail)
+    }
 }
 
 /// When the firewall blocks traffic that does not go through the tunnel.
@@ -291,6 +428,9 @@ pub enum Response {
     /// The helper's newest log lines, oldest first.
     Logs {
         lines: Vec<String>,
+    },
+    Doctor {
+        report: Box<DoctorReport>,
     },
 }
 
@@ -550,7 +690,8 @@ pub struct TunnelConfig {
     /// Search domains; in a split tunnel, only these names are resolved through the tunnel.
     #[serde(default)]
     pub dns_search: Vec<String>,
-    /// Inner MTU; `None` lets the helper derive it from the path (1500 minus outer headers).
+    /// Inner MTU; `None` lets the helper derive it from the route MTU toward the endpoint, minus
+    /// 80 (the outer IPv6 + UDP + WireGuard headers).
     #[serde(default)]
     pub mtu: Option<u16>,
     pub peers: Vec<PeerConfig>,

@@ -255,6 +255,19 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
             let results = rx.await.map_err(|_| helper_gone())??;
             Ok(Response::Probed { results })
         }
+        Request::Doctor { options } => {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .commands
+                .send(Command::Doctor(options, tx))
+                .await
+                .map_err(|_| helper_gone())?;
+            let report = rx.await.map_err(|_| helper_gone())??;
+            Ok(Response::Doctor {
+                report: Box::new(report),
+            })
+        }
+        Request::SetMtu { mtu } => ask(shared, |tx| Command::SetMtu(mtu, tx)).await,
         Request::SelfTest { test, options } => {
             let (tx, rx) = oneshot::channel();
             shared

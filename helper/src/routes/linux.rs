@@ -9,21 +9,14 @@ use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
-use super::{NetPath, RouteManager, RoutePlan};
-
-fn route_address_ip(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
-    }
-}
+use super::{RouteLookup, RouteManager, RoutePlan};
 
 /// Where the search for a free table id and firewall mark starts ("up" in ASCII).
 const TABLE_BASE: u32 = 0x7570;
@@ -364,33 +357,66 @@ impl RouteManager for LinuxRoutes {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn egress_mtu(&self, dst: IpAddr) -> Option<u16> {
-        let link = self.egress_link(dst).await?;
-        link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Mtu(m) => u16::try_from(*m).ok(),
-            _ => None,
-        })
-    }
-
-    async fn marked_path(&self, dst: IpAddr, fwmark: u32) -> Option<NetPath> {
-        let route = self.lookup(dst, Some(fwmark)).await?;
-        if route.header.kind != RouteType::Unicast {
-            return None;
+    async fn lookup(&self, dst: IpAddr, fwmark: Option<u32>) -> Option<RouteLookup> {
+        let mut query = match dst {
+            IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .build(),
+        };
+        if let Some(mark) = fwmark {
+            query.attributes.push(RouteAttribute::Mark(mark));
         }
-        let mut path = NetPath {
-            interface_index: 0,
+        let route = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_next()
+            .await
+            .ok()??;
+        let mut found = RouteLookup {
+            destination: dst,
+            interface: String::new(),
             gateway: None,
             source: None,
+            route_mtu: None,
+            link_mtu: None,
         };
+        let mut oif = None;
         for a in &route.attributes {
             match a {
-                RouteAttribute::Oif(i) => path.interface_index = *i,
-                RouteAttribute::Gateway(g) => path.gateway = route_address_ip(g),
-                RouteAttribute::PrefSource(p) => path.source = route_address_ip(p),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Gateway(g) => found.gateway = route_ip(g),
+                RouteAttribute::PrefSource(p) => found.source = route_ip(p),
+                RouteAttribute::Metrics(metrics) => {
+                    found.route_mtu = metrics.iter().find_map(|m| match m {
+                        RouteMetric::Mtu(n) => u16::try_from(*n).ok(),
+                        _ => None,
+                    })
+                }
                 _ => {}
             }
         }
-        Some(path)
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(oif?)
+            .execute()
+            .try_next()
+            .await
+            .ok()??;
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::Mtu(m) => found.link_mtu = u16::try_from(*m).ok(),
+                LinkAttribute::IfName(n) => found.interface = n.clone(),
+                _ => {}
+            }
+        }
+        Some(found)
     }
 
     fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
@@ -414,53 +440,12 @@ impl RouteManager for LinuxRoutes {
         });
         Ok(rx)
     }
-
-    async fn egress_interface(&self, dst: IpAddr) -> Option<String> {
-        let link = self.egress_link(dst).await?;
-        link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        })
-    }
 }
 
-impl LinuxRoutes {
-    /// The route the kernel picks for `dst` now, for packets with `mark` (`ip route get`).
-    async fn lookup(&self, dst: IpAddr, mark: Option<u32>) -> Option<RouteMessage> {
-        let mut query = match dst {
-            IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(a, 32)
-                .build(),
-            IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(a, 128)
-                .build(),
-        };
-        if let Some(mark) = mark {
-            query.attributes.push(RouteAttribute::Mark(mark));
-        }
-        self.handle
-            .route()
-            .get(query)
-            .execute()
-            .try_next()
-            .await
-            .ok()?
-    }
-
-    /// The link the kernel picks for `dst` now.
-    async fn egress_link(&self, dst: IpAddr) -> Option<LinkMessage> {
-        let route = self.lookup(dst, None).await?;
-        let oif = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        })?;
-        self.handle
-            .link()
-            .get()
-            .match_index(oif)
-            .execute()
-            .try_next()
-            .await
-            .ok()?
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
     }
 }

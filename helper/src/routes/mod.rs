@@ -12,6 +12,7 @@
 //! default route is the tunnel's.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use underpass_proto::{RoutingSummary, TunnelConfig};
@@ -39,25 +40,59 @@ pub trait RouteManager: Sized {
     async fn apply(&mut self, plan: &RoutePlan) -> anyhow::Result<()>;
     /// Removes everything `apply` installed, leaving the tables and rules as they were.
     async fn restore(&mut self) -> anyhow::Result<()>;
-    /// The MTU of the link that currently carries traffic to `dst`, if known.
-    async fn egress_mtu(&self, dst: std::net::IpAddr) -> Option<u16>;
-    /// The name of the interface the kernel routes traffic to `dst` through, if known.
-    async fn egress_interface(&self, dst: std::net::IpAddr) -> Option<String>;
-    /// The path the helper's own encrypted packets (carrying `fwmark`) take to `dst` now, as the
-    /// kernel looks it up; `None` when no route reaches `dst` (offline).
-    async fn marked_path(&self, dst: std::net::IpAddr, fwmark: u32) -> Option<NetPath>;
+    /// The route the kernel picks for `dst` now (`ip route get`), for packets carrying
+    /// `fwmark` when given (the helper's own encrypted UDP), if there is one.
+    async fn lookup(&self, dst: IpAddr, fwmark: Option<u32>) -> Option<RouteLookup>;
     /// A notification for every change of links, addresses and routes (IPv4 and IPv6), for the
-    /// daemon to debounce and then check each endpoint's [`RouteManager::marked_path`] again.
+    /// daemon to debounce and then look up each endpoint's route again (offline when none).
     fn watch_changes() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>>;
 }
 
-/// Where packets to one destination leave, as far as a changed path matters: a new interface,
-/// gateway or source address means the server must hear from us at once.
+/// One answer of the kernel to "how would a packet to this address leave?".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetPath {
-    pub interface_index: u32,
-    pub gateway: Option<std::net::IpAddr>,
-    pub source: Option<std::net::IpAddr>,
+pub struct RouteLookup {
+    pub destination: IpAddr,
+    pub interface: String,
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel would pick.
+    pub source: Option<IpAddr>,
+    /// The route's own MTU (`ip route ... mtu N`, or a learned path MTU), which may be smaller
+    /// than the link's.
+    pub route_mtu: Option<u16>,
+    pub link_mtu: Option<u16>,
+}
+
+impl RouteLookup {
+    /// Whether packets would leave another way than `other` says: a new interface, gateway or
+    /// source address means the server must hear from us at once.
+    pub fn same_path(&self, other: &RouteLookup) -> bool {
+        (&self.interface, self.gateway, self.source)
+            == (&other.interface, other.gateway, other.source)
+    }
+
+    /// The MTU toward the destination: the route's when it has one, else its link's.
+    pub fn path_mtu(&self) -> Option<u16> {
+        self.route_mtu.or(self.link_mtu)
+    }
+
+    /// `198.51.100.7 via 198.51.100.1 dev eth0 src 198.51.100.2 route mtu 1492 (link 1500)`.
+    pub fn describe(&self) -> String {
+        let mut s = self.destination.to_string();
+        if let Some(g) = self.gateway {
+            s.push_str(&format!(" via {g}"));
+        }
+        s.push_str(&format!(" dev {}", self.interface));
+        if let Some(src) = self.source {
+            s.push_str(&format!(" src {src}"));
+        }
+        match (self.route_mtu, self.link_mtu) {
+            (Some(r), Some(l)) => s.push_str(&format!(" route mtu {r} (link {l})")),
+            (Some(r), None) => s.push_str(&format!(" route mtu {r}")),
+            (None, Some(l)) => s.push_str(&format!(" link mtu {l}")),
+            (None, None) => {}
+        }
+        s
+    }
 }
 
 /// The routing changes for one tunnel, in OS-independent terms.

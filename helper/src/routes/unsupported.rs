@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use super::{RouteManager, RoutePlan};
+use super::{RouteLookup, RouteManager, RoutePlan};
 
 pub struct UnsupportedRoutes;
 
@@ -30,15 +30,7 @@ impl RouteManager for UnsupportedRoutes {
         Ok(())
     }
 
-    async fn egress_mtu(&self, _dst: IpAddr) -> Option<u16> {
-        None
-    }
-
-    async fn egress_interface(&self, _dst: IpAddr) -> Option<String> {
-        None
-    }
-
-    async fn marked_path(&self, _dst: IpAddr, _fwmark: u32) -> Option<super::NetPath> {
+    async fn lookup(&self, _dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         None
     }
 

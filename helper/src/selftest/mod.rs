@@ -200,7 +200,7 @@ async fn resolver_routes(ctx: &Context) -> Vec<ResolverRoute> {
     let mut out = Vec::new();
     for server in servers {
         let interface = match &routes {
-            Some(r) => r.egress_interface(server).await,
+            Some(r) => r.lookup(server, None).await.map(|l| l.interface),
             None => None,
         };
         let through_tunnel = match (&interface, &ctx.tunnel) {

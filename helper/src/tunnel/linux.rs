@@ -464,7 +464,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                 {
                     let mut tunn = peer.tunn.lock();
                     let result = tunn.decapsulate(Some(from), datagram, &mut out[TUN_OFFSET..]);
-                    if !matches!(result, TunnResult::Err(_)) {
+                    if answers_us(datagram) && !matches!(result, TunnResult::Err(_)) {
                         peer.rx_packets.fetch_add(1, Ordering::Relaxed);
                     }
                     match result {
@@ -514,6 +514,12 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
         }
     }
+}
+
+/// A handshake response (2) or transport data (4): proof that the server hears us. Its own
+/// handshake initiations (1) are not, since they reach us even when ours do not reach it.
+fn answers_us(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(2 | 4))
 }
 
 /// Handshake initiation (1) or response (2), by WireGuard's message type.

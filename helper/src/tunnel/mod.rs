@@ -2,6 +2,7 @@
 //!
 //! `peers` (cryptokey routing) is portable and unit-tested; the I/O shell is one file per OS.
 
+pub mod mtu;
 pub mod peers;
 pub mod probe;
 

@@ -35,8 +35,9 @@ pub struct Peer {
     /// Encrypted bytes on the wire, both directions (as `wg show` counts them).
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
-    /// Packets from the server that authenticated (data, keepalives, handshake responses):
-    /// what liveness counts, since anyone can send bytes that merely look like WireGuard.
+    /// Packets from the server that authenticated and answer us (data, keepalives, handshake
+    /// responses): what liveness counts, since anyone can send bytes that merely look like
+    /// WireGuard, and the server's own handshake initiations arrive even when ours do not.
     pub rx_packets: AtomicU64,
 }
 
