@@ -22,8 +22,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
@@ -65,75 +64,65 @@ pub struct DataPlane {
     handshakes: Arc<Notify>,
     paused: Arc<AtomicBool>,
     cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    /// Fires once the data plane's thread has closed the device and the socket.
+    closed: oneshot::Receiver<()>,
 }
 
+/// What the data plane's thread hands back once the device and socket are up.
+type Started = (Arc<PeerTable>, Arc<Notify>, Arc<AtomicBool>);
+
 impl DataPlane {
+    /// Starts the data plane on a thread of its own with a single-threaded runtime: its three
+    /// loops then share one epoll and never wake another worker thread, which on the shared
+    /// multi-threaded runtime cost a futex wake and a context switch per batch.
     pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
-        let device = build_device(&cfg)?;
-        let dual_stack = cfg.peers.iter().any(|p| p.endpoint.is_ipv6());
-        let socket =
-            bind_socket(cfg.fwmark, dual_stack).context("creating the encrypted UDP socket")?;
-        let udp = Udp::new(socket, dual_stack).context("configuring UDP offload")?;
-        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
-        let handshakes = Arc::new(Notify::new());
-        let paused = Arc::new(AtomicBool::new(false));
-        let io = Arc::new(Io {
-            device,
-            udp,
-            peers: peers.clone(),
-            handshakes: handshakes.clone(),
-            paused: paused.clone(),
-        });
-        tracing::info!(
-            interface = %cfg.interface,
-            mtu = cfg.mtu,
-            udp_gso_segments = io.udp.max_segments(),
-            udp_gro_segments = io.udp.state.gro_segments(),
-            "data plane up"
-        );
+        let interface = cfg.interface.clone();
         let cancel = CancellationToken::new();
-        // Start the handshakes now rather than on the first packet: connect is then one RTT.
-        for peer in peers.peers() {
-            let init = {
-                let mut buf = [0u8; 256];
-                match peer
-                    .tunn
-                    .lock()
-                    .format_handshake_initiation(&mut buf, false)
-                {
-                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                    _ => None,
-                }
-            };
-            if let Some(init) = init {
-                io.udp.send(peer, &init, None).await;
-            }
-        }
-        let out = io.clone();
         let stop = cancel.clone();
-        let tasks = vec![
-            tokio::spawn(async move {
-                outbound(
-                    &out.device,
-                    &out.udp,
-                    &out.peers,
-                    &out.paused,
-                    cfg.mtu,
-                    stop,
-                )
-                .await
-            }),
-            tokio::spawn(inbound(io.clone(), cancel.clone())),
-            tokio::spawn(timers(io, cancel.clone())),
-        ];
+        let (started_tx, started_rx) = oneshot::channel::<Result<Started>>();
+        let (closed_tx, closed) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("underpass-data".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let mtu = cfg.mtu;
+                        match open(cfg).await {
+                            Ok(io) => {
+                                let shared =
+                                    (io.peers.clone(), io.handshakes.clone(), io.paused.clone());
+                                let _ = started_tx.send(Ok(shared));
+                                run(io, mtu, stop).await;
+                            }
+                            Err(e) => {
+                                let _ = started_tx.send(Err(e));
+                            }
+                        }
+                    }),
+                    Err(e) => {
+                        let _ =
+                            started_tx
+                                .send(Err(anyhow::Error::new(e)
+                                    .context("starting the data plane's runtime")));
+                    }
+                }
+                // The runtime and with it the device and the socket are gone by now.
+                let _ = closed_tx.send(());
+            })
+            .context("starting the data plane thread")?;
+        let (peers, handshakes, paused) = started_rx
+            .await
+            .context("the data plane thread ended while starting")??;
         Ok(DataPlane {
-            interface: cfg.interface,
+            interface,
             peers,
             handshakes,
             paused,
             cancel,
-            tasks,
+            closed,
         })
     }
 
@@ -157,10 +146,65 @@ impl DataPlane {
     /// route that pointed at it.
     pub async fn stop(self) {
         self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        let _ = self.closed.await;
+    }
+}
+
+/// Opens the device and the socket, and sends each peer's first handshake initiation at once
+/// rather than on the first packet: connect is then one round trip.
+async fn open(cfg: DataPlaneConfig) -> Result<Arc<Io>> {
+    let device = build_device(&cfg)?;
+    let dual_stack = cfg.peers.iter().any(|p| p.endpoint.is_ipv6());
+    let socket =
+        bind_socket(cfg.fwmark, dual_stack).context("creating the encrypted UDP socket")?;
+    let udp = Udp::new(socket, dual_stack).context("configuring UDP offload")?;
+    let io = Arc::new(Io {
+        device,
+        udp,
+        peers: Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers)),
+        handshakes: Arc::new(Notify::new()),
+        paused: Arc::new(AtomicBool::new(false)),
+    });
+    tracing::info!(
+        interface = %cfg.interface,
+        mtu = cfg.mtu,
+        udp_gso_segments = io.udp.max_segments(),
+        udp_gro_segments = io.udp.state.gro_segments(),
+        "data plane up"
+    );
+    for peer in io.peers.peers() {
+        let init = {
+            let mut buf = [0u8; 256];
+            match peer
+                .tunn
+                .lock()
+                .format_handshake_initiation(&mut buf, false)
+            {
+                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                _ => None,
+            }
+        };
+        if let Some(init) = init {
+            io.udp.send(peer, &init, None).await;
         }
     }
+    Ok(io)
+}
+
+/// The three loops, until cancelled.
+async fn run(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
+    tokio::join!(
+        outbound(
+            &io.device,
+            &io.udp,
+            &io.peers,
+            &io.paused,
+            mtu,
+            cancel.clone()
+        ),
+        inbound(io.clone(), cancel.clone()),
+        timers(io.clone(), cancel),
+    );
 }
 
 fn build_device(cfg: &DataPlaneConfig) -> Result<AsyncDevice> {
