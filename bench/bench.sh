@@ -2,11 +2,13 @@
 # Underpass benchmark: throughput, CPU per GB, peak RSS and connect time of WireGuard clients
 # running in the sandbox's client namespace against the same wireguard-go server.
 #
-#   bench/bench.sh [--rounds N] [--seconds S] [--clients LIST] [--reverse] [--no-app]
+#   bench/bench.sh [--rounds N] [--seconds S] [--clients LIST] [--direction up|down|both] [--no-app]
 #     --rounds N     rounds (default 5); each round runs every client once, order rotated per round
-#     --seconds S    iperf3 duration per run (default 10)
+#     --seconds S    iperf3 duration per transfer (default 10)
 #     --clients LIST comma list from: wireguard-go,boringtun,underpass (default: all three)
-#     --reverse      measure download (iperf3 -R: internet host -> client) instead of upload
+#     --direction D  up (iperf3 client -> internet host), down (iperf3 -R), or both (default):
+#                    one connect per run, then each direction's transfer in turn
+#     --reverse      the same as --direction down
 #     --no-app       skip the desktop app's memory (measured when $BIN_DIR/underpass-gui and
 #                    Xvfb exist: build it with `npm run ui:build && cargo build --release
 #                    -p underpass-gui --features tauri/custom-protocol`)
@@ -18,6 +20,9 @@
 # Writes bench/results/<timestamp>.json (raw per-run numbers) and prints a Markdown table.
 #
 # What is measured, per run:
+#   floor         once, before the rounds: ChaCha20-Poly1305 on one core (`openssl speed -evp
+#                 chacha20-poly1305 -bytes 1420`, CPU time), as CPU-s per GB: what encryption
+#                 alone costs, the least any client could spend
 #   connect_ms    comparison clients: from process start to the first ping reply from the
 #                 internet host through the tunnel; underpass: from `underpass connect` (helper
 #                 already running, profile imported) to that first reply. Polled every <=0.2 s,
@@ -37,13 +42,17 @@ PREFIX=ubn
 RESULTS_DIR="$ROOT/bench/results"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
-rounds=5 seconds=10 reverse=0 app=1 clients_arg="wireguard-go,boringtun,underpass"
+rounds=5 seconds=10 directions="up down" app=1 clients_arg="wireguard-go,boringtun,underpass"
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=${2:?}; shift 2 ;;
     --seconds) seconds=${2:?}; shift 2 ;;
     --clients) clients_arg=${2:?}; shift 2 ;;
-    --reverse) reverse=1; shift ;;
+    --reverse) directions=down; shift ;;
+    --direction)
+      case ${2:-} in up | down) directions=$2 ;; both) directions="up down" ;;
+        *) echo "bench: --direction up|down|both" >&2; exit 2 ;; esac
+      shift 2 ;;
     --no-app) app=0; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -276,11 +285,12 @@ stop_client() {
 # ---------------------------------------------------------------- one run
 RUNS="$WORK/runs.jsonl"
 : >"$RUNS"
-record() {  # record ROUND CLIENT OK ERROR [mbps bytes cpu_s rss_kib connect_ms]
-  jq -nc --argjson round "$1" --arg client "$2" --argjson ok "$3" --arg error "$4" \
-    --arg mbps "${5:-}" --arg bytes "${6:-}" --arg cpu "${7:-}" --arg rss "${8:-}" --arg conn "${9:-}" '
+record() {  # record ROUND CLIENT DIRECTION OK ERROR [mbps bytes cpu_s rss_kib connect_ms]
+  jq -nc --argjson round "$1" --arg client "$2" --arg direction "$3" --argjson ok "$4" --arg error "$5" \
+    --arg mbps "${6:-}" --arg bytes "${7:-}" --arg cpu "${8:-}" --arg rss "${9:-}" --arg conn "${10:-}" '
     def num: if . == "" then null else tonumber end;
-    {round: $round, client: $client, ok: $ok, error: (if $error == "" then null else $error end),
+    {round: $round, client: $client, direction: $direction, ok: $ok,
+     error: (if $error == "" then null else $error end),
      mbps: ($mbps|num), bytes: ($bytes|num), cpu_s: ($cpu|num),
      cpu_s_per_gb: (if ($cpu|num) != null and ($bytes|num) and ($bytes|num) > 0
                     then ($cpu|num) / (($bytes|num) / 1e9) else null end),
@@ -288,37 +298,49 @@ record() {  # record ROUND CLIENT OK ERROR [mbps bytes cpu_s rss_kib connect_ms]
      connect_ms: ($conn|num)}' >>"$RUNS"
 }
 
-run_one() {  # run_one ROUND CLIENT
-  local round=$1 client=$2 json="$WORK/iperf-$1-$2.json"
+fail_all() {  # fail_all ROUND CLIENT ERROR: one failed record per direction
+  local d
+  for d in $directions; do record "$1" "$2" "$d" false "$3"; done
+}
+
+run_one() {  # run_one ROUND CLIENT: one connect, then a transfer per direction
+  local round=$1 client=$2
   if ! start_client "$client"; then
     [ -n "$CLIENT_LOG" ] && [ -s "$CLIENT_LOG" ] && { log "last lines of $client's log:"; tail -n 8 "$CLIENT_LOG" >&2; }
-    record "$round" "$client" false "client did not come up (see log above)"
+    fail_all "$round" "$client" "client did not come up (see log above)"
     stop_client; return 0
   fi
-  alive "$CLIENT_PID" || { record "$round" "$client" false "client process exited"; stop_client; return 0; }
-  local t_before t_after rss rflag=()
-  [ "$reverse" = 1 ] && rflag=(-R)
-  t_before=$(cpu_ticks "$CLIENT_PID")
-  timeout $((seconds + 30)) ip netns exec "$NS_CLIENT" \
-    iperf3 -c "$TARGET4" -p $IPERF_PORT -t "$seconds" -J --connect-timeout 5000 "${rflag[@]}" >"$json" 2>&1 || true
-  if ! alive "$CLIENT_PID"; then record "$round" "$client" false "client process died during transfer"; stop_client; return 0; fi
-  t_after=$(cpu_ticks "$CLIENT_PID")
-  rss=$(vm_hwm_kib "$CLIENT_PID")
-  local err mbps bytes
-  err=$(jq -r '.error // empty' "$json" 2>/dev/null || echo "iperf3 output is not JSON")
-  if [ -n "$err" ]; then
-    record "$round" "$client" false "iperf3: $err"; stop_client; return 0
-  fi
-  mbps=$(jq -r '.end.sum_received.bits_per_second / 1e6' "$json")
-  bytes=$(jq -r '.end.sum_received.bytes' "$json")
-  local cpu; cpu=$(awk -v a="$t_before" -v b="$t_after" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / hz}')
-  record "$round" "$client" true "" "$mbps" "$bytes" "$cpu" "$rss" "$CONNECT_MS"
-  log "round $round $client: $(printf '%.0f' "$mbps") Mbit/s, cpu ${cpu}s, connect ${CONNECT_MS} ms, rss $((rss / 1024)) MiB"
+  alive "$CLIENT_PID" || { fail_all "$round" "$client" "client process exited"; stop_client; return 0; }
+  local d json t_before t_after rss rflag err mbps bytes cpu
+  for d in $directions; do
+    json="$WORK/iperf-$round-$client-$d.json" rflag=()
+    [ "$d" = down ] && rflag=(-R)
+    t_before=$(cpu_ticks "$CLIENT_PID")
+    timeout $((seconds + 30)) ip netns exec "$NS_CLIENT" \
+      iperf3 -c "$TARGET4" -p $IPERF_PORT -t "$seconds" -J --connect-timeout 5000 "${rflag[@]}" >"$json" 2>&1 || true
+    if ! alive "$CLIENT_PID"; then record "$round" "$client" "$d" false "client process died during transfer"; continue; fi
+    t_after=$(cpu_ticks "$CLIENT_PID")
+    rss=$(vm_hwm_kib "$CLIENT_PID")
+    err=$(jq -r '.error // empty' "$json" 2>/dev/null || echo "iperf3 output is not JSON")
+    if [ -n "$err" ]; then record "$round" "$client" "$d" false "iperf3: $err"; continue; fi
+    mbps=$(jq -r '.end.sum_received.bits_per_second / 1e6' "$json")
+    bytes=$(jq -r '.end.sum_received.bytes' "$json")
+    cpu=$(awk -v a="$t_before" -v b="$t_after" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / hz}')
+    record "$round" "$client" "$d" true "" "$mbps" "$bytes" "$cpu" "$rss" "$CONNECT_MS"
+    log "round $round $client $d: $(printf '%.0f' "$mbps") Mbit/s, cpu ${cpu}s, connect ${CONNECT_MS} ms, rss $((rss / 1024)) MiB"
+  done
   stop_client
 }
 
+# ---------------------------------------------------------------- the floor: encryption alone
+# ChaCha20-Poly1305 over 1420-byte messages on one core; openssl divides by CPU time, so this is
+# CPU-s per GB even on a busy machine.
+FLOOR=$(timeout 60 openssl speed -evp chacha20-poly1305 -bytes 1420 -seconds 3 -mr 2>/dev/null |
+  awk -F: '/^\+F:/ && $4 > 0 {printf "%.3f", 1e9 / $4}') || FLOOR=""
+log "floor: ChaCha20-Poly1305 on one core: ${FLOOR:-?} CPU-s/GB"
+
 # ---------------------------------------------------------------- rounds (interleaved)
-log "clients: ${clients[*]}; rounds $rounds x ${seconds}s; $([ "$reverse" = 1 ] && echo download || echo upload)"
+log "clients: ${clients[*]}; rounds $rounds x ${seconds}s; directions: $directions"
 n=${#clients[@]}
 for ((r = 1; r <= rounds; r++)); do
   for ((j = 0; j < n; j++)); do
@@ -378,40 +400,56 @@ out="$RESULTS_DIR/$stamp.json"
 kernel=$(uname -srm)
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 notes_json=$(printf '%s\n' "${notes[@]+"${notes[@]}"}" | jq -R . | jq -sc 'map(select(. != ""))')
+first_direction=${directions%% *}
 jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(nproc)" \
   --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
-  --arg direction "$([ "$reverse" = 1 ] && echo download || echo upload)" \
+  --arg directions "$directions" --arg first "$first_direction" --arg floor "${FLOOR:-}" \
   --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" '
   def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   . as $runs
-  | ($runs | map(select(.client == "wireguard-go" and .ok)) | map({key: (.round|tostring), value: .mbps}) | from_entries) as $base
+  # The same round and direction of a reference client, by "round/direction".
+  | def by_round($ref; f): $runs | map(select(.client == $ref and .ok and (f != null)))
+      | map({key: "\(.round)/\(.direction)", value: f}) | from_entries;
+  def ratio($base; f): map(select($base["\(.round)/\(.direction)"] != null and f != null)
+      | f / $base["\(.round)/\(.direction)"]) | median;
+  by_round("wireguard-go"; .mbps) as $wg_mbps | by_round("boringtun"; .mbps) as $bt_mbps
+  | by_round("wireguard-go"; .cpu_s_per_gb) as $wg_cpu
   | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
-     direction: $direction, notes: $notes, runs: $runs, app_memory: $app,
-     summary: [($clients | split(" "))[] as $c
-       | ($runs | map(select(.client == $c and .ok))) as $ok
-       | {client: $c, ok_rounds: ($ok | length), failed_rounds: ($runs | map(select(.client == $c and (.ok|not))) | length),
+     directions: ($directions | split(" ")), notes: $notes,
+     floor_cpu_s_per_gb: (if $floor == "" then null else ($floor | tonumber) end),
+     runs: $runs, app_memory: $app,
+     summary: [($clients | split(" "))[] as $c | ($directions | split(" "))[] as $d
+       | ($runs | map(select(.client == $c and .direction == $d))) as $all
+       | ($all | map(select(.ok))) as $ok
+       | {client: $c, direction: $d, ok_rounds: ($ok | length), failed_rounds: ($all | map(select(.ok | not)) | length),
           median_mbps: ($ok | map(.mbps) | median),
-          median_ratio_vs_wireguard_go: ($ok | map(select($base[.round|tostring] != null) | .mbps / $base[.round|tostring]) | median),
+          median_ratio_vs_wireguard_go: ($ok | ratio($wg_mbps; .mbps)),
+          median_ratio_vs_boringtun: ($ok | ratio($bt_mbps; .mbps)),
           median_cpu_s_per_gb: ($ok | map(.cpu_s_per_gb) | map(select(. != null)) | median),
+          median_cpu_ratio_vs_wireguard_go: ($ok | ratio($wg_cpu; .cpu_s_per_gb)),
           median_rss_mib: ($ok | map(.rss_mib) | median),
-          median_connect_ms: ($ok | map(.connect_ms) | median)}]}' "$RUNS" >"$out"
+          # One connect per run: counted once, with the first direction.
+          median_connect_ms: (if $d == $first then ($ok | map(.connect_ms) | median) else null end)}]}' "$RUNS" >"$out"
 
 fmt() { awk -v v="$1" -v d="$2" 'BEGIN { if (v == "" || v == "null") print "–"; else printf "%.*f\n", d, v }'; }
 echo
 echo "### Underpass benchmark, $(date -u '+%F %H:%M UTC')"
 echo
-echo "$(nproc) CPU ($cpu_model), $kernel; iperf3 $([ "$reverse" = 1 ] && echo download || echo upload) ${seconds}s x $rounds rounds, interleaved; server: wireguard-go in the sandbox"
+echo "$(nproc) CPU ($cpu_model), $kernel; iperf3 ${seconds}s per direction ($directions) x $rounds rounds, clients interleaved; server: wireguard-go in the sandbox; medians; ratios are medians of per-round ratios"
 echo
-echo "| client | throughput, median (Mbit/s) | vs wireguard-go (median of per-round ratios) | CPU s/GB (median) | peak RSS (MiB, median) | connect (ms, median) | rounds ok |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-jq -r '.summary[] | [.client, .median_mbps, .median_ratio_vs_wireguard_go, .median_cpu_s_per_gb, .median_rss_mib, .median_connect_ms, .ok_rounds, .failed_rounds] | map(tostring) | @tsv' "$out" |
-  while IFS=$'\t' read -r c mbps ratio cpu rss conn okr bad; do
+echo "| client | direction | Mbit/s | vs wireguard-go | vs boringtun | CPU s/GB | CPU vs wireguard-go | peak RSS (MiB) | connect (ms) | rounds ok |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+jq -r '.summary[] | [.client, .direction, .median_mbps, .median_ratio_vs_wireguard_go, .median_ratio_vs_boringtun,
+    .median_cpu_s_per_gb, .median_cpu_ratio_vs_wireguard_go, .median_rss_mib, .median_connect_ms, .ok_rounds, .failed_rounds]
+  | map(tostring) | @tsv' "$out" |
+  while IFS=$'\t' read -r c d mbps ratio bt cpu cpur rss conn okr bad; do
     rounds_cell="$okr/$rounds"; [ "$bad" != 0 ] && rounds_cell+=" ($bad failed)"
-    echo "| $c | $(fmt "$mbps" 0) | $(fmt "$ratio" 2) | $(fmt "$cpu" 2) | $(fmt "$rss" 1) | $(fmt "$conn" 0) | $rounds_cell |"
+    echo "| $c | $d | $(fmt "$mbps" 0) | $(fmt "$ratio" 2) | $(fmt "$bt" 2) | $(fmt "$cpu" 2) | $(fmt "$cpur" 2) | $(fmt "$rss" 1) | $(fmt "$conn" 0) | $rounds_cell |"
   done
-for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | | | | | 0/$rounds |"; done
+for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | | | | | | | | 0/$rounds |"; done
+echo "| floor: ChaCha20-Poly1305, one core (openssl speed) | | | | | $(fmt "${FLOOR:-}" 2) | | | | |"
 if [ "$APP_JSON" != null ]; then
   echo
   echo "Desktop app (underpass-gui, Connect screen of a live tunnel, under Xvfb), MiB:"

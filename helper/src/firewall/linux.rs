@@ -1,6 +1,7 @@
 //! The Linux kill switch: one nftables table, `inet underpass`, built with the `nftables`
-//! crate's typed JSON schema and handed to `nft` as one transaction, so every change replaces
-//! the whole table atomically and no half-built rule set is ever live.
+//! crate's typed JSON schema and handed to libnftables in-process (`libnftables`) as one
+//! transaction, so every change replaces the whole table atomically and no half-built rule
+//! set is ever live.
 //!
 //! Output: loopback; the helper's own (marked) UDP; DNS only to the tunnel's
 //! resolvers through the tunnel; the tunnel; DHCP and neighbour discovery; the LAN when
@@ -8,8 +9,11 @@
 //! Input: replies, the tunnel, DHCP/NDP, the LAN when allowed; the tunnel's own address is
 //! unreachable from any other interface (CVE-2019-14899); everything else is dropped.
 
+mod libnftables;
+
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
@@ -18,21 +22,38 @@ use nftables::expr::{
     Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, RTKey, SetItem,
     TcpOption, CT, RT,
 };
-use nftables::helper::apply_ruleset_async;
 use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{Mangle, Match, Operator, Reject, RejectType, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
+
+use libnftables::Libnftables;
+use parking_lot::Mutex;
 
 use super::{lan_prefixes, Firewall, FirewallPolicy};
 
 pub const TABLE: &str = "underpass";
 const DNS_PORTS: [u32; 2] = [53, 853];
 
-pub struct Nftables;
+pub struct Nftables {
+    nft: Arc<Mutex<Libnftables>>,
+}
+
+impl Nftables {
+    /// Runs `batch` as one transaction, off the async threads (it is a blocking netlink call).
+    async fn run(&self, batch: Batch<'_>) -> Result<()> {
+        let json = serde_json::to_string(&batch.to_nftables()).context("encoding nftables JSON")?;
+        let nft = self.nft.clone();
+        tokio::task::spawn_blocking(move || nft.lock().run(&json))
+            .await
+            .context("the nftables call did not finish")?
+    }
+}
 
 impl Firewall for Nftables {
     async fn open() -> Result<Self> {
-        Ok(Nftables)
+        Ok(Nftables {
+            nft: Arc::new(Mutex::new(Libnftables::open()?)),
+        })
     }
 
     async fn apply(&mut self, policy: &FirewallPolicy) -> Result<()> {
@@ -60,9 +81,9 @@ impl Firewall for Nftables {
         for stmts in input_rules(policy) {
             batch.add(rule("input", stmts));
         }
-        apply_ruleset_async(&batch.to_nftables())
+        self.run(batch)
             .await
-            .context("installing the nftables table inet underpass (is `nft` installed?)")
+            .context("installing the nftables table inet underpass")
     }
 
     async fn clamp_mss(&mut self, interface: Option<&str>) -> Result<()> {
@@ -80,7 +101,7 @@ impl Firewall for Nftables {
                 b
             }
         };
-        apply_ruleset_async(&batch.to_nftables())
+        self.run(batch)
             .await
             .context("setting the TCP MSS clamp (nftables table inet underpass_mss)")
     }
@@ -89,7 +110,7 @@ impl Firewall for Nftables {
         let mut batch = Batch::new();
         batch.add(NfListObject::Table(table()));
         batch.delete(NfListObject::Table(table()));
-        apply_ruleset_async(&batch.to_nftables())
+        self.run(batch)
             .await
             .context("removing the nftables table inet underpass")
     }

@@ -22,8 +22,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
@@ -43,98 +42,107 @@ const SOCKET_BUFFER: usize = 7 << 20;
 
 struct Io {
     device: AsyncDevice,
-    socket: UdpSocket,
-    udp: UdpSocketState,
+    udp: Udp,
     peers: Arc<PeerTable>,
     /// Signalled whenever a handshake message arrives, so the daemon sees "connected" at once.
     handshakes: Arc<Notify>,
     /// While set, no data packet is forwarded either way (the self-test's simulated drop).
     paused: Arc<AtomicBool>,
+    /// Wakes the timer loop to start a handshake with every peer now.
+    force: Arc<Notify>,
+}
+
+/// The encrypted side: one UDP socket, driven through quinn-udp.
+struct Udp {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
+    dual_stack: bool,
     /// While set, nothing at all is sent: no route reaches the server (offline).
     offline: Arc<AtomicBool>,
     /// Sends refused with "network unreachable" or "address not available": the path is gone.
     unreachable: Arc<AtomicU64>,
-    /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
-    dual_stack: bool,
 }
 
 pub struct DataPlane {
     interface: String,
+    shared: Shared,
+    cancel: CancellationToken,
+    /// Fires once the data plane's thread has closed the device and the socket.
+    closed: oneshot::Receiver<()>,
+}
+
+/// What the daemon's side holds of a running data plane: counters and switches.
+struct Shared {
     peers: Arc<PeerTable>,
     handshakes: Arc<Notify>,
     paused: Arc<AtomicBool>,
     offline: Arc<AtomicBool>,
     unreachable: Arc<AtomicU64>,
-    /// Wakes the timer loop to start a handshake with every peer now.
     force: Arc<Notify>,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Shared {
+    fn of(io: &Io) -> Shared {
+        Shared {
+            peers: io.peers.clone(),
+            handshakes: io.handshakes.clone(),
+            paused: io.paused.clone(),
+            offline: io.udp.offline.clone(),
+            unreachable: io.udp.unreachable.clone(),
+            force: io.force.clone(),
+        }
+    }
 }
 
 impl DataPlane {
+    /// Starts the data plane on a thread of its own with a single-threaded runtime: its three
+    /// loops then share one epoll and never wake another worker thread, which on the shared
+    /// multi-threaded runtime cost a futex wake and a context switch per batch.
     pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
-        let device = build_device(&cfg)?;
-        let dual_stack = cfg.peers.iter().any(|p| p.endpoint.is_ipv6());
-        let socket =
-            bind_socket(cfg.fwmark, dual_stack).context("creating the encrypted UDP socket")?;
-        let udp = UdpSocketState::new((&socket).into()).context("configuring UDP offload")?;
-        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
-        let handshakes = Arc::new(Notify::new());
-        let paused = Arc::new(AtomicBool::new(false));
-        let offline = Arc::new(AtomicBool::new(false));
-        let unreachable = Arc::new(AtomicU64::new(0));
-        let force = Arc::new(Notify::new());
-        let io = Arc::new(Io {
-            device,
-            socket,
-            udp,
-            peers: peers.clone(),
-            handshakes: handshakes.clone(),
-            paused: paused.clone(),
-            offline: offline.clone(),
-            unreachable: unreachable.clone(),
-            dual_stack,
-        });
-        tracing::info!(
-            interface = %cfg.interface,
-            mtu = cfg.mtu,
-            udp_gso_segments = io.udp.max_gso_segments(),
-            udp_gro_segments = io.udp.gro_segments(),
-            "data plane up"
-        );
+        let interface = cfg.interface.clone();
         let cancel = CancellationToken::new();
-        // Start the handshakes now rather than on the first packet: connect is then one RTT.
-        for peer in peers.peers() {
-            let init = {
-                let mut buf = [0u8; 256];
-                match peer
-                    .tunn
-                    .lock()
-                    .format_handshake_initiation(&mut buf, false)
-                {
-                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                    _ => None,
+        let stop = cancel.clone();
+        let (started_tx, started_rx) = oneshot::channel::<Result<Shared>>();
+        let (closed_tx, closed) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("underpass-data".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let mtu = cfg.mtu;
+                        match open(cfg).await {
+                            Ok(io) => {
+                                let _ = started_tx.send(Ok(Shared::of(&io)));
+                                run(io, mtu, stop).await;
+                            }
+                            Err(e) => {
+                                let _ = started_tx.send(Err(e));
+                            }
+                        }
+                    }),
+                    Err(e) => {
+                        let _ =
+                            started_tx
+                                .send(Err(anyhow::Error::new(e)
+                                    .context("starting the data plane's runtime")));
+                    }
                 }
-            };
-            if let Some(init) = init {
-                io.send(peer, &init, None).await;
-            }
-        }
-        let tasks = vec![
-            tokio::spawn(outbound(io.clone(), cfg.mtu, cancel.clone())),
-            tokio::spawn(inbound(io.clone(), cancel.clone())),
-            tokio::spawn(timers(io, force.clone(), cancel.clone())),
-        ];
+                // The runtime and with it the device and the socket are gone by now.
+                let _ = closed_tx.send(());
+            })
+            .context("starting the data plane thread")?;
+        let shared = started_rx
+            .await
+            .context("the data plane thread ended while starting")??;
         Ok(DataPlane {
-            interface: cfg.interface,
-            peers,
-            handshakes,
-            paused,
-            offline,
-            unreachable,
-            force,
+            interface,
+            shared,
             cancel,
-            tasks,
+            closed,
         })
     }
 
@@ -143,40 +151,96 @@ impl DataPlane {
     }
 
     pub fn peers(&self) -> &PeerTable {
-        &self.peers
+        &self.shared.peers
     }
 
     pub fn handshakes(&self) -> Arc<Notify> {
-        self.handshakes.clone()
+        self.shared.handshakes.clone()
     }
 
     pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
+        self.shared.paused.clone()
     }
 
     /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
     pub fn force_handshake(&self) {
-        self.force.notify_one();
+        self.shared.force.notify_one();
     }
 
     /// Offline: send nothing at all, not even handshake initiations, until set back.
     pub fn set_offline(&self, offline: bool) {
-        self.offline.store(offline, Ordering::Relaxed);
+        self.shared.offline.store(offline, Ordering::Relaxed);
     }
 
     /// How many sends the kernel refused because no path reaches the server.
     pub fn unreachable_sends(&self) -> u64 {
-        self.unreachable.load(Ordering::Relaxed)
+        self.shared.unreachable.load(Ordering::Relaxed)
     }
 
     /// Stops the loops and closes the device; the kernel then removes the link and every
     /// route that pointed at it.
     pub async fn stop(self) {
         self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        let _ = self.closed.await;
+    }
+}
+
+/// Opens the device and the socket, and sends each peer's first handshake initiation at once
+/// rather than on the first packet: connect is then one round trip.
+async fn open(cfg: DataPlaneConfig) -> Result<Arc<Io>> {
+    let device = build_device(&cfg)?;
+    let dual_stack = cfg.peers.iter().any(|p| p.endpoint.is_ipv6());
+    let socket =
+        bind_socket(cfg.fwmark, dual_stack).context("creating the encrypted UDP socket")?;
+    let udp = Udp::new(socket, dual_stack).context("configuring UDP offload")?;
+    let io = Arc::new(Io {
+        device,
+        udp,
+        peers: Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers)),
+        handshakes: Arc::new(Notify::new()),
+        paused: Arc::new(AtomicBool::new(false)),
+        force: Arc::new(Notify::new()),
+    });
+    tracing::info!(
+        interface = %cfg.interface,
+        mtu = cfg.mtu,
+        udp_gso_segments = io.udp.max_segments(),
+        udp_gro_segments = io.udp.state.gro_segments(),
+        "data plane up"
+    );
+    for peer in io.peers.peers() {
+        let init = {
+            let mut buf = [0u8; 256];
+            match peer
+                .tunn
+                .lock()
+                .format_handshake_initiation(&mut buf, false)
+            {
+                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                _ => None,
+            }
+        };
+        if let Some(init) = init {
+            io.udp.send(peer, &init, None).await;
         }
     }
+    Ok(io)
+}
+
+/// The three loops, until cancelled.
+async fn run(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
+    tokio::join!(
+        outbound(
+            &io.device,
+            &io.udp,
+            &io.peers,
+            &io.paused,
+            mtu,
+            cancel.clone()
+        ),
+        inbound(io.clone(), cancel.clone()),
+        timers(io.clone(), cancel),
+    );
 }
 
 fn build_device(cfg: &DataPlaneConfig) -> Result<AsyncDevice> {
@@ -258,9 +322,26 @@ fn set_int_opt(socket: &Socket, opt: libc::c_int) -> io::Result<()> {
     }
 }
 
-impl Io {
-    fn destination(&self, peer: &Peer) -> SocketAddr {
-        match (self.dual_stack, peer.endpoint) {
+impl Udp {
+    fn new(socket: UdpSocket, dual_stack: bool) -> io::Result<Udp> {
+        let state = UdpSocketState::new((&socket).into())?;
+        Ok(Udp {
+            socket,
+            state,
+            dual_stack,
+            offline: Arc::default(),
+            unreachable: Arc::default(),
+        })
+    }
+
+    /// How many datagrams one GSO send may carry *now*. quinn-udp lowers this to 1 for good
+    /// when the kernel refuses a GSO send (`EIO`/`EINVAL`), so it is read for every run.
+    fn max_segments(&self) -> usize {
+        self.state.max_gso_segments().max(1)
+    }
+
+    fn destination(&self, endpoint: SocketAddr) -> SocketAddr {
+        match (self.dual_stack, endpoint) {
             (true, SocketAddr::V4(v4)) => {
                 SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
             }
@@ -269,43 +350,76 @@ impl Io {
     }
 
     /// Sends one datagram, or with `segment` a run of equal-sized datagrams in one syscall.
-    async fn send(&self, peer: &Peer, contents: &[u8], segment: Option<usize>) {
+    async fn send_to(
+        &self,
+        endpoint: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
         if self.offline.load(Ordering::Relaxed) {
-            return;
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "offline: no route reaches the server",
+            ));
         }
         let transmit = Transmit {
-            destination: self.destination(peer),
+            destination: self.destination(endpoint),
             ecn: None,
             contents,
             segment_size: segment.filter(|s| *s < contents.len()),
             src_ip: None,
         };
         loop {
-            if self.socket.writable().await.is_err() {
-                return;
-            }
+            self.socket.writable().await?;
             match self.socket.try_io(Interest::WRITABLE, || {
-                self.udp.try_send((&self.socket).into(), &transmit)
+                self.state.try_send((&self.socket).into(), &transmit)
             }) {
-                Ok(()) => {
-                    peer.tx_bytes
-                        .fetch_add(contents.len() as u64, Ordering::Relaxed);
-                    return;
-                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
-                    // The network is down or the endpoint unreachable: WireGuard's timers retry,
-                    // and the daemon takes a vanished path as a network change.
+                    // The daemon takes a vanished path as a network change.
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EHOSTUNREACH)
                     ) {
                         self.unreachable.fetch_add(1, Ordering::Relaxed);
                     }
-                    tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed");
-                    return;
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    /// Sends to a peer and counts the bytes. A failure is only logged: the network is down or
+    /// the endpoint unreachable, and WireGuard's timers retry.
+    async fn send(&self, peer: &Peer, contents: &[u8], segment: Option<usize>) {
+        match self.send_to(peer.endpoint, contents, segment).await {
+            Ok(()) => {
+                peer.tx_bytes
+                    .fetch_add(contents.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed"),
+        }
+    }
+
+    /// Sends a run of equal-sized datagrams. When the kernel refuses GSO on this path, quinn-udp
+    /// turns it off and fails the send; the run then goes out one datagram at a time, so that
+    /// nothing is lost, and every later run is built from single datagrams.
+    async fn send_run(&self, peer: &Peer, contents: &[u8], segment: usize) {
+        let multi = segment < contents.len();
+        match self.send_to(peer.endpoint, contents, Some(segment)).await {
+            Ok(()) => {
+                peer.tx_bytes
+                    .fetch_add(contents.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) if multi && self.max_segments() == 1 => {
+                tracing::warn!(error = %e, endpoint = %peer.endpoint,
+                    "the kernel refused UDP segmentation offload on this path: sending datagrams one by one");
+                for datagram in contents.chunks(segment) {
+                    self.send(peer, datagram, None).await;
                 }
             }
+            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed"),
         }
     }
 }
@@ -352,35 +466,79 @@ impl Run {
 }
 
 /// Sends the run that fills the start of `out`.
-async fn flush(io: &Io, out: &[u8], run: &Run) {
+async fn flush(udp: &Udp, peers: &PeerTable, out: &[u8], run: &Run) {
     if let Some(p) = run.peer {
-        let peer = &io.peers.peers()[p];
-        io.send(peer, &out[..run.len], Some(run.segment)).await;
+        udp.send_run(&peers.peers()[p], &out[..run.len], run.segment)
+            .await;
+    }
+}
+
+/// Where the outbound path reads plaintext packets: the TUN device, or a script in a test.
+trait PacketSource {
+    /// Reads one batch: a GSO super-packet is split into `bufs`. Returns how many packets.
+    async fn recv_batch(
+        &self,
+        original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+    ) -> io::Result<usize>;
+}
+
+impl PacketSource for AsyncDevice {
+    async fn recv_batch(
+        &self,
+        original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+    ) -> io::Result<usize> {
+        self.recv_multiple(original, bufs, sizes, 0).await
     }
 }
 
 /// TUN → encrypt → UDP.
-async fn outbound(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
+async fn outbound(
+    tun: &impl PacketSource,
+    udp: &Udp,
+    peers: &PeerTable,
+    paused: &AtomicBool,
+    mtu: u16,
+    cancel: CancellationToken,
+) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET];
     // After GSO splitting no packet is larger than the MTU.
     let mut bufs = vec![vec![0u8; mtu as usize + 64]; IDEAL_BATCH_SIZE];
     let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
     let slot = (mtu as usize + WG_OVERHEAD).max(256);
     let mut out = vec![0u8; slot * IDEAL_BATCH_SIZE + MAX_PACKET];
-    let max_segments = io.udp.max_gso_segments().max(1);
+    let mut bad_reads: u64 = 0;
     loop {
         let n = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = io.device.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) => match r {
+            r = tun.recv_batch(&mut original, &mut bufs, &mut sizes) => match r {
                 Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The device itself failed (closed, or its interface deleted): nothing more
+                // will come, and retrying would spin.
+                Err(e) if e.raw_os_error().is_some() => {
+                    tracing::error!(error = %e, "the TUN device failed: no more outbound traffic");
+                    return;
+                }
+                // tun-rs could not split what the kernel handed over. Only that packet is
+                // lost; waiting here would stall every flow behind it.
                 Err(e) => {
-                    tracing::warn!(error = %e, "TUN read failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    bad_reads += 1;
+                    if bad_reads == 1 {
+                        tracing::warn!(error = %e, "dropped a packet the TUN read could not split");
+                    } else {
+                        tracing::debug!(error = %e, bad_reads, "dropped a packet the TUN read could not split");
+                    }
+                    // Never a hot loop, even if every read fails: other tasks run first.
+                    tokio::task::yield_now().await;
                     continue;
                 }
             },
         };
-        if io.paused.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
             continue;
         }
         let mut run = Run::new();
@@ -389,11 +547,11 @@ async fn outbound(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
             let Some((_, dst)) = packet_addresses(packet) else {
                 continue;
             };
-            let Some((index, peer)) = io.peers.route(dst) else {
+            let Some((index, peer)) = peers.route(dst) else {
                 continue; // No peer accepts this destination: drop, as WireGuard does.
             };
             if out.len() - run.len < packet.len() + WG_OVERHEAD + 148 {
-                flush(&io, &out, &run).await;
+                flush(udp, peers, &out, &run).await;
                 run = Run::new();
             }
             let start = run.len;
@@ -406,19 +564,20 @@ async fn outbound(io: Arc<Io>, mtu: u16, cancel: CancellationToken) {
                 // Queued until the handshake completes.
                 _ => continue,
             };
-            if run.count > 0 && !run.accepts(index, len, max_segments) {
+            // The limit is read per datagram: it drops to 1 when a GSO send is refused.
+            if run.count > 0 && !run.accepts(index, len, udp.max_segments()) {
                 // Send the run so far, then start a new one with this datagram at the front.
-                flush(&io, &out, &run).await;
+                flush(udp, peers, &out, &run).await;
                 out.copy_within(start..start + len, 0);
                 run = Run::new();
             }
             run.push(index, len);
             if run.closed {
-                flush(&io, &out, &run).await;
+                flush(udp, peers, &out, &run).await;
                 run = Run::new();
             }
         }
-        flush(&io, &out, &run).await;
+        flush(udp, peers, &out, &run).await;
     }
 }
 
@@ -434,12 +593,13 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            r = io.socket.readable() => if r.is_err() { return },
+            r = io.udp.socket.readable() => if r.is_err() { return },
         }
         let n = {
             let mut iovs: Vec<IoSliceMut> = recv.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            match io.socket.try_io(Interest::READABLE, || {
-                io.udp.recv((&io.socket).into(), &mut iovs, &mut metas)
+            let udp = &io.udp;
+            match udp.socket.try_io(Interest::READABLE, || {
+                udp.state.recv((&udp.socket).into(), &mut iovs, &mut metas)
             }) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -500,7 +660,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                     io.handshakes.notify_one();
                 }
                 for reply in replies.drain(..) {
-                    io.send(peer, &reply, None).await;
+                    io.udp.send(peer, &reply, None).await;
                 }
                 if ready == tun_bufs.len() {
                     if !io.paused.load(Ordering::Relaxed) {
@@ -534,7 +694,7 @@ async fn write_tun(io: &Io, gro: &mut GROTable, bufs: &mut [BytesMut]) {
 }
 
 /// Handshake retries, keepalives and rekeying, on boringtun's clock.
-async fn timers(io: Arc<Io>, force: Arc<Notify>, cancel: CancellationToken) {
+async fn timers(io: Arc<Io>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; MAX_PACKET];
@@ -542,7 +702,7 @@ async fn timers(io: Arc<Io>, force: Arc<Notify>, cancel: CancellationToken) {
         let forced = tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => false,
-            _ = force.notified() => true,
+            _ = io.force.notified() => true,
         };
         for peer in io.peers.peers() {
             let packet = {
@@ -563,8 +723,234 @@ async fn timers(io: Arc<Io>, force: Arc<Notify>, cancel: CancellationToken) {
                 }
             };
             if let Some(p) = packet {
-                io.send(peer, &p, None).await;
+                io.udp.send(peer, &p, None).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::os::fd::AsRawFd;
+
+    use boringtun::noise::Tunn;
+    use boringtun::x25519::{PublicKey, StaticSecret};
+    use parking_lot::Mutex;
+    use tokio::time::Instant;
+    use underpass_proto::Key;
+
+    use super::super::peers::PeerSpec;
+    use super::*;
+
+    fn public(k: &Key) -> Key {
+        Key(PublicKey::from(&StaticSecret::from(k.0)).to_bytes())
+    }
+
+    /// A client table with one peer at `endpoint` whose session is established: the handshake
+    /// runs in memory against a server session, so `encapsulate` produces data messages.
+    fn connected_peers(endpoint: SocketAddr) -> PeerTable {
+        let (client, server) = (Key([1; 32]), Key([2; 32]));
+        let table = PeerTable::new(
+            &client,
+            &[PeerSpec {
+                public_key: public(&server),
+                preshared_key: None,
+                endpoint,
+                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
+                persistent_keepalive: None,
+            }],
+        );
+        let mut server = Tunn::new(
+            StaticSecret::from(server.0),
+            PublicKey::from(&StaticSecret::from(client.0)),
+            None,
+            None,
+            7,
+            None,
+        );
+        let mut buf = vec![0u8; 2048];
+        let tunn = &table.peers()[0].tunn;
+        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected an initiation, got {other:?}"),
+        };
+        let response = match server.decapsulate(None, &init, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        let _keepalive = tunn.lock().decapsulate(None, &response, &mut buf);
+        assert!(tunn.lock().time_since_last_handshake().is_some());
+        table
+    }
+
+    /// An IPv4 packet of `len` bytes to 198.18.1.2 (only the header fields routing reads).
+    fn packet(len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        p[12..16].copy_from_slice(&[10, 64, 0, 2]);
+        p[16..20].copy_from_slice(&[198, 18, 1, 2]);
+        p
+    }
+
+    /// A TUN device that plays a script of reads, then says so and waits forever.
+    struct ScriptedTun {
+        script: Mutex<VecDeque<io::Result<Vec<Vec<u8>>>>>,
+        /// When each read was asked for, on the (paused) test clock.
+        reads: Mutex<Vec<Instant>>,
+        done: Notify,
+    }
+
+    impl ScriptedTun {
+        fn new(script: Vec<io::Result<Vec<Vec<u8>>>>) -> ScriptedTun {
+            ScriptedTun {
+                script: Mutex::new(script.into()),
+                reads: Mutex::new(Vec::new()),
+                done: Notify::new(),
+            }
+        }
+    }
+
+    impl PacketSource for ScriptedTun {
+        async fn recv_batch(
+            &self,
+            _original: &mut [u8],
+            bufs: &mut [Vec<u8>],
+            sizes: &mut [usize],
+        ) -> io::Result<usize> {
+            self.reads.lock().push(Instant::now());
+            let next = self.script.lock().pop_front();
+            match next {
+                Some(Ok(packets)) => {
+                    for (i, p) in packets.iter().enumerate() {
+                        bufs[i][..p.len()].copy_from_slice(p);
+                        sizes[i] = p.len();
+                    }
+                    Ok(packets.len())
+                }
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.done.notify_one();
+                    std::future::pending().await
+                }
+            }
+        }
+    }
+
+    /// The data plane's socket on loopback, and a plain socket that receives what it sends.
+    /// With `refuse_gso` the kernel refuses every GSO send on it (`SO_NO_CHECK` makes
+    /// `UDP_SEGMENT` fail with `EINVAL`), as on a path without segmentation offload.
+    fn loopback(refuse_gso: bool) -> (Udp, std::net::UdpSocket) {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        if refuse_gso {
+            let one: libc::c_int = 1;
+            // SAFETY: a valid fd, a valid option and a pointer to a live c_int of that size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    tx.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NO_CHECK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
+        }
+        let udp = Udp::new(UdpSocket::from_std(tx).unwrap(), false).unwrap();
+        (udp, rx)
+    }
+
+    /// The sizes of the datagrams waiting on `rx`.
+    fn received(rx: &std::net::UdpSocket) -> Vec<usize> {
+        let mut buf = vec![0u8; MAX_PACKET];
+        let mut sizes = Vec::new();
+        while let Ok(n) = rx.recv(&mut buf) {
+            sizes.push(n);
+        }
+        sizes
+    }
+
+    /// Runs the outbound loop over `tun` until the script is played, then stops it.
+    async fn play(tun: &ScriptedTun, udp: &Udp, peers: &PeerTable) {
+        let cancel = CancellationToken::new();
+        let paused = AtomicBool::new(false);
+        let run = outbound(tun, udp, peers, &paused, 1420, cancel.clone());
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => panic!("the outbound loop ended by itself"),
+            _ = tun.done.notified() => {}
+        }
+        cancel.cancel();
+        run.await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_gso_send_is_resent_one_datagram_at_a_time() {
+        let (udp, rx) = loopback(true);
+        assert!(
+            udp.max_segments() > 1,
+            "the kernel offers UDP GSO, so the test starts with multi-datagram runs"
+        );
+        let peers = connected_peers(rx.local_addr().unwrap());
+        // Two reads of 16 equal packets: each would be one GSO run of 16 datagrams.
+        let batch = || Ok(vec![packet(600); 16]);
+        let tun = ScriptedTun::new(vec![batch(), batch()]);
+        play(&tun, &udp, &peers).await;
+        assert_eq!(udp.max_segments(), 1, "quinn-udp turned GSO off");
+        let sizes = received(&rx);
+        assert_eq!(sizes.len(), 32, "every datagram arrived: {sizes:?}");
+        assert!(sizes.iter().all(|s| *s == 600 + 32), "{sizes:?}");
+        let (_, tx_bytes) = peers.totals();
+        assert_eq!(tx_bytes, 32 * (600 + 32));
+    }
+
+    #[tokio::test]
+    async fn gso_runs_carry_many_datagrams_in_one_send() {
+        let (udp, rx) = loopback(false);
+        let peers = connected_peers(rx.local_addr().unwrap());
+        let tun = ScriptedTun::new(vec![Ok(vec![packet(600); 16])]);
+        play(&tun, &udp, &peers).await;
+        assert!(udp.max_segments() > 1);
+        assert_eq!(received(&rx), vec![632; 16]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tun_read_error_does_not_stall_the_packets_behind_it() {
+        let (udp, rx) = loopback(false);
+        let peers = connected_peers(rx.local_addr().unwrap());
+        let tun = ScriptedTun::new(vec![
+            Ok(vec![packet(100)]),
+            // What tun-rs says about a read it cannot split.
+            Err(io::Error::other(
+                "length of packet (4) <= VIRTIO_NET_HDR_LEN (10)",
+            )),
+            Ok(vec![packet(100)]),
+        ]);
+        play(&tun, &udp, &peers).await;
+        assert_eq!(received(&rx).len(), 2, "both good packets went out");
+        let reads = tun.reads.lock();
+        let waited = reads[2] - reads[1];
+        assert!(
+            waited < Duration::from_millis(1),
+            "the read after the error waited {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_tun_device_ends_the_outbound_loop() {
+        let (udp, rx) = loopback(false);
+        let peers = connected_peers(rx.local_addr().unwrap());
+        // EBADFD: the interface was deleted under the open device.
+        let tun = ScriptedTun::new(vec![Err(io::Error::from_raw_os_error(libc::EBADFD))]);
+        let paused = AtomicBool::new(false);
+        let run = outbound(&tun, &udp, &peers, &paused, 1420, CancellationToken::new());
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the loop must end on a dead device, not retry it");
+        assert_eq!(tun.reads.lock().len(), 1);
     }
 }
