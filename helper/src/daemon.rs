@@ -4,18 +4,15 @@
 //! All changes to the system happen in this one task, in order. IPC connections only send it
 //! commands and read the published status, so no client can interleave two setups.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use anyhow::{bail, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, ErrorBody, ErrorCode, Event, Key, KillSwitchMode, PeerStatus, ProbeCandidate,
+    DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, ProbeCandidate,
     ProbeResult, SelfTestKind, SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest,
-    Status, TunnelConfig, MAX_PROBE_CANDIDATES,
+    Status, TunnelConfig,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
@@ -47,16 +44,12 @@ pub enum Command {
         oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
     ),
     Probe(
+        u32,
         Vec<ProbeCandidate>,
         oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ),
     Shutdown(oneshot::Sender<()>),
 }
-
-/// How long one probe waits for a handshake response, and how long its result is reused.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const PROBE_CACHE: Duration = Duration::from_secs(30);
-type ProbeCache = Arc<Mutex<HashMap<(String, Key), (ProbeResult, Instant)>>>;
 
 pub struct Settings {
     pub handshake_timeout: Duration,
@@ -87,7 +80,7 @@ pub struct Daemon {
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
-    probes: ProbeCache,
+    probes: Arc<probe::Prober>,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
@@ -112,7 +105,7 @@ impl Daemon {
             session: None,
             firewall_applied: None,
             dns,
-            probes: ProbeCache::default(),
+            probes: Arc::default(),
             status,
             events,
         })
@@ -178,6 +171,7 @@ impl Daemon {
             self.wants_connection(),
             hole,
             self.intent.lan_access,
+            Some(&self.helper_dns()),
         );
         if self.firewall_applied.as_ref() == Some(&want) {
             return Ok(());
@@ -209,6 +203,7 @@ impl Daemon {
             self.intent.wanted.is_some(),
             None,
             self.intent.lan_access,
+            Some(&self.helper_dns()),
         );
         let result = match &want {
             Some(policy) => self.firewall.apply(policy).await,
@@ -279,7 +274,7 @@ impl Daemon {
                         let _ = reply.send(self.apply_setting().await);
                     }
                     Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
-                    Some(Command::Probe(candidates, reply)) => self.probe(candidates, reply),
+                    Some(Command::Probe(uid, candidates, reply)) => self.probe(uid, candidates, reply),
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -373,58 +368,32 @@ impl Daemon {
         }
     }
 
-    /// Measures servers in their own task; results younger than [`PROBE_CACHE`] are reused.
+    /// Measures servers in their own task, held to the kill switch (`tunnel::probe`).
     fn probe(
         &self,
+        uid: u32,
         candidates: Vec<ProbeCandidate>,
         reply: oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ) {
-        if candidates.len() > MAX_PROBE_CANDIDATES {
-            let _ = reply.send(Err(ErrorBody::new(
-                ErrorCode::InvalidConfig,
-                format!("at most {MAX_PROBE_CANDIDATES} servers per probe"),
-            )));
-            return;
-        }
-        let fwmark = self.session.as_ref().map(|s| s.plan.fwmark);
-        let cache = self.probes.clone();
+        let route = match &self.session {
+            Some(s) => probe::Route::Tunnel(s.hole.clone()),
+            // An unknown firewall state counts as blocking: admit, or fail clearly.
+            None => probe::Route::Direct {
+                blocking: !matches!(self.firewall_applied, Some(None)),
+            },
+        };
+        let prober = self.probes.clone();
         tokio::spawn(async move {
-            let key = |c: &ProbeCandidate| (c.endpoint.clone(), c.public_key.clone());
-            let cached = |c: &ProbeCandidate| {
-                let cache = cache.lock();
-                cache
-                    .get(&key(c))
-                    .filter(|(_, at)| at.elapsed() < PROBE_CACHE)
-                    .map(|(r, _)| ProbeResult {
-                        id: c.id.clone(),
-                        ..r.clone()
-                    })
-            };
-            let fresh: Vec<ProbeCandidate> = candidates
-                .iter()
-                .filter(|c| cached(c).is_none())
-                .cloned()
-                .collect();
-            let measured = probe::probe_all(fresh.clone(), fwmark, PROBE_TIMEOUT).await;
-            {
-                let mut cache = cache.lock();
-                for (c, r) in fresh.iter().zip(&measured) {
-                    cache.insert(key(c), (r.clone(), Instant::now()));
-                }
-            }
-            let results = candidates
-                .iter()
-                .map(|c| {
-                    cached(c).unwrap_or_else(|| ProbeResult {
-                        id: c.id.clone(),
-                        endpoint: None,
-                        rtt_ms: None,
-                        error: Some("not measured".into()),
-                    })
-                })
-                .collect();
-            let _ = reply.send(Ok(results));
+            let _ = reply.send(prober.measure(uid, candidates, route).await);
         });
+    }
+
+    /// The helper's own DNS hole (issue 9): its marked sockets to the system's resolvers.
+    fn helper_dns(&self) -> firewall::HelperDns {
+        firewall::HelperDns {
+            mark: firewall::HELPER_MARK,
+            resolvers: self.dns.system_resolvers(),
+        }
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.

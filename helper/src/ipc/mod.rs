@@ -5,6 +5,7 @@
 //! connections is capped, a client must say hello within a few seconds, writes to a client that
 //! stops reading time out, and garbage or oversized frames end that one connection.
 
+pub mod limits;
 pub mod peer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -181,7 +182,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
                     if matches!(request, Request::Subscribe) && events.is_none() {
                         events = Some(shared.events.subscribe());
                     }
-                    let result = dispatch(request, shared).await;
+                    let result = dispatch(request, cred, shared).await;
                     if !send(&mut conn, ServerMessage::Response { id, result }).await {
                         return;
                     }
@@ -223,7 +224,11 @@ async fn next_event(
     }
 }
 
-async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBody> {
+async fn dispatch(
+    request: Request,
+    cred: PeerCred,
+    shared: &Shared,
+) -> Result<Response, ErrorBody> {
     match request {
         Request::Status => Ok(Response::Status {
             status: Box::new(shared.status.borrow().clone()),
@@ -240,7 +245,7 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::Probe(candidates, tx))
+                .send(Command::Probe(cred.uid, candidates, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let results = rx.await.map_err(|_| helper_gone())??;

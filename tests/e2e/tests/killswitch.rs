@@ -7,23 +7,6 @@ use underpass_e2e::*;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Every packet the client sent on its physical link other than encrypted UDP to one of
-/// `endpoints` (and the ARP/NDP housekeeping IP needs).
-fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
-    let mut filter = format!(
-        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
-         and not ip6 multicast",
-        sandbox.client_mac()
-    );
-    for ep in endpoints {
-        let (ip, port) = ep.rsplit_once(':').unwrap();
-        filter.push_str(&format!(
-            " and not (udp and dst host {ip} and dst port {port})"
-        ));
-    }
-    capture.stop(&filter)
-}
-
 fn report(what: &str, leaked: &[String]) {
     println!(
         "{what}: {} packets other than encrypted UDP to the endpoint",
@@ -299,12 +282,6 @@ fn resolv_conf_is_restored_after_a_crash_while_dns_was_overridden() {
     assert_eq!(std::fs::read(&resolv).unwrap(), original);
 }
 
-fn self_test(helper: &Helper, test: &str, options: serde_json::Value) -> serde_json::Value {
-    let r =
-        helper.request(serde_json::json!({"kind": "self_test", "test": test, "options": options}));
-    r["Ok"]["report"].clone()
-}
-
 #[test]
 fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     if !can_run() {
@@ -334,7 +311,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     });
 
     // Sealed: both pass, with evidence of what was tried.
-    let dns = self_test(&helper, "dns", dns_opts.clone());
+    let dns = helper.self_test("dns", dns_opts.clone());
     assert_eq!(dns["verdict"], "pass", "{dns:#}");
     assert_eq!(
         dns["captured_on"],
@@ -348,7 +325,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
         ),
         "{dns:#}"
     );
-    let ks = self_test(&helper, "kill_switch", probe_opts.clone());
+    let ks = helper.self_test("kill_switch", probe_opts.clone());
     assert_eq!(ks["verdict"], "pass", "{ks:#}");
     assert!(ks["sent"]
         .as_array()
@@ -380,7 +357,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
 
     // Broken on purpose: no kill switch, and resolv.conf pointed back at the ISP.
     helper.set_kill_switch("off");
-    let ks = self_test(&helper, "kill_switch", probe_opts);
+    let ks = helper.self_test("kill_switch", probe_opts);
     assert_eq!(ks["verdict"], "fail", "{ks:#}");
     let leaks = ks["leaks"].as_array().unwrap();
     assert!(
@@ -404,8 +381,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     )
     .unwrap();
     // (The helper re-asserts within a second; run the test straight away, while it is broken.)
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
@@ -453,8 +429,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     helper.cli_ok(&["import", path.to_str().unwrap()]);
     helper.set_kill_switch("off");
     helper.cli_ok(&["connect"]);
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
@@ -482,8 +457,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     );
     // With the kill switch back on, the same resolver is refused: no leak, pass.
     helper.set_kill_switch("auto");
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
