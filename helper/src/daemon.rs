@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
     DnsStatus, ErrorBody, ErrorCode, Event, KillSwitchMode, PeerStatus, ProbeCandidate,
@@ -39,6 +40,7 @@ pub enum Command {
     SetKillSwitch(KillSwitchMode, Reply),
     SetLanAccess(bool, Reply),
     SelfTest(
+        u32,
         SelfTestKind,
         SelfTestOptions,
         oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
@@ -81,6 +83,7 @@ pub struct Daemon {
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
     probes: Arc<probe::Prober>,
+    self_tests: Arc<selftest::gate::Gate>,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
@@ -106,6 +109,7 @@ impl Daemon {
             firewall_applied: None,
             dns,
             probes: Arc::default(),
+            self_tests: Arc::default(),
             status,
             events,
         })
@@ -273,7 +277,7 @@ impl Daemon {
                         self.intent.lan_access = allow;
                         let _ = reply.send(self.apply_setting().await);
                     }
-                    Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
+                    Some(Command::SelfTest(uid, test, options, reply)) => self.self_test(uid, test, options, reply),
                     Some(Command::Probe(uid, candidates, reply)) => self.probe(uid, candidates, reply),
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
@@ -294,9 +298,10 @@ impl Daemon {
     }
 
     /// Starts a self-test in its own task (it takes seconds; the daemon keeps serving), with a
-    /// view of the tunnel as it is now.
+    /// view of the tunnel as it is now; the gate runs one at a time and budgets them.
     fn self_test(
         &self,
+        uid: u32,
         test: SelfTestKind,
         options: SelfTestOptions,
         reply: oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
@@ -305,24 +310,43 @@ impl Daemon {
             let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
             return;
         }
-        let ctx = selftest::Context {
-            tunnel: self.session.as_ref().map(|s| selftest::TunnelView {
-                interface: s.plane.interface().to_string(),
-                endpoints: s.hole.endpoints.clone(),
-                paused: s.plane.pause_switch(),
-            }),
-            lan_access: self.intent.lan_access,
-            events: self.events.clone(),
-        };
-        tokio::spawn(async move {
-            let result = selftest::run(test, options, ctx).await.map_err(|e| {
-                ErrorBody::new(
-                    ErrorCode::Internal,
-                    format!("self-test failed to run: {e:#}"),
-                )
-            });
-            let _ = reply.send(result);
+        let tunnel = self.session.as_ref().map(|s| selftest::TunnelView {
+            interface: s.plane.interface().to_string(),
+            endpoints: s.hole.endpoints.clone(),
+            paused: s.plane.pause_switch(),
         });
+        let (lan_access, events) = (self.intent.lan_access, self.events.clone());
+        let run = |allow_drop| {
+            let ctx = selftest::Context {
+                tunnel,
+                lan_access,
+                events,
+                allow_drop,
+            };
+            selftest::run(test, options.clone(), ctx)
+                .map(|r| {
+                    r.map_err(|e| {
+                        ErrorBody::new(
+                            ErrorCode::Internal,
+                            format!("self-test failed to run: {e:#}"),
+                        )
+                    })
+                })
+                .boxed()
+        };
+        match self
+            .self_tests
+            .admit(uid, test, &options, Instant::now(), run)
+        {
+            Ok(admitted) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(admitted.outcome().await);
+                });
+            }
+            Err(busy) => {
+                let _ = reply.send(Err(busy));
+            }
+        }
     }
 
     /// The policy of the signed profile the user wants connected, if any.

@@ -5,7 +5,61 @@
 //! completely carries no information and is dropped.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// At most `per_uid` held at once by one user (event subscriptions); a slot is given back
+/// when its guard drops, however the connection ends.
+#[derive(Debug)]
+pub struct Slots {
+    per_uid: usize,
+    used: Mutex<HashMap<u32, usize>>,
+}
+
+pub struct Slot {
+    slots: Arc<Slots>,
+    uid: u32,
+}
+
+impl Slots {
+    pub fn new(per_uid: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            per_uid,
+            used: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn take(self: &Arc<Self>, uid: u32) -> Option<Slot> {
+        let mut used = self.used.lock();
+        let n = used.entry(uid).or_default();
+        if *n >= self.per_uid {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            slots: self.clone(),
+            uid,
+        })
+    }
+
+    pub fn per_uid(&self) -> usize {
+        self.per_uid
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = self.slots.used.lock();
+        if let Some(n) = used.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                used.remove(&self.uid);
+            }
+        }
+    }
+}
 
 /// `burst` requests at once, then one every `every`.
 #[derive(Debug)]
@@ -61,6 +115,17 @@ mod tests {
         );
         assert!(limit.take(1000, t0 + Duration::from_secs(1)).is_err());
         assert!(limit.take(1000, t0 + Duration::from_secs(2)).is_ok());
+    }
+
+    #[test]
+    fn a_user_holds_at_most_its_slots_and_gets_them_back() {
+        let slots = Slots::new(2);
+        let a = slots.take(1000).unwrap();
+        let _b = slots.take(1000).unwrap();
+        assert!(slots.take(1000).is_none());
+        assert!(slots.take(1001).is_some(), "per user");
+        drop(a);
+        assert!(slots.take(1000).is_some());
     }
 
     #[test]

@@ -32,6 +32,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not subscribed and sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Event subscriptions one user may hold at once (the app, the tray, a few CLIs).
+const MAX_SUBSCRIPTIONS_PER_UID: usize = 8;
 
 type Conn = Framed<UnixStream, JsonFrames<ClientMessage, ServerMessage>>;
 
@@ -88,6 +90,7 @@ pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
 
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let subscriptions = limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -98,18 +101,25 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf)
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection refused: {MAX_CONNECTIONS} clients already connected");
+            let why = format!("{MAX_CONNECTIONS} clients are already connected; try again later");
+            tracing::warn!("connection refused: {why}");
+            // Told why, within the write timeout, then closed: never a silent hang-up.
+            tokio::spawn(async move {
+                let mut conn: Conn = Framed::new(stream, JsonFrames::default());
+                fatal(&mut conn, ErrorCode::Busy, why).await;
+            });
             continue;
         };
         let shared = shared.clone();
+        let subscriptions = subscriptions.clone();
         tokio::spawn(async move {
-            handle(stream, &shared).await;
+            handle(stream, &shared, &subscriptions).await;
             drop(permit);
         });
     }
 }
 
-async fn handle(stream: UnixStream, shared: &Shared) {
+async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<limits::Slots>) {
     let cred = match stream.peer_cred() {
         Ok(c) => PeerCred {
             uid: c.uid(),
@@ -122,7 +132,12 @@ async fn handle(stream: UnixStream, shared: &Shared) {
         }
     };
     let mut conn: Conn = Framed::new(stream, JsonFrames::default());
-    if let Verdict::Refused(why) = shared.authorizer.check(cred) {
+    // Group membership goes through NSS (files, LDAP, sssd...), which may block: off the runtime.
+    let authorizer = shared.authorizer.clone();
+    let verdict = tokio::task::spawn_blocking(move || authorizer.check(cred))
+        .await
+        .unwrap_or_else(|e| Verdict::Refused(format!("the membership lookup failed: {e}")));
+    if let Verdict::Refused(why) = verdict {
         tracing::warn!("refused IPC connection: {why}");
         fatal(&mut conn, ErrorCode::PermissionDenied, why).await;
         return;
@@ -169,7 +184,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
             return;
         }
     }
-    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut events: Option<(broadcast::Receiver<Event>, limits::Slot)> = None;
     loop {
         let idle = if events.is_some() {
             Duration::MAX
@@ -180,7 +195,17 @@ async fn handle(stream: UnixStream, shared: &Shared) {
             message = tokio::time::timeout(idle, conn.next()) => match message {
                 Ok(Some(Ok(ClientMessage::Request { id, request }))) => {
                     if matches!(request, Request::Subscribe) && events.is_none() {
-                        events = Some(shared.events.subscribe());
+                        let Some(slot) = subscriptions.take(cred.uid) else {
+                            let why = format!(
+                                "uid {} already holds {} event subscriptions; close one first",
+                                cred.uid,
+                                subscriptions.per_uid()
+                            );
+                            tracing::warn!("closing IPC connection: {why}");
+                            fatal(&mut conn, ErrorCode::Busy, why).await;
+                            return;
+                        };
+                        events = Some((shared.events.subscribe(), slot));
                     }
                     let result = dispatch(request, cred, shared).await;
                     if !send(&mut conn, ServerMessage::Response { id, result }).await {
@@ -216,10 +241,10 @@ async fn handle(stream: UnixStream, shared: &Shared) {
 }
 
 async fn next_event(
-    events: &mut Option<broadcast::Receiver<Event>>,
+    events: &mut Option<(broadcast::Receiver<Event>, limits::Slot)>,
 ) -> Result<Event, broadcast::error::RecvError> {
     match events {
-        Some(rx) => rx.recv().await,
+        Some((rx, _)) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -255,7 +280,7 @@ async fn dispatch(
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::SelfTest(test, options, tx))
+                .send(Command::SelfTest(cred.uid, test, options, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let report = rx.await.map_err(|_| helper_gone())??;

@@ -184,6 +184,30 @@ fn a_member_cannot_aim_a_probe_from_the_real_address_while_connected() {
     );
     assert!(!seen.is_empty(), "the router's capture cannot see a probe");
 
+    // Blocked with no tunnel (lockdown): a measurement opens the kill switch for exactly its
+    // candidates, for its length; the real server answers the handshake.
+    helper.set_kill_switch("lockdown");
+    let answer = probe(&helper, &sandbox, sandbox.var("SERVER_ENDPOINT_1"));
+    assert!(
+        answer["Ok"]["results"][0]["rtt_ms"].is_number(),
+        "lockdown probe: {answer}"
+    );
+    assert!(
+        !sandbox.ping(sandbox.var("INET_ADDR4_1")),
+        "nothing else got through"
+    );
+    let sets = run_ok(sandbox.in_ns(sandbox.client_ns(), "nft").args([
+        "list",
+        "set",
+        "inet",
+        "underpass",
+        "probes4",
+    ]));
+    assert!(
+        sets.contains(sandbox.var("SERVER_ADDR4_1")) && sets.contains("expires"),
+        "{sets}"
+    );
+
     helper.cli_ok(&["connect"]);
     let (seen, answer) = probe_seen_from_real_address(&helper, &sandbox, &target, "probe-full");
     println!(
@@ -227,6 +251,14 @@ fn a_member_cannot_aim_a_probe_from_the_real_address_while_connected() {
     // A split tunnel that does not carry the chosen host: refused, nothing sent.
     helper.cli_ok(&["disconnect"]);
     helper.cli_ok(&["connect", "--include", sandbox.var("INET_NET4_1")]);
+    let answer = probe(&helper, &sandbox, sandbox.var("SERVER_ENDPOINT_1"));
+    assert!(
+        answer["Ok"]["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not carried"),
+        "{answer}"
+    );
     let (seen, answer) =
         probe_seen_from_real_address(&helper, &sandbox, "198.51.100.1:5557", "probe-split");
     assert!(seen.is_empty(), "{}", seen.join("\n"));
@@ -236,6 +268,7 @@ fn a_member_cannot_aim_a_probe_from_the_real_address_while_connected() {
         .to_string();
     assert!(error.contains("not carried by the tunnel"), "{answer}");
     helper.cli_ok(&["disconnect"]);
+    helper.set_kill_switch("off");
 }
 
 #[test]
