@@ -4,6 +4,7 @@
 //! removed, and tell outgoing packets from incoming ones: exactly what a leak check needs,
 //! for Ethernet and non-Ethernet links alike. One thread per interface, stopped by a flag.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +19,11 @@ pub struct Seen {
 
 /// At most this many packets are kept per interface; a test needs far fewer.
 const MAX_PACKETS: usize = 10_000;
+
+/// The tunnel's own traffic, which is never kept.
+fn to_endpoint(packet: &[u8], endpoints: &[SocketAddr]) -> bool {
+    super::packets::summarize(packet).is_some_and(|s| super::packets::to_endpoint(&s, endpoints))
+}
 
 pub struct Capture {
     stop: Arc<AtomicBool>,
@@ -39,20 +45,23 @@ pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
 }
 
 impl Capture {
+    /// Captures on `interfaces`, leaving out the tunnel's own encrypted UDP to `endpoints`
+    /// before it is kept, so that a busy tunnel can never fill the cap (and hide a leak).
     #[cfg(target_os = "linux")]
-    pub fn start(interfaces: &[String]) -> Result<Capture> {
+    pub fn start(interfaces: &[String], endpoints: &[SocketAddr]) -> Result<Capture> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for name in interfaces {
             let socket = linux::PacketSocket::bind(name)?;
             let stop = stop.clone();
             let name = name.clone();
+            let endpoints = endpoints.to_vec();
             threads.push(std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(len) = socket.recv_outgoing(&mut buf) {
-                        if seen.len() < MAX_PACKETS {
+                        if seen.len() < MAX_PACKETS && !to_endpoint(&buf[..len], &endpoints) {
                             seen.push(Seen {
                                 interface: name.clone(),
                                 packet: buf[..len].to_vec(),
@@ -67,7 +76,7 @@ impl Capture {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub fn start(_interfaces: &[String]) -> Result<Capture> {
+    pub fn start(_interfaces: &[String], _endpoints: &[SocketAddr]) -> Result<Capture> {
         bail!("packet capture for the self-tests is not supported on this OS yet")
     }
 

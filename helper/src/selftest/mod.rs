@@ -104,7 +104,12 @@ pub async fn run(
         });
     };
     progress(&format!("capturing on {}", interfaces.join(", ")));
-    let capture = Capture::start(&interfaces)?;
+    let endpoints: Vec<SocketAddr> = ctx
+        .tunnel
+        .iter()
+        .flat_map(|t| t.endpoints.clone())
+        .collect();
+    let capture = Capture::start(&interfaces, &endpoints)?;
     // Whatever happens next, the data plane must not stay paused.
     // What this test itself sent: its names (DNS) or its probe targets (kill switch).
     let mut own: Vec<String> = Vec::new();
@@ -121,11 +126,6 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = capture.stop()?;
     result?;
-    let endpoints: Vec<SocketAddr> = ctx
-        .tunnel
-        .iter()
-        .flat_map(|t| t.endpoints.clone())
-        .collect();
     let caught: Vec<_> = seen
         .iter()
         .filter_map(|s| match test {
