@@ -52,7 +52,7 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for name in interfaces {
-            let socket = linux::PacketSocket::bind(name)?;
+            let socket = linux::PacketSocket::bind(name, endpoints)?;
             let stop = stop.clone();
             let name = name.clone();
             let endpoints = endpoints.to_vec();
@@ -97,6 +97,7 @@ impl Capture {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
+    use std::net::SocketAddr;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use anyhow::{Context, Result};
@@ -111,7 +112,9 @@ mod linux {
     }
 
     impl PacketSocket {
-        pub fn bind(interface: &str) -> Result<PacketSocket> {
+        /// A packet socket on `interface` whose kernel filter passes only outgoing packets
+        /// and none of the tunnel's own UDP to `endpoints` ([`super::super::bpf`]).
+        pub fn bind(interface: &str, endpoints: &[SocketAddr]) -> Result<PacketSocket> {
             let c_name = std::ffi::CString::new(interface)
                 .with_context(|| format!("interface name {interface:?}"))?;
             // SAFETY: a valid NUL-terminated string.
@@ -134,6 +137,27 @@ mod linux {
             }
             // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            if let Some(program) = super::super::bpf::program(endpoints) {
+                let fprog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr().cast_mut(),
+                };
+                // SAFETY: valid fd; `fprog` points at `program`, alive for the call (the
+                // kernel copies it).
+                let rc = unsafe {
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_ATTACH_FILTER,
+                        (&fprog as *const libc::sock_fprog).cast(),
+                        std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                    )
+                };
+                if rc < 0 {
+                    return Err(io::Error::last_os_error())
+                        .with_context(|| format!("filtering the capture on {interface} (BPF)"));
+                }
+            }
             // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
             let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             addr.sll_family = libc::AF_PACKET as u16;

@@ -11,6 +11,8 @@
 //! Targets and names are options, so the test suite aims them at its own sandbox hosts, and it
 //! breaks the configuration on purpose to prove that each test can fail.
 
+#[cfg(target_os = "linux")]
+mod bpf;
 mod capture;
 mod evidence;
 pub mod gate;
