@@ -20,6 +20,7 @@ mod firewall;
 mod intent;
 #[cfg(unix)]
 mod ipc;
+mod limits;
 mod logring;
 mod routes;
 mod selftest;

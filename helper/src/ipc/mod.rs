@@ -5,7 +5,6 @@
 //! connections is capped, a client must say hello within a few seconds, writes to a client that
 //! stops reading time out, and garbage or oversized frames end that one connection.
 
-pub mod limits;
 pub mod peer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -90,7 +89,7 @@ pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
 
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let subscriptions = limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID);
+    let subscriptions = crate::limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -119,7 +118,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf)
     }
 }
 
-async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<limits::Slots>) {
+async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::limits::Slots>) {
     let cred = match stream.peer_cred() {
         Ok(c) => PeerCred {
             uid: c.uid(),
@@ -184,7 +183,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<limits:
             return;
         }
     }
-    let mut events: Option<(broadcast::Receiver<Event>, limits::Slot)> = None;
+    let mut events: Option<(broadcast::Receiver<Event>, crate::limits::Slot)> = None;
     loop {
         let idle = if events.is_some() {
             Duration::MAX
@@ -241,7 +240,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<limits:
 }
 
 async fn next_event(
-    events: &mut Option<(broadcast::Receiver<Event>, limits::Slot)>,
+    events: &mut Option<(broadcast::Receiver<Event>, crate::limits::Slot)>,
 ) -> Result<Event, broadcast::error::RecvError> {
     match events {
         Some((rx, _)) => rx.recv().await,

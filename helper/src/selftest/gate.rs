@@ -11,7 +11,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::Mutex;
 use underpass_proto::{ErrorBody, ErrorCode, SelfTestKind, SelfTestOptions, SelfTestReport};
 
-use crate::ipc::limits::PerUid;
+use crate::limits::PerUid;
 
 /// Self-tests a user may start: a burst, then one every [`REFILL`].
 const BURST: u32 = 8;

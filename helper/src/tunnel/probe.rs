@@ -28,7 +28,7 @@ use underpass_proto::{ErrorBody, ErrorCode, ProbeCandidate, ProbeResult, MAX_PRO
 
 use super::resolve_endpoint;
 use crate::firewall::{Firewall, PlatformFirewall, TunnelHole, HELPER_MARK};
-use crate::ipc::limits::PerUid;
+use crate::limits::PerUid;
 
 /// How long one probe waits for a handshake response, and how long its result is reused.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

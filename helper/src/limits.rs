@@ -1,4 +1,4 @@
-//! Per-user budgets for the requests that cost the helper something (server probes,
+//! Per-user budgets (issue 9) for the requests that cost the helper something (server probes,
 //! self-tests): a token bucket per uid, with time as an input so it is tested without waiting.
 //!
 //! The table of users is bounded by the users allowed to connect; a bucket that has refilled
