@@ -560,6 +560,31 @@ impl Resolver {
         Resolver { child, log }
     }
 
+    /// The "ISP" resolver on the router: the client's resolver before any tunnel.
+    pub fn isp(sandbox: &Sandbox) -> Resolver {
+        Resolver::start(
+            sandbox,
+            sandbox.var("NS_ROUTER"),
+            sandbox.var("ROUTER_ADDR4"),
+            "isp",
+        )
+    }
+
+    /// The tunnel's resolver, on server 1's tunnel address.
+    pub fn tunnel(sandbox: &Sandbox) -> Resolver {
+        let (ns, addr) = (
+            sandbox.var("NS_SERVER_1"),
+            sandbox.var("SERVER_TUN_ADDR4_1"),
+        );
+        Resolver::start(sandbox, ns, addr, "tunnel")
+    }
+
+    /// A resolver nobody configured, on internet host 1.
+    pub fn other(sandbox: &Sandbox) -> Resolver {
+        let (ns, addr) = (sandbox.var("NS_INET_1"), sandbox.var("INET_ADDR4_1"));
+        Resolver::start(sandbox, ns, addr, "other")
+    }
+
     /// The names this resolver was asked for.
     pub fn queries(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)

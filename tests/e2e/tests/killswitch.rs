@@ -196,18 +196,8 @@ fn dns_goes_only_to_the_tunnel_resolver_and_resolv_conf_comes_back_byte_identica
         return;
     }
     let sandbox = Sandbox::up("ek5", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let tunnel = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_SERVER_1"),
-        sandbox.var("SERVER_TUN_ADDR4_1"),
-        "tunnel",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let tunnel = Resolver::tunnel(&sandbox);
     let resolv = client_resolv_conf(&sandbox);
     let original = std::fs::read(&resolv).unwrap();
     let lookup = |name: &str| {
@@ -288,18 +278,8 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
         return;
     }
     let sandbox = Sandbox::up("ek7", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let _tunnel = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_SERVER_1"),
-        sandbox.var("SERVER_TUN_ADDR4_1"),
-        "tunnel",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let _tunnel = Resolver::tunnel(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
     helper.cli_ok(&["connect"]);
@@ -411,12 +391,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     // Deterministic version of the DNS break: a profile without DNS leaves resolv.conf on the
     // ISP's resolver, and with the kill switch off the queries go out in the clear.
     let sandbox = Sandbox::up("ek8", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
+    let isp = Resolver::isp(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     let conf = std::fs::read_to_string(sandbox.var("PROFILE_1")).unwrap();
     let no_dns: String = conf

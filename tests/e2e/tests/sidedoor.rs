@@ -277,18 +277,8 @@ fn only_the_helpers_marked_dns_reaches_the_system_resolver_while_blocked() {
         return;
     }
     let sandbox = Sandbox::up("fwd", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let other = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_INET_1"),
-        sandbox.var("INET_ADDR4_1"),
-        "other",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let other = Resolver::other(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     let ask = |server: &str, name: &str, mark| {
         dns_query(&sandbox, sandbox.client_ns(), server, name, mark)
@@ -357,24 +347,9 @@ fn only_the_helpers_marked_dns_reaches_the_system_resolver_while_blocked() {
 
 fn split_tunnel_resolves_outside_names(prefix: &str, mode: &str) {
     let sandbox = Sandbox::up(prefix, 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let tunnel = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_SERVER_1"),
-        sandbox.var("SERVER_TUN_ADDR4_1"),
-        "tunnel",
-    );
-    let other = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_INET_1"),
-        sandbox.var("INET_ADDR4_1"),
-        "other",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let tunnel = Resolver::tunnel(&sandbox);
+    let other = Resolver::other(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
     helper.set_kill_switch(mode);
