@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Underpass test ground: a self-contained set of network namespaces.
 #
-#   scripts/sandbox.sh up PREFIX [--servers N] [--dir DIR]
+#   scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--dir DIR]
 #   scripts/sandbox.sh down PREFIX [--dir DIR]
 #   scripts/sandbox.sh status PREFIX
 #
@@ -15,6 +15,8 @@
 #            tunnel 10.64.I.1/24  fd00:64:I::1/64, UDP 51820, one peer: the sandbox client key
 #   inet I  198.18.I.2/24  2001:db8:100:I::2/64        (server side .1 / ::1)
 # The inner tunnel addresses (10.64.I.2, fd00:64:I::2) are routed without NAT.
+# --guest adds [PREFIX-g: guest] --veth-- [client], routed and masqueraded by the client as
+# Docker does for its containers: guest 172.30.9.2/24 fd30:9::2/64, client side .1 / ::1.
 #
 # `up` writes into DIR (default REPO/.sandbox/PREFIX): client.key, client.pub, serverI.key/.pub,
 # one wg-quick profile per server (se-sto-wg-001.conf, de-fra-wg-001.conf, us-nyc-wg-001.conf, ...),
@@ -34,7 +36,7 @@ die() { printf 'sandbox: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/sandbox.sh up PREFIX [--servers N] [--dir DIR]
+usage: scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--dir DIR]
        scripts/sandbox.sh down PREFIX [--dir DIR]
        scripts/sandbox.sh status PREFIX
 PREFIX: 1-8 chars, [a-z][a-z0-9]*  (all netns/link names derive from it, <= 15 chars)
@@ -68,7 +70,7 @@ no_tentative() { [ -z "$(ip -n "$1" -6 addr show tentative 2>/dev/null)" ]; }
 # Namespaces that belong to PREFIX (exact pattern, so prefix "ub" never matches "ubn-...").
 sandbox_namespaces() {
   local p=$1
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${p}-(c|r|s[0-9]+|i[0-9]+)\$" || true
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${p}-(c|r|g|s[0-9]+|i[0-9]+)\$" || true
 }
 
 new_ns() {
@@ -151,8 +153,33 @@ cmd_down() {
   return 0
 }
 
+# A guest behind the client (a container, a VM, a routed namespace): the client forwards for
+# it and masquerades it on every other interface, like Docker's POSTROUTING MASQUERADE.
+add_guest() {
+  local p=$1 c="$1-c" g="$1-g"
+  new_ns "$g" 0
+  veth "$g" "${p}-g0" "$c" "${p}-cg"
+  ip -n "$g" addr add 172.30.9.2/24 dev "${p}-g0"
+  ip -n "$g" -6 addr add fd30:9::2/64 dev "${p}-g0" nodad
+  ip -n "$c" addr add 172.30.9.1/24 dev "${p}-cg"
+  ip -n "$c" -6 addr add fd30:9::1/64 dev "${p}-cg" nodad
+  ip -n "$g" route add default via 172.30.9.1
+  ip -n "$g" -6 route add default via fd30:9::1
+  ns_run "$c" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+  ns_run "$c" nft -f - <<EOF
+table inet ${p}_guest {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 172.30.9.0/24 oifname != "${p}-cg" masquerade
+    ip6 saddr fd30:9::/64 oifname != "${p}-cg" masquerade
+  }
+}
+EOF
+  wait_for 10 "guest veth" link_up "$g" "${p}-g0"
+}
+
 cmd_up() {
-  local p=$1 n=$2 dir=$3 i
+  local p=$1 n=$2 dir=$3 guest=$4 i
   local c="${p}-c" r="${p}-r"
   cmd_down "$p" "$dir"
   for tool in ip wg wireguard-go sysctl timeout; do
@@ -247,6 +274,7 @@ EOF
 
   ip -n "$c" route add default via 198.51.100.1
   ip -n "$c" -6 route add default via 2001:db8:c::1
+  if [ "$guest" = 1 ]; then add_guest "$p"; fi
 
   # links up, no tentative addresses
   wait_for 10 "client veth" link_up "$c" "${p}-c0"
@@ -279,6 +307,11 @@ EOF
     echo "CLIENT_PUB='$client_pub'"
     echo "CLIENT_WG_IF='${p}cwg'   # suggested name for a userspace client interface in NS_CLIENT"
     echo "PROFILES='${env_profiles% }'"
+    if [ "$guest" = 1 ]; then
+      echo "NS_GUEST='${p}-g'"
+      echo "GUEST_ADDR4='172.30.9.2'"
+      echo "GUEST_ADDR6='fd30:9::2'"
+    fi
     for ((i = 1; i <= n; i++)); do
       echo "# server $i"
       echo "NS_SERVER_$i='${p}-s$i'"
@@ -317,11 +350,12 @@ cmd_status() {
 [ $# -ge 2 ] || usage
 cmd=$1 prefix=$2; shift 2
 [[ $prefix =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "PREFIX must match [a-z][a-z0-9]{0,7} (got '$prefix')"
-servers=1 dir=""
+servers=1 dir="" guest=0
 while [ $# -gt 0 ]; do
   case $1 in
     --servers) [ $# -ge 2 ] || usage; servers=$2; shift 2 ;;
     --dir) [ $# -ge 2 ] || usage; dir=$2; shift 2 ;;
+    --guest) guest=1; shift ;;
     -h | --help) usage ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -332,7 +366,7 @@ done
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
 case $cmd in
-  up) cmd_up "$prefix" "$servers" "$dir" ;;
+  up) cmd_up "$prefix" "$servers" "$dir" "$guest" ;;
   down) cmd_down "$prefix" "$dir" ;;
   status) cmd_status "$prefix" ;;
   *) usage ;;

@@ -4,19 +4,16 @@
 //! All changes to the system happen in this one task, in order. IPC connections only send it
 //! commands and read the published status, so no client can interleave two setups.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use anyhow::{bail, Result};
+use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
-    DnsStatus, DoctorOptions, DoctorReport, ErrorBody, ErrorCode, Event, Key, KillSwitchMode,
+    DnsStatus, DoctorOptions, DoctorReport, ErrorBody, ErrorCode, Event, KillSwitchMode,
     PeerStatus, ProbeCandidate, ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind,
-    SelfTestOptions, SelfTestReport,
-    SessionPolicy, SessionRequest, Status, TunnelConfig, MAX_PROBE_CANDIDATES,
+    SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest, Status, TunnelConfig,
 };
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
@@ -44,11 +41,13 @@ pub enum Command {
     SetKillSwitch(KillSwitchMode, Reply),
     SetLanAccess(bool, Reply),
     SelfTest(
+        u32,
         SelfTestKind,
         SelfTestOptions,
         oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
     ),
     Probe(
+        u32,
         Vec<ProbeCandidate>,
         oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ),
@@ -60,11 +59,6 @@ pub enum Command {
     ),
     SetMtu(u16, Reply),
 }
-
-/// How long one probe waits for a handshake response, and how long its result is reused.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const PROBE_CACHE: Duration = Duration::from_secs(30);
-type ProbeCache = Arc<Mutex<HashMap<(String, Key), (ProbeResult, Instant)>>>;
 
 pub struct Settings {
     pub handshake_timeout: Duration,
@@ -137,7 +131,8 @@ pub struct Daemon {
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
-    probes: ProbeCache,
+    probes: Arc<probe::Prober>,
+    self_tests: Arc<selftest::gate::Gate>,
     healing: Healing,
     /// Counts Connects and Disconnects as clients send them (ahead of the command queue).
     interrupts: watch::Receiver<u64>,
@@ -184,7 +179,8 @@ impl Daemon {
             session: None,
             firewall_applied: None,
             dns,
-            probes: ProbeCache::default(),
+            probes: Arc::default(),
+            self_tests: Arc::default(),
             interrupts,
             status,
             events,
@@ -247,6 +243,7 @@ impl Daemon {
             self.wants_connection(),
             hole,
             self.intent.lan_access,
+            Some(&self.helper_dns()),
         );
         if self.firewall_applied.as_ref() == Some(&want) {
             return Ok(());
@@ -278,6 +275,7 @@ impl Daemon {
             self.intent.wanted.is_some(),
             None,
             self.intent.lan_access,
+            Some(&self.helper_dns()),
         );
         let result = match &want {
             Some(policy) => self.firewall.apply(policy).await,
@@ -357,8 +355,8 @@ impl Daemon {
                         self.intent.lan_access = allow;
                         let _ = reply.send(self.apply_setting().await);
                     }
-                    Some(Command::SelfTest(test, options, reply)) => self.self_test(test, options, reply),
-                    Some(Command::Probe(candidates, reply)) => self.probe(candidates, reply),
+                    Some(Command::SelfTest(uid, test, options, reply)) => self.self_test(uid, test, options, reply),
+                    Some(Command::Probe(uid, candidates, reply)) => self.probe(uid, candidates, reply),
                     Some(Command::Doctor(options, reply)) => self.doctor(options, reply),
                     Some(Command::SetMtu(mtu, reply)) => {
                         let _ = reply.send(self.set_mtu(mtu).await);
@@ -382,9 +380,10 @@ impl Daemon {
     }
 
     /// Starts a self-test in its own task (it takes seconds; the daemon keeps serving), with a
-    /// view of the tunnel as it is now.
+    /// view of the tunnel as it is now; the gate runs one at a time and budgets them.
     fn self_test(
         &self,
+        uid: u32,
         test: SelfTestKind,
         options: SelfTestOptions,
         reply: oneshot::Sender<Result<SelfTestReport, ErrorBody>>,
@@ -393,24 +392,43 @@ impl Daemon {
             let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
             return;
         }
-        let ctx = selftest::Context {
-            tunnel: self.session.as_ref().map(|s| selftest::TunnelView {
-                interface: s.plane.interface().to_string(),
-                endpoints: s.hole.endpoints.clone(),
-                paused: s.plane.pause_switch(),
-            }),
-            lan_access: self.intent.lan_access,
-            events: self.events.clone(),
-        };
-        tokio::spawn(async move {
-            let result = selftest::run(test, options, ctx).await.map_err(|e| {
-                ErrorBody::new(
-                    ErrorCode::Internal,
-                    format!("self-test failed to run: {e:#}"),
-                )
-            });
-            let _ = reply.send(result);
+        let tunnel = self.session.as_ref().map(|s| selftest::TunnelView {
+            interface: s.plane.interface().to_string(),
+            endpoints: s.hole.endpoints.clone(),
+            paused: s.plane.pause_switch(),
         });
+        let (lan_access, events) = (self.intent.lan_access, self.events.clone());
+        let run = |allow_drop| {
+            let ctx = selftest::Context {
+                tunnel,
+                lan_access,
+                events,
+                allow_drop,
+            };
+            selftest::run(test, options.clone(), ctx)
+                .map(|r| {
+                    r.map_err(|e| {
+                        ErrorBody::new(
+                            ErrorCode::Internal,
+                            format!("self-test failed to run: {e:#}"),
+                        )
+                    })
+                })
+                .boxed()
+        };
+        match self
+            .self_tests
+            .admit(uid, test, &options, Instant::now(), run)
+        {
+            Ok(admitted) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(admitted.outcome().await);
+                });
+            }
+            Err(busy) => {
+                let _ = reply.send(Err(busy));
+            }
+        }
     }
 
     /// Runs the troubleshooter in its own task, on the status and configuration as they are now.
@@ -511,58 +529,32 @@ impl Daemon {
         }
     }
 
-    /// Measures servers in their own task; results younger than [`PROBE_CACHE`] are reused.
+    /// Measures servers in their own task, held to the kill switch (`tunnel::probe`).
     fn probe(
         &self,
+        uid: u32,
         candidates: Vec<ProbeCandidate>,
         reply: oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ) {
-        if candidates.len() > MAX_PROBE_CANDIDATES {
-            let _ = reply.send(Err(ErrorBody::new(
-                ErrorCode::InvalidConfig,
-                format!("at most {MAX_PROBE_CANDIDATES} servers per probe"),
-            )));
-            return;
-        }
-        let fwmark = self.session.as_ref().map(|s| s.plan.fwmark);
-        let cache = self.probes.clone();
+        let route = match &self.session {
+            Some(s) => probe::Route::Tunnel(s.hole.clone()),
+            // An unknown firewall state counts as blocking: admit, or fail clearly.
+            None => probe::Route::Direct {
+                blocking: !matches!(self.firewall_applied, Some(None)),
+            },
+        };
+        let prober = self.probes.clone();
         tokio::spawn(async move {
-            let key = |c: &ProbeCandidate| (c.endpoint.clone(), c.public_key.clone());
-            let cached = |c: &ProbeCandidate| {
-                let cache = cache.lock();
-                cache
-                    .get(&key(c))
-                    .filter(|(_, at)| at.elapsed() < PROBE_CACHE)
-                    .map(|(r, _)| ProbeResult {
-                        id: c.id.clone(),
-                        ..r.clone()
-                    })
-            };
-            let fresh: Vec<ProbeCandidate> = candidates
-                .iter()
-                .filter(|c| cached(c).is_none())
-                .cloned()
-                .collect();
-            let measured = probe::probe_all(fresh.clone(), fwmark, PROBE_TIMEOUT).await;
-            {
-                let mut cache = cache.lock();
-                for (c, r) in fresh.iter().zip(&measured) {
-                    cache.insert(key(c), (r.clone(), Instant::now()));
-                }
-            }
-            let results = candidates
-                .iter()
-                .map(|c| {
-                    cached(c).unwrap_or_else(|| ProbeResult {
-                        id: c.id.clone(),
-                        endpoint: None,
-                        rtt_ms: None,
-                        error: Some("not measured".into()),
-                    })
-                })
-                .collect();
-            let _ = reply.send(Ok(results));
+            let _ = reply.send(prober.measure(uid, candidates, route).await);
         });
+    }
+
+    /// The helper's own DNS hole (issue 9): its marked sockets to the system's resolvers.
+    fn helper_dns(&self) -> firewall::HelperDns {
+        firewall::HelperDns {
+            mark: firewall::HELPER_MARK,
+            resolvers: self.dns.system_resolvers(),
+        }
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.

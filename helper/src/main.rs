@@ -22,6 +22,7 @@ mod health;
 mod intent;
 #[cfg(unix)]
 mod ipc;
+mod limits;
 mod logring;
 mod routes;
 mod selftest;

@@ -484,6 +484,10 @@ pub enum ErrorCode {
     Internal,
     /// The first message was not a hello, or the client was too slow to send it.
     Handshake,
+    // Issue 9 (bounded clients):
+    /// Too many requests of this kind from this user for now, or the one allowed at a time is
+    /// already running: the message says when to try again.
+    Busy,
 }
 
 /// The tunnel's state machine, as seen from outside.

@@ -121,6 +121,28 @@ impl DnsManager for LinuxDns {
             (file, link) => file.and(link),
         }
     }
+
+    /// Behind systemd-resolved's stub, its upstream servers (it lists them in
+    /// /run/systemd/resolve/resolv.conf); otherwise the resolv.conf as it was before the tunnel
+    /// (the backup while one exists). Loopback resolvers are local and need no hole.
+    fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
+        if is_resolved_stub(&self.resolv_conf_path) {
+            let upstream = Path::new(RESOLVED_RUN_DIR).join("resolv.conf");
+            return nameservers(&std::fs::read_to_string(upstream).unwrap_or_default());
+        }
+        self.resolv_conf.system_resolvers()
+    }
+}
+
+/// The `nameserver` addresses of a resolv.conf, without loopback ones.
+pub fn nameservers(text: &str) -> Vec<std::net::IpAddr> {
+    text.lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["nameserver", addr, ..] => addr.split('%').next()?.parse().ok(),
+            _ => None,
+        })
+        .filter(|a: &std::net::IpAddr| !a.is_loopback())
+        .collect()
 }
 
 pub struct ResolvConf {
@@ -226,6 +248,17 @@ impl DnsManager for ResolvConf {
         std::fs::remove_file(&backup).with_context(|| format!("removing {}", backup.display()))?;
         Ok(())
     }
+
+    /// The backup while one exists (the file then holds the tunnel's), else the file.
+    fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
+        let backup = self.backup_path();
+        let file = if backup.exists() {
+            backup
+        } else {
+            self.paths.resolv_conf.clone()
+        };
+        nameservers(&std::fs::read_to_string(file).unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +288,30 @@ mod tests {
             interface: "lo".into(),
             full_tunnel: true,
         }
+    }
+
+    #[test]
+    fn nameservers_are_read_without_loopback_or_comments() {
+        let text = "# nameserver 203.0.113.9\nnameserver 198.51.100.1\nnameserver 127.0.0.53\n\
+                    nameserver fe80::1%eth0\noptions edns0\n";
+        let want: Vec<std::net::IpAddr> =
+            vec!["198.51.100.1".parse().unwrap(), "fe80::1".parse().unwrap()];
+        assert_eq!(nameservers(text), want);
+    }
+
+    #[tokio::test]
+    async fn the_system_resolvers_are_the_originals_while_the_tunnels_are_in_place() {
+        let (dir, _) = setup("nameserver 198.51.100.1\n");
+        let paths = DnsPaths {
+            resolv_conf: dir.path().join("resolv.conf"),
+            state_dir: dir.path().join("state"),
+        };
+        let mut dns = LinuxDns::new(paths);
+        dns.set(&config()).await.unwrap();
+        let want: Vec<std::net::IpAddr> = vec!["198.51.100.1".parse().unwrap()];
+        assert_eq!(dns.system_resolvers(), want);
+        dns.restore().await.unwrap();
+        assert_eq!(dns.system_resolvers(), want);
     }
 
     #[tokio::test]

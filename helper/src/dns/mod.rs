@@ -52,4 +52,7 @@ pub trait DnsManager: Sized {
     async fn reassert(&mut self) -> anyhow::Result<bool>;
     /// Puts the original back, if a backup exists (also one left by a crashed helper).
     async fn restore(&mut self) -> anyhow::Result<()>;
+    /// The system's own resolvers, as they were before any tunnel changed DNS: where the
+    /// helper's endpoint lookups go, and, in a split tunnel, names outside its domains.
+    fn system_resolvers(&self) -> Vec<std::net::IpAddr>;
 }

@@ -26,4 +26,8 @@ impl DnsManager for UnsupportedDns {
     async fn restore(&mut self) -> Result<()> {
         Ok(())
     }
+
+    fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
+    }
 }

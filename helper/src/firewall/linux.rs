@@ -3,36 +3,56 @@
 //! transaction, so every change replaces the whole table atomically and no half-built rule
 //! set is ever live.
 //!
-//! Output: loopback; the helper's own (marked) UDP; DNS only to the tunnel's
-//! resolvers through the tunnel; the tunnel; DHCP and neighbour discovery; the LAN when
-//! allowed; everything else is *rejected* so that applications fail at once.
+//! Output: loopback; the helper's own (marked) UDP, only to the session's endpoints and to the
+//! candidates of a measurement in flight (sets `probes4`/`probes6`, whose elements time out);
+//! the helper's own (marked) DNS to the system's resolvers; DNS only to the tunnel's resolvers
+//! through the tunnel (and, in a split tunnel, to the system's resolvers outside it); the
+//! tunnel; DHCP and neighbour discovery; the LAN when allowed; everything else is *rejected* so
+//! that applications fail at once.
+//! Forward (containers, VMs, routed namespaces): the same rules as output for what the host
+//! routes on behalf of others, minus the helper's holes: into the tunnel, replies out of it,
+//! the LAN when allowed, DNS only to the tunnel's resolvers; the rest is rejected, so nothing
+//! forwarded leaves on a physical link while blocked, nor in the clear while connected.
 //! Input: replies, the tunnel, DHCP/NDP, the LAN when allowed; the tunnel's own address is
 //! unreachable from any other interface (CVE-2019-14899); everything else is dropped.
 
 mod libnftables;
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use nftables::batch::Batch;
+use nftables::expr::Elem;
 use nftables::expr::{
     Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, RTKey, SetItem,
     TcpOption, CT, RT,
 };
-use nftables::schema::{Chain, NfListObject, Rule, Table};
+use nftables::schema::{
+    Chain, Element, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
+};
 use nftables::stmt::{Mangle, Match, Operator, Reject, RejectType, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 
 use libnftables::Libnftables;
 use parking_lot::Mutex;
 
-use super::{lan_prefixes, Firewall, FirewallPolicy};
+use super::{lan_prefixes, Firewall, FirewallPolicy, HelperDns, TunnelHole, HELPER_MARK};
 
 pub const TABLE: &str = "underpass";
 const DNS_PORTS: [u32; 2] = [53, 853];
+/// The measurement sets: (name, element type, the address's payload family).
+const PROBE_SETS: [(&str, SetType, &str); 2] = [
+    ("probes4", SetType::Ipv4Addr, "ip"),
+    ("probes6", SetType::Ipv6Addr, "ip6"),
+];
+/// More candidates than any measurement may have in flight at once, so a flood cannot grow
+/// the kernel's memory either.
+const PROBE_SET_SIZE: u32 = 1024;
 
 pub struct Nftables {
     nft: Arc<Mutex<Libnftables>>,
@@ -63,7 +83,25 @@ impl Firewall for Nftables {
         batch.add(NfListObject::Table(table()));
         batch.delete(NfListObject::Table(table()));
         batch.add(NfListObject::Table(table()));
-        for (name, hook) in [("output", NfHook::Output), ("input", NfHook::Input)] {
+        for (name, set_type, _) in PROBE_SETS {
+            batch.add(NfListObject::Set(Box::new(Set {
+                family: NfFamily::INet,
+                table: TABLE.into(),
+                name: name.into(),
+                set_type: SetTypeValue::Concatenated(Cow::Owned(vec![
+                    set_type,
+                    SetType::InetService,
+                ])),
+                flags: Some(HashSet::from([SetFlag::Timeout])),
+                size: Some(PROBE_SET_SIZE),
+                ..Set::default()
+            })));
+        }
+        for (name, hook) in [
+            ("output", NfHook::Output),
+            ("input", NfHook::Input),
+            ("forward", NfHook::Forward),
+        ] {
             batch.add(NfListObject::Chain(Chain {
                 family: NfFamily::INet,
                 table: TABLE.into(),
@@ -80,6 +118,9 @@ impl Firewall for Nftables {
         }
         for stmts in input_rules(policy) {
             batch.add(rule("input", stmts));
+        }
+        for stmts in forward_rules(policy) {
+            batch.add(rule("forward", stmts));
         }
         self.run(batch)
             .await
@@ -104,6 +145,38 @@ impl Firewall for Nftables {
         self.run(batch)
             .await
             .context("setting the TCP MSS clamp (nftables table inet underpass_mss)")
+    }
+
+    async fn admit_probes(&mut self, targets: &[SocketAddr], ttl: Duration) -> Result<()> {
+        let timeout = ttl.as_secs().max(1) as u32;
+        let mut batch = Batch::new();
+        for (name, _, family) in PROBE_SETS {
+            let elem: Vec<Expression<'static>> = targets
+                .iter()
+                .filter(|t| family_of(t.ip()) == family)
+                .map(|t| {
+                    Expression::Named(NamedExpression::Elem(Elem {
+                        val: Box::new(Expression::Named(NamedExpression::Concat(vec![
+                            text(t.ip().to_string()),
+                            Expression::Number(u32::from(t.port())),
+                        ]))),
+                        timeout: Some(timeout),
+                        ..Elem::default()
+                    }))
+                })
+                .collect();
+            if !elem.is_empty() {
+                batch.add(NfListObject::Element(Element {
+                    family: NfFamily::INet,
+                    table: TABLE.into(),
+                    name: name.into(),
+                    elem: Cow::Owned(elem),
+                }));
+            }
+        }
+        self.run(batch)
+            .await
+            .context("admitting a measurement's servers to the kill switch (sets probes4/probes6)")
     }
 
     async fn remove(&mut self) -> Result<()> {
@@ -317,7 +390,92 @@ fn always_allowed(policy: &FirewallPolicy, direction: Direction) -> Vec<Vec<Stat
 fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     let mut rules = vec![vec![is(meta(MetaKey::Oifname), text("lo")), accept()]];
     if let Some(t) = &policy.tunnel {
-        rules.push(marked_udp_rule(t.fwmark));
+        rules.extend(endpoint_rules(t));
+    }
+    rules.extend(measurement_rules());
+    if let Some(dns) = &policy.helper_dns {
+        rules.extend(helper_dns_rules(dns));
+    }
+    for r in policy.outside_resolvers() {
+        for l4 in ["udp", "tcp"] {
+            rules.push(vec![
+                is(field(family_of(r), "daddr"), text(r.to_string())),
+                dns_ports(l4),
+                accept(),
+            ]);
+        }
+    }
+    rules.extend(dns_rules(policy));
+    rules.extend(always_allowed(policy, Direction::Out));
+    rules.extend(final_rules(policy));
+    rules
+}
+
+/// The session's encrypted UDP: from sockets with its mark, to its endpoints and nowhere else.
+/// Only a process with CAP_NET_ADMIN can set the mark, so nothing else gets through here.
+fn endpoint_rules(t: &TunnelHole) -> Vec<Vec<Statement<'static>>> {
+    t.endpoints
+        .iter()
+        .map(|ep| {
+            vec![
+                is(meta(MetaKey::Mark), Expression::Number(t.fwmark)),
+                is(
+                    field(family_of(ep.ip()), "daddr"),
+                    text(ep.ip().to_string()),
+                ),
+                is(
+                    field("udp", "dport"),
+                    Expression::Number(u32::from(ep.port())),
+                ),
+                accept(),
+            ]
+        })
+        .collect()
+}
+
+/// A measurement in flight: UDP with the helper's mark to the (address, port) pairs the helper
+/// put in the probe sets, each for a few seconds.
+fn measurement_rules() -> Vec<Vec<Statement<'static>>> {
+    PROBE_SETS
+        .iter()
+        .map(|(name, _, family)| {
+            vec![
+                is(meta(MetaKey::Mark), Expression::Number(HELPER_MARK)),
+                is(
+                    Expression::Named(NamedExpression::Concat(vec![
+                        field(family, "daddr"),
+                        field("udp", "dport"),
+                    ])),
+                    text(format!("@{name}")),
+                ),
+                accept(),
+            ]
+        })
+        .collect()
+}
+
+/// The helper's own lookups (endpoint names): DNS from its marked sockets to the system's
+/// resolvers, on whatever interface routing picks.
+fn helper_dns_rules(dns: &HelperDns) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
+    for r in &dns.resolvers {
+        for l4 in ["udp", "tcp"] {
+            rules.push(vec![
+                is(meta(MetaKey::Mark), Expression::Number(dns.mark)),
+                is(field(family_of(*r), "daddr"), text(r.to_string())),
+                dns_ports(l4),
+                accept(),
+            ]);
+        }
+    }
+    rules
+}
+
+/// DNS to the tunnel's resolvers through the tunnel; DNS to anything else is refused, through
+/// the tunnel or not.
+fn dns_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
+    if let Some(t) = &policy.tunnel {
         for dns in &t.dns {
             for l4 in ["udp", "tcp"] {
                 rules.push(vec![
@@ -329,11 +487,16 @@ fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
             }
         }
     }
-    // DNS to anything but the tunnel's resolvers is refused, through the tunnel or not.
     for l4 in ["udp", "tcp"] {
         rules.push(vec![dns_ports(l4), reject()]);
     }
-    rules.extend(always_allowed(policy, Direction::Out));
+    rules
+}
+
+/// What leaves directly (excluded prefixes, and in a split tunnel everything not included);
+/// the rest is refused: TCP with a reset, anything else with "administratively prohibited".
+fn final_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
     let tcp_reset = || {
         vec![
             is(meta(MetaKey::L4proto), text("tcp")),
@@ -364,14 +527,45 @@ fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     rules
 }
 
-/// The helper's own UDP: the tunnel to its endpoint and handshake probes of other servers.
-/// Only a process with CAP_NET_ADMIN can set the mark, so nothing else gets through here.
-fn marked_udp_rule(fwmark: u32) -> Vec<Statement<'static>> {
-    vec![
-        is(meta(MetaKey::Mark), Expression::Number(fwmark)),
-        is(meta(MetaKey::L4proto), text("udp")),
-        accept(),
-    ]
+/// What the host routes for others (containers, VMs, namespaces), held to the host's rules:
+/// into the tunnel, replies out of it, the LAN when allowed, and what a split tunnel leaves
+/// out; DNS only to the tunnel's resolvers. Nothing here is the helper's, so none of its holes
+/// (marked UDP, its own DNS) apply.
+fn forward_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = dns_rules(policy);
+    if let Some(t) = &policy.tunnel {
+        rules.push(vec![
+            is(meta(MetaKey::Oifname), text(&t.interface)),
+            accept(),
+        ]);
+        rules.push(vec![
+            is(meta(MetaKey::Iifname), text(&t.interface)),
+            established(),
+            accept(),
+        ]);
+    }
+    if policy.allow_lan {
+        for n in lan_prefixes() {
+            rules.push(vec![
+                is(field(family_of(n.addr()), "daddr"), net(&n)),
+                accept(),
+            ]);
+        }
+    }
+    rules.extend(final_rules(policy));
+    rules
+}
+
+fn established() -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::CT(CT {
+            key: "state".into(),
+            family: None,
+            dir: None,
+        })),
+        right: Expression::List(vec![text("established"), text("related")]),
+        op: Operator::IN,
+    })
 }
 
 fn reject() -> Statement<'static> {
@@ -395,18 +589,7 @@ fn input_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
             ]);
         }
     }
-    rules.push(vec![
-        Statement::Match(Match {
-            left: Expression::Named(NamedExpression::CT(CT {
-                key: "state".into(),
-                family: None,
-                dir: None,
-            })),
-            right: Expression::List(vec![text("established"), text("related")]),
-            op: Operator::IN,
-        }),
-        accept(),
-    ]);
+    rules.push(vec![established(), accept()]);
     rules.extend(always_allowed(policy, Direction::In));
     let split = policy.tunnel.as_ref().is_some_and(|t| !t.is_full());
     if !split {
@@ -432,6 +615,7 @@ mod tests {
                 exclude: vec![],
             }),
             allow_lan,
+            helper_dns: None,
         }
     }
 
@@ -481,14 +665,112 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_policy_opens_only_the_helpers_marked_udp() {
+    fn marked_udp_reaches_only_the_sessions_endpoints_and_measurements_in_flight() {
         let rules = output_rules(&policy(true, false));
-        let ep = json(vec![rules[1].clone()]);
+        let marked: Vec<String> = rules
+            .iter()
+            .map(|r| json(vec![r.clone()]))
+            .filter(|r| r.contains(r#""meta":{"key":"mark"}"#))
+            .collect();
+        assert_eq!(marked.len(), 3, "{marked:#?}");
         assert!(
-            ep.contains("\"mark\"") && ep.contains("30064") && ep.contains("\"udp\""),
-            "{ep}"
+            marked[0].contains("30064")
+                && marked[0].contains("192.0.2.10")
+                && marked[0].contains("51820"),
+            "{}",
+            marked[0]
         );
-        assert!(!json(output_rules(&policy(false, false))).contains("30064"));
+        for (m, set) in marked[1..].iter().zip(["@probes4", "@probes6"]) {
+            assert!(
+                m.contains(&HELPER_MARK.to_string()) && m.contains(set) && m.contains("concat"),
+                "{m}"
+            );
+        }
+        let blocked = json(output_rules(&policy(false, false)));
+        assert!(!blocked.contains("30064") && blocked.contains("@probes4"));
+    }
+
+    #[test]
+    fn the_probe_sets_time_out_and_are_bounded() {
+        let set = |name: &str, set_type: SetType| Set {
+            family: NfFamily::INet,
+            table: TABLE.into(),
+            name: name.to_string().into(),
+            set_type: SetTypeValue::Concatenated(Cow::Owned(vec![set_type, SetType::InetService])),
+            flags: Some(HashSet::from([SetFlag::Timeout])),
+            size: Some(PROBE_SET_SIZE),
+            ..Set::default()
+        };
+        let json = serde_json::to_string(&set("probes4", SetType::Ipv4Addr)).unwrap();
+        assert!(
+            json.contains(r#""type":["ipv4_addr","inet_service"]"#) && json.contains("timeout"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn forwarded_traffic_is_held_to_the_tunnel_and_gets_none_of_the_helpers_holes() {
+        let blocked = json(forward_rules(&policy(false, false)));
+        assert!(
+            !blocked.contains("accept"),
+            "blocked forwards nothing: {blocked}"
+        );
+        assert!(
+            blocked.ends_with(r#"{"reject":{"type":"icmpx","expr":"admin-prohibited"}}]]"#),
+            "{blocked}"
+        );
+        let connected = forward_rules(&policy(true, false));
+        let all = json(connected.clone());
+        assert!(!all.contains(r#""meta":{"key":"mark"}"#), "{all}");
+        let into_tunnel = all
+            .find(r#"[{"match":{"left":{"meta":{"key":"oifname"}},"right":"underpass0","op":"=="}},{"accept":null}]"#)
+            .expect("into the tunnel");
+        let dns_reject = all.find("853").unwrap();
+        assert!(
+            dns_reject < into_tunnel,
+            "DNS is held to the tunnel's resolvers first"
+        );
+        assert!(json(vec![connected.last().unwrap().clone()]).contains("reject"));
+        assert!(json(forward_rules(&policy(true, true))).contains("192.168.0.0"));
+    }
+
+    #[test]
+    fn the_helpers_dns_is_marked_and_a_split_tunnel_reaches_outside_resolvers() {
+        let dns = HelperDns {
+            mark: HELPER_MARK,
+            resolvers: vec!["198.51.100.1".parse().unwrap()],
+        };
+        let blocked = FirewallPolicy {
+            helper_dns: Some(dns.clone()),
+            ..policy(false, false)
+        };
+        let rules = output_rules(&blocked);
+        let text = |r: &Vec<Statement<'static>>| json(vec![r.clone()]);
+        let to_resolver: Vec<String> = rules
+            .iter()
+            .map(text)
+            .filter(|r| r.contains("198.51.100.1"))
+            .collect();
+        assert_eq!(to_resolver.len(), 2, "udp and tcp: {to_resolver:#?}");
+        assert!(to_resolver
+            .iter()
+            .all(|r| r.contains(&HELPER_MARK.to_string())));
+        let mut split = policy(true, false);
+        split.tunnel.as_mut().unwrap().include = vec!["198.18.1.0/24".parse().unwrap()];
+        split.helper_dns = Some(dns);
+        let open: Vec<String> = output_rules(&split)
+            .iter()
+            .map(text)
+            .filter(|r| r.contains("198.51.100.1") && !r.contains(r#""key":"mark""#))
+            .collect();
+        assert_eq!(
+            open.len(),
+            2,
+            "anyone's DNS to it in a split tunnel: {open:#?}"
+        );
+        let all = json(output_rules(&split));
+        assert!(all.find("198.51.100.1").unwrap() < all.find("853").unwrap());
+        assert!(!json(forward_rules(&split)).contains("198.51.100.1"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and reconciles.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use underpass_proto::{FirewallState, KillSwitchMode};
@@ -33,6 +34,24 @@ pub trait Firewall: Sized {
     /// forwarded traffic; the host's own TCP already uses the tunnel MTU), or stops clamping.
     /// Independent of the kill switch: it lives as long as the tunnel.
     async fn clamp_mss(&mut self, interface: Option<&str>) -> anyhow::Result<()>;
+    /// Opens the hole for a measurement in flight: UDP carrying [`HELPER_MARK`] may reach
+    /// `targets` for `ttl`, then the kernel closes it by itself. Fails when no kill switch is
+    /// installed (then nothing needs opening).
+    async fn admit_probes(&mut self, targets: &[SocketAddr], ttl: Duration) -> anyhow::Result<()>;
+}
+
+/// The mark on the helper's own sockets that are not a session's encrypted UDP: server
+/// probes while no tunnel is up, and (issue 8) its lookups of endpoint names. Outside the
+/// range the routing backend picks session marks from ("up" = 0x7570 ..+256), so a packet with
+/// it never counts as a session's own traffic. Only CAP_NET_ADMIN can set a mark.
+pub const HELPER_MARK: u32 = 0x7570_0d05;
+
+/// The DNS the helper itself may send outside the tunnel: from sockets with `mark`, to the
+/// system's own resolvers (the ones it had before the tunnel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperDns {
+    pub mark: u32,
+    pub resolvers: Vec<IpAddr>,
 }
 
 /// The tunnel that a kill switch lets through.
@@ -59,6 +78,22 @@ impl TunnelHole {
     pub fn is_full(&self) -> bool {
         self.include.iter().any(|n| n.prefix_len() == 0)
     }
+
+    /// Whether traffic to `addr` (from an unmarked socket) enters the tunnel: included and not
+    /// carved out. The most specific prefix wins, as in the routing table.
+    pub fn routes_into_tunnel(&self, addr: IpAddr) -> bool {
+        let best = |nets: &[IpNet]| {
+            nets.iter()
+                .filter(|n| n.contains(&addr))
+                .map(IpNet::prefix_len)
+                .max()
+        };
+        match (best(&self.include), best(&self.exclude)) {
+            (Some(i), Some(e)) => i > e,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Everything a firewall backend needs to know.
@@ -67,6 +102,29 @@ pub struct FirewallPolicy {
     /// `None`: block everything but loopback, DHCP and neighbour discovery (and the LAN).
     pub tunnel: Option<TunnelHole>,
     pub allow_lan: bool,
+    /// DNS the helper's own marked sockets may send to the system's resolvers, in every state
+    /// (blocked, connecting, connected). In a split tunnel those resolvers are also open to
+    /// everyone when they lie outside the tunnel: that is how names outside the tunnel's
+    /// domains resolve (systemd-resolved's per-link split DNS).
+    pub helper_dns: Option<HelperDns>,
+}
+
+impl FirewallPolicy {
+    /// The system resolvers a split tunnel resolves its outside names through: those not routed
+    /// into the tunnel. Empty for a full tunnel and while blocked.
+    pub fn outside_resolvers(&self) -> Vec<IpAddr> {
+        let (Some(t), Some(dns)) = (&self.tunnel, &self.helper_dns) else {
+            return Vec::new();
+        };
+        if t.is_full() {
+            return Vec::new();
+        }
+        dns.resolvers
+            .iter()
+            .filter(|r| !t.routes_into_tunnel(**r))
+            .copied()
+            .collect()
+    }
 }
 
 /// The private, link-local and multicast ranges that "local network access" opens.
@@ -94,6 +152,7 @@ pub fn desired(
     wants_connection: bool,
     tunnel: Option<&TunnelHole>,
     allow_lan: bool,
+    helper_dns: Option<&HelperDns>,
 ) -> Option<FirewallPolicy> {
     let block = match mode {
         KillSwitchMode::Off => false,
@@ -103,6 +162,7 @@ pub fn desired(
     block.then(|| FirewallPolicy {
         tunnel: tunnel.cloned(),
         allow_lan,
+        helper_dns: helper_dns.cloned(),
     })
 }
 
@@ -147,7 +207,7 @@ mod tests {
     fn off_never_blocks() {
         for wants in [false, true] {
             assert_eq!(
-                desired(KillSwitchMode::Off, wants, Some(&hole()), false),
+                desired(KillSwitchMode::Off, wants, Some(&hole()), false, None),
                 None
             );
         }
@@ -155,22 +215,74 @@ mod tests {
 
     #[test]
     fn auto_blocks_only_while_a_connection_is_wanted() {
-        assert_eq!(desired(KillSwitchMode::Auto, false, None, false), None);
-        let p = desired(KillSwitchMode::Auto, true, None, false).unwrap();
+        assert_eq!(
+            desired(KillSwitchMode::Auto, false, None, false, None),
+            None
+        );
+        let p = desired(KillSwitchMode::Auto, true, None, false, None).unwrap();
         assert_eq!(
             state_of(Some(&p)),
             FirewallState::Blocking,
             "wanted but no tunnel: block"
         );
-        let p = desired(KillSwitchMode::Auto, true, Some(&hole()), true).unwrap();
+        let p = desired(KillSwitchMode::Auto, true, Some(&hole()), true, None).unwrap();
         assert_eq!(state_of(Some(&p)), FirewallState::TunnelOnly);
         assert!(p.allow_lan);
     }
 
     #[test]
     fn lockdown_blocks_even_when_disconnected() {
-        let p = desired(KillSwitchMode::Lockdown, false, None, false).unwrap();
+        let p = desired(KillSwitchMode::Lockdown, false, None, false, None).unwrap();
         assert_eq!(state_of(Some(&p)), FirewallState::Blocking);
+    }
+
+    #[test]
+    fn the_most_specific_prefix_decides_whether_an_address_enters_the_tunnel() {
+        let split = TunnelHole {
+            include: vec!["198.18.0.0/16".parse().unwrap()],
+            exclude: vec!["198.18.1.0/24".parse().unwrap()],
+            ..hole()
+        };
+        let into = |a: &str| split.routes_into_tunnel(a.parse().unwrap());
+        assert!(into("198.18.2.1"));
+        assert!(!into("198.18.1.1"), "carved out");
+        assert!(!into("198.51.100.1"), "not included");
+        assert!(hole().routes_into_tunnel("203.0.113.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_a_split_tunnel_opens_the_system_resolvers_outside_it_to_everyone() {
+        let dns = HelperDns {
+            mark: HELPER_MARK,
+            resolvers: vec![
+                "198.51.100.1".parse().unwrap(),
+                "198.18.1.53".parse().unwrap(),
+            ],
+        };
+        let split = TunnelHole {
+            include: vec![
+                "198.18.1.0/24".parse().unwrap(),
+                "10.64.1.0/24".parse().unwrap(),
+            ],
+            ..hole()
+        };
+        let policy = |t: Option<TunnelHole>| {
+            desired(
+                KillSwitchMode::Lockdown,
+                true,
+                t.as_ref(),
+                false,
+                Some(&dns),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            policy(Some(split)).outside_resolvers(),
+            vec!["198.51.100.1".parse::<IpAddr>().unwrap()],
+            "the resolver inside the tunnel's prefixes is reached through it"
+        );
+        assert!(policy(Some(hole())).outside_resolvers().is_empty());
+        assert!(policy(None).outside_resolvers().is_empty());
     }
 
     #[test]

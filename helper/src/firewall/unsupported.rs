@@ -23,4 +23,12 @@ impl Firewall for UnsupportedFirewall {
     async fn clamp_mss(&mut self, _interface: Option<&str>) -> Result<()> {
         Ok(())
     }
+
+    async fn admit_probes(
+        &mut self,
+        _targets: &[std::net::SocketAddr],
+        _ttl: std::time::Duration,
+    ) -> Result<()> {
+        bail!("the kill switch is not supported on this OS yet (Linux only for now)")
+    }
 }

@@ -31,6 +31,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not subscribed and sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Event subscriptions one user may hold at once (the app, the tray, a few CLIs).
+const MAX_SUBSCRIPTIONS_PER_UID: usize = 8;
 
 type Conn = Framed<UnixStream, JsonFrames<ClientMessage, ServerMessage>>;
 
@@ -90,6 +92,7 @@ pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
 
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let subscriptions = crate::limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -100,18 +103,25 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf)
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection refused: {MAX_CONNECTIONS} clients already connected");
+            let why = format!("{MAX_CONNECTIONS} clients are already connected; try again later");
+            tracing::warn!("connection refused: {why}");
+            // Told why, within the write timeout, then closed: never a silent hang-up.
+            tokio::spawn(async move {
+                let mut conn: Conn = Framed::new(stream, JsonFrames::default());
+                fatal(&mut conn, ErrorCode::Busy, why).await;
+            });
             continue;
         };
         let shared = shared.clone();
+        let subscriptions = subscriptions.clone();
         tokio::spawn(async move {
-            handle(stream, &shared).await;
+            handle(stream, &shared, &subscriptions).await;
             drop(permit);
         });
     }
 }
 
-async fn handle(stream: UnixStream, shared: &Shared) {
+async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::limits::Slots>) {
     let cred = match stream.peer_cred() {
         Ok(c) => PeerCred {
             uid: c.uid(),
@@ -124,7 +134,12 @@ async fn handle(stream: UnixStream, shared: &Shared) {
         }
     };
     let mut conn: Conn = Framed::new(stream, JsonFrames::default());
-    if let Verdict::Refused(why) = shared.authorizer.check(cred) {
+    // Group membership goes through NSS (files, LDAP, sssd...), which may block: off the runtime.
+    let authorizer = shared.authorizer.clone();
+    let verdict = tokio::task::spawn_blocking(move || authorizer.check(cred))
+        .await
+        .unwrap_or_else(|e| Verdict::Refused(format!("the membership lookup failed: {e}")));
+    if let Verdict::Refused(why) = verdict {
         tracing::warn!("refused IPC connection: {why}");
         fatal(&mut conn, ErrorCode::PermissionDenied, why).await;
         return;
@@ -171,7 +186,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
             return;
         }
     }
-    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut events: Option<(broadcast::Receiver<Event>, crate::limits::Slot)> = None;
     loop {
         let idle = if events.is_some() {
             Duration::MAX
@@ -182,9 +197,19 @@ async fn handle(stream: UnixStream, shared: &Shared) {
             message = tokio::time::timeout(idle, conn.next()) => match message {
                 Ok(Some(Ok(ClientMessage::Request { id, request }))) => {
                     if matches!(request, Request::Subscribe) && events.is_none() {
-                        events = Some(shared.events.subscribe());
+                        let Some(slot) = subscriptions.take(cred.uid) else {
+                            let why = format!(
+                                "uid {} already holds {} event subscriptions; close one first",
+                                cred.uid,
+                                subscriptions.per_uid()
+                            );
+                            tracing::warn!("closing IPC connection: {why}");
+                            fatal(&mut conn, ErrorCode::Busy, why).await;
+                            return;
+                        };
+                        events = Some((shared.events.subscribe(), slot));
                     }
-                    let result = dispatch(request, shared).await;
+                    let result = dispatch(request, cred, shared).await;
                     if !send(&mut conn, ServerMessage::Response { id, result }).await {
                         return;
                     }
@@ -218,15 +243,19 @@ async fn handle(stream: UnixStream, shared: &Shared) {
 }
 
 async fn next_event(
-    events: &mut Option<broadcast::Receiver<Event>>,
+    events: &mut Option<(broadcast::Receiver<Event>, crate::limits::Slot)>,
 ) -> Result<Event, broadcast::error::RecvError> {
     match events {
-        Some(rx) => rx.recv().await,
+        Some((rx, _)) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBody> {
+async fn dispatch(
+    request: Request,
+    cred: PeerCred,
+    shared: &Shared,
+) -> Result<Response, ErrorBody> {
     match request {
         Request::Status => Ok(Response::Status {
             status: Box::new(shared.status.borrow().clone()),
@@ -249,7 +278,7 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::Probe(candidates, tx))
+                .send(Command::Probe(cred.uid, candidates, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let results = rx.await.map_err(|_| helper_gone())??;
@@ -272,7 +301,7 @@ async fn dispatch(request: Request, shared: &Shared) -> Result<Response, ErrorBo
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::SelfTest(test, options, tx))
+                .send(Command::SelfTest(cred.uid, test, options, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let report = rx.await.map_err(|_| helper_gone())??;

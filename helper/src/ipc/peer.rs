@@ -13,6 +13,7 @@ pub struct PeerCred {
 
 /// Decides from credentials and group membership. The membership lookup is a parameter so the
 /// rule itself is testable without real users.
+#[derive(Clone)]
 pub struct Authorizer {
     /// The helper's group, when it exists on this system.
     pub group: Option<Gid>,

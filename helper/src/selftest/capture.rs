@@ -4,6 +4,7 @@
 //! removed, and tell outgoing packets from incoming ones: exactly what a leak check needs,
 //! for Ethernet and non-Ethernet links alike. One thread per interface, stopped by a flag.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +19,11 @@ pub struct Seen {
 
 /// At most this many packets are kept per interface; a test needs far fewer.
 const MAX_PACKETS: usize = 10_000;
+
+/// The tunnel's own traffic, which is never kept.
+fn to_endpoint(packet: &[u8], endpoints: &[SocketAddr]) -> bool {
+    super::packets::summarize(packet).is_some_and(|s| super::packets::to_endpoint(&s, endpoints))
+}
 
 pub struct Capture {
     stop: Arc<AtomicBool>,
@@ -39,20 +45,23 @@ pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
 }
 
 impl Capture {
+    /// Captures on `interfaces`, leaving out the tunnel's own encrypted UDP to `endpoints`
+    /// before it is kept, so that a busy tunnel can never fill the cap (and hide a leak).
     #[cfg(target_os = "linux")]
-    pub fn start(interfaces: &[String]) -> Result<Capture> {
+    pub fn start(interfaces: &[String], endpoints: &[SocketAddr]) -> Result<Capture> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for name in interfaces {
-            let socket = linux::PacketSocket::bind(name)?;
+            let socket = linux::PacketSocket::bind(name, endpoints)?;
             let stop = stop.clone();
             let name = name.clone();
+            let endpoints = endpoints.to_vec();
             threads.push(std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(len) = socket.recv_outgoing(&mut buf) {
-                        if seen.len() < MAX_PACKETS {
+                        if seen.len() < MAX_PACKETS && !to_endpoint(&buf[..len], &endpoints) {
                             seen.push(Seen {
                                 interface: name.clone(),
                                 packet: buf[..len].to_vec(),
@@ -67,7 +76,7 @@ impl Capture {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub fn start(_interfaces: &[String]) -> Result<Capture> {
+    pub fn start(_interfaces: &[String], _endpoints: &[SocketAddr]) -> Result<Capture> {
         bail!("packet capture for the self-tests is not supported on this OS yet")
     }
 
@@ -88,6 +97,7 @@ impl Capture {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
+    use std::net::SocketAddr;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use anyhow::{Context, Result};
@@ -102,7 +112,9 @@ mod linux {
     }
 
     impl PacketSocket {
-        pub fn bind(interface: &str) -> Result<PacketSocket> {
+        /// A packet socket on `interface` whose kernel filter passes only outgoing packets
+        /// and none of the tunnel's own UDP to `endpoints` ([`super::super::bpf`]).
+        pub fn bind(interface: &str, endpoints: &[SocketAddr]) -> Result<PacketSocket> {
             let c_name = std::ffi::CString::new(interface)
                 .with_context(|| format!("interface name {interface:?}"))?;
             // SAFETY: a valid NUL-terminated string.
@@ -125,6 +137,27 @@ mod linux {
             }
             // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            if let Some(program) = super::super::bpf::program(endpoints) {
+                let fprog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr().cast_mut(),
+                };
+                // SAFETY: valid fd; `fprog` points at `program`, alive for the call (the
+                // kernel copies it).
+                let rc = unsafe {
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_ATTACH_FILTER,
+                        (&fprog as *const libc::sock_fprog).cast(),
+                        std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                    )
+                };
+                if rc < 0 {
+                    return Err(io::Error::last_os_error())
+                        .with_context(|| format!("filtering the capture on {interface} (BPF)"));
+                }
+            }
             // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
             let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             addr.sll_family = libc::AF_PACKET as u16;

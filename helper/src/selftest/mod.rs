@@ -11,7 +11,11 @@
 //! Targets and names are options, so the test suite aims them at its own sandbox hosts, and it
 //! breaks the configuration on purpose to prove that each test can fail.
 
+#[cfg(target_os = "linux")]
+mod bpf;
 mod capture;
+mod evidence;
+pub mod gate;
 mod packets;
 mod probes;
 
@@ -46,6 +50,8 @@ pub struct Context {
     /// With LAN access off, the gateway is probed too: the LAN must be held as well.
     pub lan_access: bool,
     pub events: broadcast::Sender<Event>,
+    /// Whether the kill-switch test may simulate a tunnel drop this time ([`gate`] rations it).
+    pub allow_drop: bool,
 }
 
 /// Checks the options before anything runs.
@@ -100,11 +106,20 @@ pub async fn run(
         });
     };
     progress(&format!("capturing on {}", interfaces.join(", ")));
-    let capture = Capture::start(&interfaces)?;
+    let endpoints: Vec<SocketAddr> = ctx
+        .tunnel
+        .iter()
+        .flat_map(|t| t.endpoints.clone())
+        .collect();
+    let capture = Capture::start(&interfaces, &endpoints)?;
     // Whatever happens next, the data plane must not stay paused.
+    // What this test itself sent: its names (DNS) or its probe targets (kill switch).
+    let mut own: Vec<String> = Vec::new();
     let result = match test {
-        SelfTestKind::Dns => dns(&options, &ctx, &mut report, &progress).await,
-        SelfTestKind::KillSwitch => kill_switch(&options, &ctx, &mut report, &progress).await,
+        SelfTestKind::Dns => dns(&options, &ctx, &mut report, &mut own, &progress).await,
+        SelfTestKind::KillSwitch => {
+            kill_switch(&options, &ctx, &mut report, &mut own, &progress).await
+        }
     };
     if let Some(t) = &ctx.tunnel {
         t.paused.store(false, Ordering::SeqCst);
@@ -113,18 +128,30 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = capture.stop()?;
     result?;
-    let endpoints: Vec<SocketAddr> = ctx
-        .tunnel
-        .iter()
-        .flat_map(|t| t.endpoints.clone())
-        .collect();
-    report.leaks = seen
+    let caught: Vec<_> = seen
         .iter()
         .filter_map(|s| match test {
             SelfTestKind::Dns => packets::dns_leak(&s.interface, &s.packet),
             SelfTestKind::KillSwitch => packets::escaped(&s.interface, &s.packet, &endpoints),
         })
         .collect();
+    let is_own = |l: &underpass_proto::LeakedPacket| match test {
+        SelfTestKind::Dns => l
+            .detail
+            .as_deref()
+            .is_some_and(|n| own.iter().any(|o| o == n.trim_end_matches('.'))),
+        SelfTestKind::KillSwitch => {
+            let host = l
+                .destination
+                .parse::<SocketAddr>()
+                .map(|a| a.ip())
+                .or_else(|_| l.destination.parse::<IpAddr>());
+            host.is_ok_and(|h| own.iter().any(|o| *o == h.to_string()))
+        }
+    };
+    let (leaks, notes) = evidence::shape(caught, is_own);
+    report.leaks = leaks;
+    report.notes.extend(notes);
     report.verdict = if !report.leaks.is_empty() {
         Verdict::Fail
     } else if ctx.tunnel.is_none() && test == SelfTestKind::Dns {
@@ -156,6 +183,7 @@ async fn dns(
     options: &SelfTestOptions,
     ctx: &Context,
     report: &mut SelfTestReport,
+    own: &mut Vec<String>,
     progress: &impl Fn(&str),
 ) -> anyhow::Result<()> {
     if ctx.tunnel.is_none() {
@@ -168,6 +196,7 @@ async fn dns(
     let domain = options.domain.as_deref().unwrap_or(DEFAULT_DOMAIN);
     for _ in 0..options.names.unwrap_or(DEFAULT_NAMES) {
         let name = format!("{}.{domain}", random_label());
+        own.push(name.clone());
         progress(&format!("resolving {name}"));
         // The answer does not matter (the name need not exist); where the query went does.
         let answer = tokio::time::timeout(
@@ -222,6 +251,7 @@ async fn kill_switch(
     options: &SelfTestOptions,
     ctx: &Context,
     report: &mut SelfTestReport,
+    own: &mut Vec<String>,
     progress: &impl Fn(&str),
 ) -> anyhow::Result<()> {
     let mut targets: Vec<IpAddr> = if options.probe_targets.is_empty() {
@@ -239,6 +269,7 @@ async fn kill_switch(
             }
         }
     }
+    own.extend(targets.iter().map(IpAddr::to_string));
     let interfaces = report.captured_on.clone();
     let fire_all = |report: &mut SelfTestReport| {
         for target in &targets {
@@ -251,6 +282,11 @@ async fn kill_switch(
     progress("probing around the tunnel");
     tokio::task::block_in_place(|| fire_all(report));
     match &ctx.tunnel {
+        Some(_) if !ctx.allow_drop => report.notes.push(format!(
+            "the tunnel drop was not simulated: one ran less than {} s ago, and it stops \
+             everyone's traffic",
+            gate::DROP_EVERY.as_secs()
+        )),
         Some(t) => {
             let secs = options.drop_secs.unwrap_or(DEFAULT_DROP_SECS);
             progress(&format!("simulating a tunnel drop for {secs} s"));

@@ -102,12 +102,17 @@ pub fn dns_leak(interface: &str, packet: &[u8]) -> Option<LeakedPacket> {
 
 /// Anything a sealed host sent that it should not have: all but encrypted UDP to an
 /// endpoint, DHCP, and IPv6's neighbour discovery and link-local multicast housekeeping.
+/// The tunnel's own traffic: UDP to one of its endpoints.
+pub fn to_endpoint(s: &Summary, endpoints: &[SocketAddr]) -> bool {
+    s.protocol == "udp"
+        && endpoints
+            .iter()
+            .any(|e| e.ip().to_canonical() == s.destination && Some(e.port()) == s.destination_port)
+}
+
 pub fn escaped(interface: &str, packet: &[u8], endpoints: &[SocketAddr]) -> Option<LeakedPacket> {
     let s = summarize(packet)?;
-    let to_endpoint = s.protocol == "udp"
-        && endpoints.iter().any(|e| {
-            e.ip().to_canonical() == s.destination && Some(e.port()) == s.destination_port
-        });
+    let to_endpoint = to_endpoint(&s, endpoints);
     let dhcp = s.protocol == "udp" && matches!(s.destination_port, Some(67 | 547));
     let ndp = s.protocol == "icmpv6" && matches!(s.icmp_type, Some(133..=137 | 143));
     let link_local_multicast = match s.destination {

@@ -95,12 +95,19 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn up(prefix: &str, servers: u32) -> Sandbox {
+        Sandbox::up_with(prefix, servers, &[])
+    }
+
+    /// A sandbox with extra `sandbox.sh up` options (`--guest`).
+    pub fn up_with(prefix: &str, servers: u32, extra: &[&str]) -> Sandbox {
         let dir = std::env::temp_dir().join(format!("underpass-e2e-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         run_ok(
             Command::new("bash")
                 .arg(repo_root().join("scripts/sandbox.sh"))
-                .args(["up", prefix, "--servers", &servers.to_string(), "--dir"])
+                .args(["up", prefix, "--servers", &servers.to_string()])
+                .args(extra)
+                .arg("--dir")
                 .arg(&dir),
         );
         let env = parse_env(&std::fs::read_to_string(dir.join("env.sh")).expect("env.sh"));
@@ -374,6 +381,45 @@ impl Drop for Capture {
     }
 }
 
+/// Every packet the client sent on its physical link other than encrypted UDP to one of
+/// `endpoints` (and the ARP/NDP housekeeping IP needs). Masqueraded traffic of a guest behind
+/// the client carries the client's MAC too, so it counts.
+pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    let mut filter = format!(
+        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
+         and not ip6 multicast",
+        sandbox.client_mac()
+    );
+    for ep in endpoints {
+        let (ip, port) = ep.rsplit_once(':').unwrap();
+        filter.push_str(&format!(
+            " and not (udp and dst host {ip} and dst port {port})"
+        ));
+    }
+    capture.stop(&filter)
+}
+
+/// One DNS query from namespace `ns` (tests/e2e/tools/dns_query.py), from a socket with
+/// `mark` if given: the answer, or None when refused or unanswered.
+pub fn dns_query(
+    sandbox: &Sandbox,
+    ns: &str,
+    server: &str,
+    name: &str,
+    mark: Option<u32>,
+) -> Option<String> {
+    let mut cmd = sandbox.in_ns(ns, "python3");
+    cmd.arg(repo_root().join("tests/e2e/tools/dns_query.py"))
+        .args([server, name]);
+    if let Some(m) = mark {
+        cmd.args(["--mark", &m.to_string()]);
+    }
+    let out = run(&mut cmd);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The BPF filter for what may cross the client's physical link while tunnelled: encrypted
 /// UDP to the endpoint, and the link-layer housekeeping that IP needs (ARP, neighbour
 /// discovery, router solicitations, link-local multicast such as MLD reports).
@@ -408,6 +454,13 @@ impl Helper {
                 return msg["result"].clone();
             }
         }
+    }
+
+    /// Runs a self-test through a raw request and returns its report.
+    pub fn self_test(&self, test: &str, options: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .request(serde_json::json!({"kind": "self_test", "test": test, "options": options}));
+        r["Ok"]["report"].clone()
     }
 
     pub fn set_kill_switch(&self, mode: &str) {
@@ -507,6 +560,31 @@ impl Resolver {
         Resolver { child, log }
     }
 
+    /// The "ISP" resolver on the router: the client's resolver before any tunnel.
+    pub fn isp(sandbox: &Sandbox) -> Resolver {
+        Resolver::start(
+            sandbox,
+            sandbox.var("NS_ROUTER"),
+            sandbox.var("ROUTER_ADDR4"),
+            "isp",
+        )
+    }
+
+    /// The tunnel's resolver, on server 1's tunnel address.
+    pub fn tunnel(sandbox: &Sandbox) -> Resolver {
+        let (ns, addr) = (
+            sandbox.var("NS_SERVER_1"),
+            sandbox.var("SERVER_TUN_ADDR4_1"),
+        );
+        Resolver::start(sandbox, ns, addr, "tunnel")
+    }
+
+    /// A resolver nobody configured, on internet host 1.
+    pub fn other(sandbox: &Sandbox) -> Resolver {
+        let (ns, addr) = (sandbox.var("NS_INET_1"), sandbox.var("INET_ADDR4_1"));
+        Resolver::start(sandbox, ns, addr, "other")
+    }
+
     /// The names this resolver was asked for.
     pub fn queries(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
@@ -532,23 +610,7 @@ pub fn client_resolv_conf(sandbox: &Sandbox) -> PathBuf {
         .join("resolv.conf")
 }
 
-/// Every packet the client sent on its physical link other than encrypted UDP to one of
-/// `endpoints` (and the ARP/NDP housekeeping IP needs).
-pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
-    let mut filter = format!(
-        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
-         and not ip6 multicast",
-        sandbox.client_mac()
-    );
-    for ep in endpoints {
-        let (ip, port) = ep.rsplit_once(':').unwrap();
-        filter.push_str(&format!(
-            " and not (udp and dst host {ip} and dst port {port})"
-        ));
-    }
-    capture.stop(&filter)
-}
-
+/// Asserts that nothing leaked, after saying how much did.
 pub fn report(what: &str, leaked: &[String]) {
     println!(
         "{what}: {} packets other than encrypted UDP to the endpoint",

@@ -188,18 +188,8 @@ fn dns_goes_only_to_the_tunnel_resolver_and_resolv_conf_comes_back_byte_identica
         return;
     }
     let sandbox = Sandbox::up("ek5", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let tunnel = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_SERVER_1"),
-        sandbox.var("SERVER_TUN_ADDR4_1"),
-        "tunnel",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let tunnel = Resolver::tunnel(&sandbox);
     let resolv = client_resolv_conf(&sandbox);
     let original = std::fs::read(&resolv).unwrap();
     let lookup = |name: &str| {
@@ -274,30 +264,14 @@ fn resolv_conf_is_restored_after_a_crash_while_dns_was_overridden() {
     assert_eq!(std::fs::read(&resolv).unwrap(), original);
 }
 
-fn self_test(helper: &Helper, test: &str, options: serde_json::Value) -> serde_json::Value {
-    let r =
-        helper.request(serde_json::json!({"kind": "self_test", "test": test, "options": options}));
-    r["Ok"]["report"].clone()
-}
-
 #[test]
 fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     if !can_run() {
         return;
     }
     let sandbox = Sandbox::up("ek7", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
-    let _tunnel = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_SERVER_1"),
-        sandbox.var("SERVER_TUN_ADDR4_1"),
-        "tunnel",
-    );
+    let isp = Resolver::isp(&sandbox);
+    let _tunnel = Resolver::tunnel(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
     helper.cli_ok(&["connect"]);
@@ -309,7 +283,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     });
 
     // Sealed: both pass, with evidence of what was tried.
-    let dns = self_test(&helper, "dns", dns_opts.clone());
+    let dns = helper.self_test("dns", dns_opts.clone());
     assert_eq!(dns["verdict"], "pass", "{dns:#}");
     assert_eq!(
         dns["captured_on"],
@@ -323,7 +297,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
         ),
         "{dns:#}"
     );
-    let ks = self_test(&helper, "kill_switch", probe_opts.clone());
+    let ks = helper.self_test("kill_switch", probe_opts.clone());
     assert_eq!(ks["verdict"], "pass", "{ks:#}");
     assert!(ks["sent"]
         .as_array()
@@ -355,7 +329,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
 
     // Broken on purpose: no kill switch, and resolv.conf pointed back at the ISP.
     helper.set_kill_switch("off");
-    let ks = self_test(&helper, "kill_switch", probe_opts);
+    let ks = helper.self_test("kill_switch", probe_opts);
     assert_eq!(ks["verdict"], "fail", "{ks:#}");
     let leaks = ks["leaks"].as_array().unwrap();
     assert!(
@@ -379,8 +353,7 @@ fn self_tests_pass_when_sealed_and_catch_the_leak_when_broken_on_purpose() {
     )
     .unwrap();
     // (The helper re-asserts within a second; run the test straight away, while it is broken.)
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
@@ -410,12 +383,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     // Deterministic version of the DNS break: a profile without DNS leaves resolv.conf on the
     // ISP's resolver, and with the kill switch off the queries go out in the clear.
     let sandbox = Sandbox::up("ek8", 1);
-    let isp = Resolver::start(
-        &sandbox,
-        sandbox.var("NS_ROUTER"),
-        sandbox.var("ROUTER_ADDR4"),
-        "isp",
-    );
+    let isp = Resolver::isp(&sandbox);
     let helper = Helper::start(&sandbox, &[]);
     let conf = std::fs::read_to_string(sandbox.var("PROFILE_1")).unwrap();
     let no_dns: String = conf
@@ -428,8 +396,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     helper.cli_ok(&["import", path.to_str().unwrap()]);
     helper.set_kill_switch("off");
     helper.cli_ok(&["connect"]);
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
@@ -457,8 +424,7 @@ fn dns_self_test_reports_the_leak_when_the_resolver_is_the_isps() {
     );
     // With the kill switch back on, the same resolver is refused: no leak, pass.
     helper.set_kill_switch("auto");
-    let dns = self_test(
-        &helper,
+    let dns = helper.self_test(
         "dns",
         serde_json::json!({"domain": "example.test", "names": 2}),
     );
