@@ -5,17 +5,22 @@
 //! connections is capped, a client must say hello within a few seconds, writes to a client that
 //! stops reading time out, and garbage or oversized frames end that one connection.
 
+#[cfg(unix)]
 pub mod peer;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::{bind, serve};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{bind, serve};
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 use underpass_proto::codec::{FrameError, JsonFrames};
 use underpass_proto::{
@@ -24,111 +29,53 @@ use underpass_proto::{
 };
 
 use crate::daemon::Command;
-use peer::{Authorizer, PeerCred, Verdict};
 
-const MAX_CONNECTIONS: usize = 128;
+pub const MAX_CONNECTIONS: usize = 128;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not subscribed and sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Conn = Framed<UnixStream, JsonFrames<ClientMessage, ServerMessage>>;
+pub type Conn<S> = Framed<S, JsonFrames<ClientMessage, ServerMessage>>;
+
+/// Who is on the other end, as the OS reports it (for the log).
+#[derive(Debug, Clone, Copy)]
+pub struct Who {
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(uid) = self.uid {
+            write!(f, "uid {uid} ")?;
+        }
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid}"),
+            None => write!(f, "pid ?"),
+        }
+    }
+}
 
 pub struct Shared {
     pub commands: mpsc::Sender<Command>,
     pub status: watch::Receiver<Status>,
     pub events: broadcast::Sender<Event>,
-    pub authorizer: Authorizer,
+    /// Who may connect (on Windows the pipe's DACL decides, before a connection exists).
+    #[cfg(unix)]
+    pub authorizer: peer::Authorizer,
     pub log: crate::logring::LogRing,
 }
 
-/// Binds the socket: removes a stale one, refuses to steal a live one, and sets mode 0660 with
-/// the helper's group (0600, root only, when the group does not exist).
-pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!(
-                "another underpassd is already listening on {}",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    let mode = match authorizer.group {
-        Some(gid) => {
-            nix::unistd::chown(path, None, Some(gid)).with_context(|| {
-                format!(
-                    "giving {} to group {}",
-                    path.display(),
-                    authorizer.group_name
-                )
-            })?;
-            0o660
-        }
-        None => {
-            tracing::warn!(
-                group = %authorizer.group_name,
-                "group does not exist: the socket is root-only. Create it (`groupadd {}`) to let users connect",
-                authorizer.group_name
-            );
-            0o600
-        }
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
-    Ok(listener)
-}
-
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, socket = %socket.display(), "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection refused: {MAX_CONNECTIONS} clients already connected");
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            handle(stream, &shared).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn handle(stream: UnixStream, shared: &Shared) {
-    let cred = match stream.peer_cred() {
-        Ok(c) => PeerCred {
-            uid: c.uid(),
-            gid: c.gid(),
-            pid: c.pid(),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "refused a connection whose credentials are unreadable");
-            return;
-        }
-    };
-    let mut conn: Conn = Framed::new(stream, JsonFrames::default());
-    if let Verdict::Refused(why) = shared.authorizer.check(cred) {
-        tracing::warn!("refused IPC connection: {why}");
-        fatal(&mut conn, ErrorCode::PermissionDenied, why).await;
-        return;
-    }
+/// One connection, after the transport admitted its peer: handshake, then requests and events.
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: Conn<S>,
+    who: Who,
+    shared: &Shared,
+) {
     match tokio::time::timeout(HELLO_TIMEOUT, conn.next()).await {
         Ok(Some(Ok(ClientMessage::Hello { protocol, client }))) if protocol == PROTOCOL_VERSION => {
-            tracing::debug!(uid = cred.uid, %client, "client connected");
+            tracing::debug!(%who, %client, "client connected");
             let hello = ServerMessage::Hello {
                 protocol: PROTOCOL_VERSION,
                 helper_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -146,7 +93,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
                 helper_version: env!("CARGO_PKG_VERSION").to_string(),
             };
             send(&mut conn, hello).await;
-            tracing::info!(uid = cred.uid, "{msg}");
+            tracing::info!(%who, "{msg}");
             return;
         }
         Ok(Some(Ok(_))) => {
@@ -159,7 +106,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
             return;
         }
         Ok(Some(Err(e))) => {
-            refuse_frame(&mut conn, cred, e).await;
+            refuse_frame(&mut conn, who, e).await;
             return;
         }
         Ok(None) => return,
@@ -191,7 +138,7 @@ async fn handle(stream: UnixStream, shared: &Shared) {
                     return;
                 }
                 Ok(Some(Err(e))) => {
-                    refuse_frame(&mut conn, cred, e).await;
+                    refuse_frame(&mut conn, who, e).await;
                     return;
                 }
                 Ok(None) => return,
@@ -281,17 +228,25 @@ fn helper_gone() -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, "the helper is shutting down")
 }
 
-async fn refuse_frame(conn: &mut Conn, cred: PeerCred, e: FrameError) {
+async fn refuse_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    who: Who,
+    e: FrameError,
+) {
     let code = match e {
         FrameError::TooLarge => ErrorCode::FrameTooLarge,
         FrameError::Malformed(_) => ErrorCode::Malformed,
         FrameError::Io(_) => return,
     };
-    tracing::warn!(uid = cred.uid, pid = ?cred.pid, "closing IPC connection: {e}");
+    tracing::warn!(%who, "closing IPC connection: {e}");
     fatal(conn, code, e.to_string()).await;
 }
 
-async fn fatal(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
+async fn fatal<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    code: ErrorCode,
+    message: impl Into<String>,
+) {
     send(
         conn,
         ServerMessage::Fatal {
@@ -302,7 +257,10 @@ async fn fatal(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
 }
 
 /// Sends one message; false when the client is gone or too slow to take it.
-async fn send(conn: &mut Conn, message: ServerMessage) -> bool {
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    message: ServerMessage,
+) -> bool {
     matches!(
         tokio::time::timeout(WRITE_TIMEOUT, conn.send(message)).await,
         Ok(Ok(()))
