@@ -92,6 +92,9 @@ for t in "${OTHER_TARGETS[@]}"; do
     -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli
 done
 
+step "Windows under Wine: the pipe's owner check, the NRPT/Tcpip registry writers, the MSI and the service (scripts/wine-test.sh)"
+bash scripts/wine-test.sh
+
 step "all tests passed in ${SECONDS}s"
 # One closing line over all runners (cargo test, Vitest, node --test, the shell checks).
 sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '

@@ -127,3 +127,117 @@ fn sid_string(sid: PSID) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! These run under Wine in `npm test` (scripts/wine-test.sh). Wine does not enforce security
+    //! descriptors, but it stores and reports their owner, which is what the client checks.
+    use std::path::PathBuf;
+
+    use futures::{SinkExt, StreamExt};
+    use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+    use tokio_util::codec::Framed;
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+
+    use crate::client::{Client, ClientError};
+    use crate::codec::JsonFrames;
+    use crate::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+
+    fn pipe_name(test: &str) -> PathBuf {
+        format!(r"\\.\pipe\underpass-test-{test}-{}", std::process::id()).into()
+    }
+
+    fn server(path: &PathBuf, sddl: Option<&str>) -> NamedPipeServer {
+        let mut options = ServerOptions::new();
+        options.first_pipe_instance(true);
+        let Some(sddl) = sddl else {
+            return options.create(path).unwrap();
+        };
+        let text: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
+        let mut sd = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string; the descriptor is leaked (test only).
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                text.as_ptr(),
+                SDDL_REVISION_1,
+                &mut sd,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "SDDL {sddl}");
+        let mut sa = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: sd,
+            bInheritHandle: 0,
+        };
+        // SAFETY: `sa` is valid for the call.
+        unsafe {
+            options
+                .create_with_security_attributes_raw(
+                    path,
+                    (&mut sa as *mut SECURITY_ATTRIBUTES).cast(),
+                )
+                .unwrap()
+        }
+    }
+
+    /// Answers one client's hello, as the helper would.
+    async fn answer_hello(server: NamedPipeServer) {
+        server.connect().await.unwrap();
+        let mut conn = Framed::new(
+            server,
+            JsonFrames::<ClientMessage, ServerMessage>::default(),
+        );
+        if let Some(Ok(ClientMessage::Hello { .. })) = conn.next().await {
+            let _ = conn
+                .send(ServerMessage::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    helper_version: "test".into(),
+                })
+                .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pipe_owned_by_local_system_is_accepted() {
+        let path = pipe_name("system");
+        let s = server(&path, Some("O:SYG:SYD:P(A;;GA;;;SY)(A;;GA;;;WD)"));
+        let helper = tokio::spawn(answer_hello(s));
+        let client = Client::connect(&path, "test").await.unwrap();
+        assert_eq!(client.helper_version(), "test");
+        helper.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pipe_owned_by_anyone_else_is_refused_before_a_word_is_sent() {
+        let path = pipe_name("squatter");
+        // Created with the default descriptor: owned by this (non-SYSTEM) account.
+        let s = server(&path, None);
+        let squatter = tokio::spawn(async move {
+            s.connect().await.unwrap();
+            let mut conn = Framed::new(s, JsonFrames::<ClientMessage, ServerMessage>::default());
+            // The client must not send its hello to a squatter.
+            !matches!(conn.next().await, Some(Ok(_)))
+        });
+        match Client::connect(&path, "test").await {
+            Err(ClientError::NotSystemOwned { owner, .. }) => {
+                assert!(!owner.is_empty())
+            }
+            Err(e) => panic!("expected a refusal for the owner, got {e}"),
+            Ok(_) => panic!("a pipe not owned by SYSTEM was trusted"),
+        }
+        assert!(squatter.await.unwrap(), "the client spoke to the squatter");
+    }
+
+    #[tokio::test]
+    async fn no_pipe_means_the_helper_is_not_running() {
+        let path = pipe_name("absent");
+        assert!(matches!(
+            Client::connect(&path, "test").await,
+            Err(ClientError::NotRunning { .. })
+        ));
+    }
+}

@@ -36,8 +36,9 @@ const FWP_E_PROVIDER_NOT_FOUND: u32 = 0x8032_0005;
 const FWP_E_SUBLAYER_NOT_FOUND: u32 = 0x8032_0007;
 
 pub struct Wfp {
-    dynamic: Engine,
-    /// Opened when a persistent filter is first needed (and for cleanup).
+    /// Both handles are opened on first use, so the helper starts (and answers its clients)
+    /// even where the Base Filtering Engine is unreachable; the first apply then fails loudly.
+    dynamic: Option<Engine>,
     stored: Option<Engine>,
     session_ids: Vec<u64>,
     stored_ids: Vec<u64>,
@@ -206,7 +207,7 @@ unsafe impl Send for Engine {}
 impl Firewall for Wfp {
     async fn open() -> Result<Self> {
         Ok(Wfp {
-            dynamic: Engine::open(true)?,
+            dynamic: None,
             stored: None,
             session_ids: Vec::new(),
             stored_ids: Vec::new(),
@@ -217,10 +218,7 @@ impl Firewall for Wfp {
         let plan = WfpPlan::new(Some(policy));
         tracing::debug!(filters = %plan.render(), "WFP plan");
         let values = Values::for_policy(policy)?;
-        if self.stored.is_none() {
-            self.stored = Some(Engine::open(false)?);
-        }
-        let stored = self.stored.as_ref().expect("opened above");
+        let stored = engine(&mut self.stored, false)?;
         let mut new_stored = Vec::new();
         stored.transaction(|e| {
             e.ensure_provider()?;
@@ -235,7 +233,7 @@ impl Firewall for Wfp {
         })?;
         self.stored_ids = new_stored;
         let mut new_session = Vec::new();
-        self.dynamic.transaction(|e| {
+        engine(&mut self.dynamic, true)?.transaction(|e| {
             e.delete(&self.session_ids)?;
             for f in plan.with_lifetime(Lifetime::Session) {
                 new_session.push(add_filter(e, f, &values)?);
@@ -247,15 +245,11 @@ impl Firewall for Wfp {
     }
 
     async fn remove(&mut self) -> Result<()> {
-        self.dynamic.transaction(|e| e.delete(&self.session_ids))?;
-        self.session_ids.clear();
-        if self.stored.is_none() {
-            self.stored = Some(Engine::open(false)?);
+        if let Some(dynamic) = &self.dynamic {
+            dynamic.transaction(|e| e.delete(&self.session_ids))?;
         }
-        self.stored
-            .as_ref()
-            .expect("opened above")
-            .transaction(purge)?;
+        self.session_ids.clear();
+        engine(&mut self.stored, false)?.transaction(purge)?;
         self.stored_ids.clear();
         Ok(())
     }
@@ -265,6 +259,14 @@ impl Firewall for Wfp {
         // Underpass does not route forwarded traffic on Windows.
         Ok(())
     }
+}
+
+/// The engine in `slot`, opened now if it is not yet.
+fn engine(slot: &mut Option<Engine>, dynamic: bool) -> Result<&Engine> {
+    if slot.is_none() {
+        *slot = Some(Engine::open(dynamic)?);
+    }
+    Ok(slot.as_ref().expect("opened above"))
 }
 
 /// Deletes every filter of our provider, then the sublayer and the provider (also what an

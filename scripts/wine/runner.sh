@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Cargo's runner for x86_64-pc-windows-gnu test binaries under Wine
+# (CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER). Wine sometimes exits 0 after a process aborted on
+# an unimplemented function, so a run passes only with exit 0 AND libtest's own
+# "test result: ok." line.
+set -uo pipefail
+out=$(mktemp)
+wine "$@" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+ok=0
+grep -q '^test result: ok\.' "$out" && ok=1
+rm -f "$out"
+if [ "$rc" != 0 ]; then
+  echo "wine-runner: $1 exited $rc" >&2
+  exit "$rc"
+fi
+if [ "$ok" != 1 ]; then
+  echo "wine-runner: $1 exited 0 but printed no 'test result: ok.' (a Wine false pass): failing" >&2
+  exit 1
+fi
