@@ -61,8 +61,8 @@ for _ in $(seq 50); do
   status=$(wine "$installed/underpass.exe" status --json 2>/dev/null | tr -d '\r') && break
   sleep 0.2
 done
-jq -e '.state.state == "disconnected"' <<<"$status" >/dev/null \
-  && ok "underpass status --json answered over \\\\.\\pipe\\underpassd: $(jq -c .state <<<"$status")" \
+jq -e '.state == "disconnected"' <<<"$status" >/dev/null \
+  && ok "underpass status --json answered over \\\\.\\pipe\\underpassd: state $(jq -r .state <<<"$status")" \
   || fail "status over the pipe: $status"
 
 wine msiexec /x "$(winepath -w "$msi")" /qn
@@ -72,5 +72,7 @@ if wine reg query 'HKLM\System\CurrentControlSet\Services\underpassd' >/dev/null
   fail "the service's registry key is left"
 fi
 ok "no registry key left for the service"
+[ ! -e "$WINEPREFIX/drive_c/ProgramData/Underpass" ] && ok "uninstall removed the helper's state (ProgramData\\Underpass)" \
+  || fail "left: $(ls -R "$WINEPREFIX/drive_c/ProgramData/Underpass")"
 echo "wine-test: $pass checks passed, in ${SECONDS}s"
 echo "$pass passed, 0 failed"

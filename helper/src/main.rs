@@ -71,11 +71,11 @@ struct Args {
     #[cfg(windows)]
     #[arg(long)]
     service: bool,
-    /// Remove every WFP filter, sublayer and provider Underpass installed, then exit (the
-    /// uninstaller runs this).
+    /// Remove everything Underpass leaves on the system (WFP filters, sublayer and provider,
+    /// NRPT rules, the state dir), then exit: the uninstaller runs this.
     #[cfg(windows)]
     #[arg(long)]
-    purge_firewall: bool,
+    uninstall_cleanup: bool,
 }
 
 #[cfg(unix)]
@@ -108,8 +108,8 @@ fn main() -> Result<()> {
     }
     #[cfg(windows)]
     {
-        if args.purge_firewall {
-            return firewall::purge_all();
+        if args.uninstall_cleanup {
+            return service::uninstall_cleanup(&args.state_dir);
         }
         if args.service {
             return service::run(args, log);

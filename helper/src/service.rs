@@ -121,6 +121,29 @@ fn set_failure_actions() -> Result<()> {
         .context("ChangeServiceConfig2W(SERVICE_CONFIG_FAILURE_ACTIONS_FLAG)")
 }
 
+/// What the MSI's uninstall runs after stopping the service. Every part is tried; the first
+/// failure is reported at the end.
+pub fn uninstall_cleanup(state_dir: &std::path::Path) -> Result<()> {
+    let mut result = crate::firewall::purge_all().context("removing the WFP objects");
+    if let Err(e) = crate::dns::remove_leftovers() {
+        result = result.and(Err(e));
+    }
+    if state_dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(state_dir) {
+            result =
+                result.and(Err(e).with_context(|| format!("removing {}", state_dir.display())));
+        }
+    }
+    // The Underpass directory under ProgramData, once empty.
+    if let Some(parent) = state_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "uninstall cleanup");
+    }
+    result
+}
+
 fn on_power(event: PowerEventParam) {
     match event {
         PowerEventParam::Suspend => tracing::info!("the system is going to sleep"),

@@ -48,7 +48,10 @@ fi
 if [ -n "${APP_EXE:-}" ]; then cp "$APP_EXE" "$stage/underpass-gui.exe"; app=yes; fi
 
 mkdir -p dist
-out="dist/underpass-$version-x64$suffix.msi"
-wixl -a x64 -D Version="$version" -D Bin="$stage" -D Wintun="$wintun" -D App="$app" \
-  -D Dependencies="${DEPENDENCIES:-yes}" -o "$out" installers/windows/underpass.wxs
+out="$PWD/dist/underpass-$version-x64$suffix.msi"
+cp installers/windows/underpass.wxs "$stage/"
+# wixl finds the files relative to the directory it runs in.
+(cd "$stage" && wixl -a x64 -D Version="$version" -D Wintun="$wintun" -D App="$app" \
+  -D Dependencies="${DEPENDENCIES:-yes}" -o "$out" underpass.wxs)
+out=dist/$(basename "$out")
 echo "build-msi: wrote $out (wintun: $wintun, app: $app)"

@@ -17,7 +17,7 @@ pub use linux::LinuxDns as PlatformDns;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::WindowsDns as PlatformDns;
+pub use windows::{remove_leftovers, WindowsDns as PlatformDns};
 // Compiled on every OS so its unit tests run on Linux; only Windows applies it.
 #[cfg(any(windows, test))]
 #[cfg_attr(not(windows), allow(dead_code))]

@@ -80,6 +80,14 @@ impl DnsManager for WindowsDns {
     }
 }
 
+/// Deletes Underpass's NRPT rules and adapter DNS values (for the uninstaller).
+pub fn remove_leftovers() -> Result<()> {
+    remove_ours(
+        &RegKey::predef(HKEY_LOCAL_MACHINE),
+        &guid_string(ADAPTER_GUID),
+    )
+}
+
 /// The NRPT roots to write: the local one always, Group Policy's when it exists (the DNS
 /// client then reads only that one).
 fn nrpt_roots(hklm: &RegKey) -> Vec<&'static str> {

@@ -5,7 +5,7 @@
 //! persistent and boot-time base set, which outlives it on purpose. Every `apply` replaces the
 //! filters it installed last time in one transaction per handle. `remove` enumerates and
 //! deletes every filter of our provider on our layers, also ones an earlier helper left, and
-//! then the sublayer and provider; the uninstaller runs it too (`underpassd --purge-firewall`).
+//! then the sublayer and provider; the uninstaller runs it too (`underpassd --uninstall-cleanup`).
 //!
 //! Never run: WFP is missing under Wine, and no Windows machine was at hand. It type-checks.
 
@@ -270,7 +270,7 @@ fn engine(slot: &mut Option<Engine>, dynamic: bool) -> Result<&Engine> {
 }
 
 /// Deletes every filter of our provider, then the sublayer and the provider (also what an
-/// earlier helper left). The uninstaller calls this through `underpassd --purge-firewall`.
+/// earlier helper left). The uninstaller calls this through `underpassd --uninstall-cleanup`.
 fn purge(e: &Engine) -> Result<()> {
     for layer in Layer::ALL {
         let ids = e.our_filters(layer)?;
