@@ -92,6 +92,10 @@ for t in "${OTHER_TARGETS[@]}"; do
     -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli
 done
 
+step "cargo clippy --target x86_64-pc-windows-gnu -D warnings (the Windows backends, with their tests)"
+cargo clippy --locked --target x86_64-pc-windows-gnu --all-targets \
+  -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -- -D warnings
+
 step "Windows under Wine: the pipe's owner check, the NRPT/Tcpip registry writers, the MSI and the service (scripts/wine-test.sh)"
 bash scripts/wine-test.sh
 

@@ -28,8 +28,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wineserver -p
 wineboot --init >/dev/null 2>&1
+# wineboot returns before the new prefix's first-time setup has finished; an MSI installed
+# meanwhile loses its service (msi: OpenService fails with 1060). Wait for the setup to end.
+timeout 300 wineserver -w
+wineserver -p
 # Rust's std needs bcryptprimitives!ProcessPrng, which Wine 8.0 lacks (see the shim's source).
 x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
   scripts/wine/bcryptprimitives.c scripts/wine/bcryptprimitives.def -lbcrypt
