@@ -7,8 +7,10 @@
 # line (said loudly), one that never printed it fails.
 set -uo pipefail
 out=$(mktemp)
-timeout -k 5 "${WINE_TEST_TIMEOUT:-60}" wine "$@" 2>&1 | tee "$out"
-rc=${PIPESTATUS[0]}
+# To a file, not a pipe: a hung Windows process would hold a pipe open after `timeout`.
+timeout -k 5 "${WINE_TEST_TIMEOUT:-60}" wine "$@" >"$out" 2>&1
+rc=$?
+cat "$out"
 ok=0
 grep -q '^test result: ok\.' "$out" && ok=1
 rm -f "$out"
