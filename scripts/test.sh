@@ -21,7 +21,7 @@ else
 fi
 OTHER_TARGETS=(x86_64-pc-windows-gnu aarch64-apple-darwin)
 installed=$(rustup target list --installed)
-for t in "${OTHER_TARGETS[@]}"; do
+for t in "${OTHER_TARGETS[@]}" x86_64-pc-windows-msvc; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
@@ -91,6 +91,19 @@ for t in "${OTHER_TARGETS[@]}"; do
   RUSTFLAGS="-D warnings" cargo check --locked --target "$t" \
     -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli
 done
+
+step "cargo clippy --target x86_64-pc-windows-gnu -D warnings (the Windows backends, with their tests)"
+cargo clippy --locked --target x86_64-pc-windows-gnu --all-targets \
+  -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -- -D warnings
+
+step "cargo clippy --target x86_64-pc-windows-msvc -D warnings (C is check-only: scripts/cross)"
+CC_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-cc" \
+AR_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-ar" \
+  cargo clippy --locked --target x86_64-pc-windows-msvc --all-targets \
+  -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -- -D warnings
+
+step "Windows under Wine: the pipe's owner check, the NRPT/Tcpip registry writers, the MSI and the service (scripts/wine-test.sh)"
+bash scripts/wine-test.sh
 
 step "all tests passed in ${SECONDS}s"
 # One closing line over all runners (cargo test, Vitest, node --test, the shell checks).

@@ -1012,7 +1012,8 @@ impl Daemon {
         };
         self.healing.path = Some(path);
         let interface = free_interface_name(&self.settings.interface_prefix)?;
-        let plan = RoutePlan::new(config, &interface, fwmark, table);
+        let plan = RoutePlan::new(config, &interface, fwmark, table)
+            .with_endpoints(peers.iter().map(|p| p.endpoint.ip()));
         let hole = TunnelHole {
             interface: interface.clone(),
             endpoints: peers.iter().map(|p| p.endpoint).collect(),

@@ -10,9 +10,9 @@
 //! crashes) → `tunnel` (data plane), `routes`, `firewall` (the kill switch) and `dns`, each one
 //! trait with one file per OS.
 
-// On macOS and Windows the OS backends are still stubs that refuse to run, so the shared code
-// they will drive is unused there; only the Linux build is held to dead-code warnings.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+// On macOS the OS backends are still stubs that refuse to run, so the shared code they will
+// drive is unused there; the Linux and Windows builds are held to dead-code warnings.
+#![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 
 mod daemon;
 mod dns;
@@ -20,14 +20,17 @@ mod doctor;
 mod firewall;
 mod health;
 mod intent;
-#[cfg(unix)]
 mod ipc;
 mod limits;
 mod logring;
 mod routes;
 mod selftest;
+#[cfg(windows)]
+mod service;
 mod state;
 mod tunnel;
+#[cfg(windows)]
+mod winutil;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,7 +45,7 @@ use logring::LogRing;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "underpassd",
     version,
@@ -53,7 +56,7 @@ struct Args {
     #[arg(long, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Root-only directory for the helper's persistent state.
-    #[arg(long, default_value = "/var/lib/underpass")]
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Members of this group may use the helper (besides root).
     #[arg(long, default_value = DEFAULT_GROUP)]
@@ -67,7 +70,21 @@ struct Args {
     /// The resolver configuration to point at the tunnel's DNS while connected.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Run under the Windows service control manager (how the MSI installs it).
+    #[cfg(windows)]
+    #[arg(long)]
+    service: bool,
+    /// Remove everything Underpass leaves on the system (WFP filters, sublayer and provider,
+    /// NRPT rules, the state dir), then exit: the uninstaller runs this.
+    #[cfg(windows)]
+    #[arg(long)]
+    uninstall_cleanup: bool,
 }
+
+#[cfg(unix)]
+const DEFAULT_STATE_DIR: &str = "/var/lib/underpass";
+#[cfg(windows)]
+const DEFAULT_STATE_DIR: &str = r"C:\ProgramData\Underpass\state";
 
 fn main() -> Result<()> {
     abort_on_panic();
@@ -93,11 +110,20 @@ fn main() -> Result<()> {
     {
         anyhow::bail!("--interface-prefix must be 1 to 12 letters, digits or dashes");
     }
+    #[cfg(windows)]
+    {
+        if args.uninstall_cleanup {
+            return service::uninstall_cleanup(&args.state_dir);
+        }
+        if args.service {
+            return service::run(args, log);
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args, log))
+        .block_on(run(args, log, wait_for_signal()))
 }
 
 /// A panic anywhere ends the process, after the usual message: a helper whose actor or
@@ -112,7 +138,12 @@ fn abort_on_panic() {
     }));
 }
 
-async fn run(args: Args, log: LogRing) -> Result<()> {
+/// Runs the helper until `stop` completes (a signal, or the service control manager).
+async fn run(
+    args: Args,
+    log: LogRing,
+    stop: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     prepare_state_dir(&args.state_dir)?;
     let (status_tx, status_rx) = watch::channel(Status::disconnected());
     let (events, _) = broadcast::channel(64);
@@ -133,7 +164,7 @@ async fn run(args: Args, log: LogRing) -> Result<()> {
     let daemon_task = tokio::spawn(daemon.run(commands_rx));
     let server = listen(&args, commands.clone(), status_rx, events, log, interrupts)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
-    wait_for_signal().await?;
+    stop.await?;
     tracing::info!("shutting down");
     server.abort();
     let (tx, rx) = oneshot::channel();
@@ -141,6 +172,7 @@ async fn run(args: Args, log: LogRing) -> Result<()> {
         let _ = rx.await;
     }
     let _ = daemon_task.await;
+    #[cfg(unix)]
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
 }
@@ -162,6 +194,7 @@ fn listen(
         events,
         authorizer,
         log,
+        subscriptions: ipc::subscription_slots(),
         interrupts,
     });
     Ok(tokio::spawn(ipc::serve(
@@ -171,16 +204,29 @@ fn listen(
     )))
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn listen(
-    _args: &Args,
-    _commands: mpsc::Sender<Command>,
-    _status: watch::Receiver<Status>,
-    _events: broadcast::Sender<underpass_proto::Event>,
-    _log: LogRing,
-    _interrupts: watch::Sender<u64>,
+    args: &Args,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    events: broadcast::Sender<underpass_proto::Event>,
+    log: LogRing,
+    interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    anyhow::bail!("the named-pipe IPC transport is not supported on this OS yet")
+    let server = ipc::bind(&args.socket)?;
+    let shared = std::sync::Arc::new(ipc::Shared {
+        commands,
+        status,
+        events,
+        log,
+        subscriptions: ipc::subscription_slots(),
+        interrupts,
+    });
+    Ok(tokio::spawn(ipc::serve(
+        server,
+        shared,
+        args.socket.clone(),
+    )))
 }
 
 #[cfg(unix)]

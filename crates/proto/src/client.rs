@@ -33,6 +33,8 @@ pub enum ClientError {
     Protocol(String),
     #[error("IPC I/O error: {0}")]
     Io(#[from] io::Error),
+    #[error("refusing {path}: the pipe is owned by {owner}, not by LocalSystem, so it is not the Underpass helper's")]
+    NotSystemOwned { path: PathBuf, owner: String },
 }
 
 impl From<FrameError> for ClientError {
@@ -81,15 +83,18 @@ impl Client<tokio::net::UnixStream> {
 
 #[cfg(windows)]
 impl Client<tokio::net::windows::named_pipe::NamedPipeClient> {
-    /// The Windows named-pipe transport is not written yet.
-    pub async fn connect(path: &Path, _client_name: &str) -> Result<Self, ClientError> {
-        Err(ClientError::Io(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "connecting to {}: the Windows named-pipe transport is not supported on this OS yet",
-                path.display()
-            ),
-        )))
+    /// Connects to the helper's named pipe, refuses it unless LocalSystem owns it (so a process
+    /// that grabbed the name first is not trusted), and does the version handshake.
+    pub async fn connect(path: &Path, client_name: &str) -> Result<Self, ClientError> {
+        let pipe = crate::pipe::open(path).await?;
+        crate::pipe::check_owner_is_system(&pipe, path)?;
+        let mut client = Client::handshake(pipe, client_name).await;
+        if let Err(ClientError::Refused(body)) = &client {
+            if body.code == crate::ErrorCode::PermissionDenied {
+                client = Err(ClientError::PermissionDenied { path: path.into() });
+            }
+        }
+        client
     }
 }
 

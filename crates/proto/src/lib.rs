@@ -18,6 +18,8 @@ pub mod client;
 pub mod codec;
 mod key;
 mod messages;
+#[cfg(windows)]
+mod pipe;
 
 pub use key::{Key, KeyError};
 pub use messages::*;
@@ -30,7 +32,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 
 /// Where the helper listens unless told otherwise.
+#[cfg(not(windows))]
 pub const DEFAULT_SOCKET: &str = "/run/underpass/underpassd.sock";
+/// Where the helper listens unless told otherwise: a named pipe on Windows.
+#[cfg(windows)]
+pub const DEFAULT_SOCKET: &str = r"\\.\pipe\underpassd";
 
 /// The group whose members may talk to the helper.
 pub const DEFAULT_GROUP: &str = "underpass";

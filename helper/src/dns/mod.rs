@@ -14,13 +14,24 @@ mod resolved;
 #[cfg(target_os = "linux")]
 pub use linux::LinuxDns as PlatformDns;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{remove_leftovers, WindowsDns as PlatformDns};
+// Compiled on every OS so its unit tests run on Linux; only Windows applies it.
+#[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
+pub mod winplan;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use unsupported::UnsupportedDns as PlatformDns;
 
 /// Where things are, so tests can point the helper at their own files.
+/// (Windows keeps everything under names it owns in the registry and needs neither.)
 #[derive(Debug, Clone)]
+#[cfg_attr(windows, allow(dead_code))]
 pub struct DnsPaths {
     pub resolv_conf: PathBuf,
     pub state_dir: PathBuf,

@@ -16,9 +16,18 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::Nftables as PlatformFirewall;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{interface_luid, purge_all, Wfp as PlatformFirewall};
+// Compiled on every OS so its unit tests run on Linux; only Windows applies it.
+#[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
+pub mod wfp;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use unsupported::UnsupportedFirewall as PlatformFirewall;
 
 /// What one OS's firewall backend must do.

@@ -5,17 +5,22 @@
 //! connections is capped, a client must say hello within a few seconds, writes to a client that
 //! stops reading time out, and garbage or oversized frames end that one connection.
 
+#[cfg(unix)]
 pub mod peer;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::{bind, serve};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{bind, serve};
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 use underpass_proto::codec::{FrameError, JsonFrames};
 use underpass_proto::{
@@ -24,9 +29,8 @@ use underpass_proto::{
 };
 
 use crate::daemon::Command;
-use peer::{Authorizer, PeerCred, Verdict};
 
-const MAX_CONNECTIONS: usize = 128;
+pub const MAX_CONNECTIONS: usize = 128;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not subscribed and sends nothing for this long is closed.
@@ -34,119 +38,56 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Event subscriptions one user may hold at once (the app, the tray, a few CLIs).
 const MAX_SUBSCRIPTIONS_PER_UID: usize = 8;
 
-type Conn = Framed<UnixStream, JsonFrames<ClientMessage, ServerMessage>>;
+/// The per-uid budget of event subscriptions, shared by all connections.
+pub fn subscription_slots() -> std::sync::Arc<crate::limits::Slots> {
+    crate::limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID)
+}
+
+pub type Conn<S> = Framed<S, JsonFrames<ClientMessage, ServerMessage>>;
+
+/// Who is on the other end, as the OS reports it (for the log).
+#[derive(Debug, Clone, Copy)]
+pub struct Who {
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(uid) = self.uid {
+            write!(f, "uid {uid} ")?;
+        }
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid}"),
+            None => write!(f, "pid ?"),
+        }
+    }
+}
 
 pub struct Shared {
     pub commands: mpsc::Sender<Command>,
     pub status: watch::Receiver<Status>,
     pub events: broadcast::Sender<Event>,
-    pub authorizer: Authorizer,
+    /// Who may connect (on Windows the pipe's DACL decides, before a connection exists).
+    #[cfg(unix)]
+    pub authorizer: peer::Authorizer,
     pub log: crate::logring::LogRing,
+    /// Event subscriptions held, per uid ([`MAX_SUBSCRIPTIONS_PER_UID`] each).
+    pub subscriptions: std::sync::Arc<crate::limits::Slots>,
     /// Bumped by every Connect and Disconnect before it is queued, so that a bring-up stuck on
-    /// a slow lookup gives way at once (see `Daemon::interrupted`).
+    /// a slow lookup gives way at once (see `Daemon::bring_up`).
     pub interrupts: watch::Sender<u64>,
 }
 
-/// Binds the socket: removes a stale one, refuses to steal a live one, and sets mode 0660 with
-/// the helper's group (0600, root only, when the group does not exist).
-pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!(
-                "another underpassd is already listening on {}",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    let mode = match authorizer.group {
-        Some(gid) => {
-            nix::unistd::chown(path, None, Some(gid)).with_context(|| {
-                format!(
-                    "giving {} to group {}",
-                    path.display(),
-                    authorizer.group_name
-                )
-            })?;
-            0o660
-        }
-        None => {
-            tracing::warn!(
-                group = %authorizer.group_name,
-                "group does not exist: the socket is root-only. Create it (`groupadd {}`) to let users connect",
-                authorizer.group_name
-            );
-            0o600
-        }
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
-    Ok(listener)
-}
-
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, socket: PathBuf) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let subscriptions = crate::limits::Slots::new(MAX_SUBSCRIPTIONS_PER_UID);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, socket = %socket.display(), "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let why = format!("{MAX_CONNECTIONS} clients are already connected; try again later");
-            tracing::warn!("connection refused: {why}");
-            // Told why, within the write timeout, then closed: never a silent hang-up.
-            tokio::spawn(async move {
-                let mut conn: Conn = Framed::new(stream, JsonFrames::default());
-                fatal(&mut conn, ErrorCode::Busy, why).await;
-            });
-            continue;
-        };
-        let shared = shared.clone();
-        let subscriptions = subscriptions.clone();
-        tokio::spawn(async move {
-            handle(stream, &shared, &subscriptions).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::limits::Slots>) {
-    let cred = match stream.peer_cred() {
-        Ok(c) => PeerCred {
-            uid: c.uid(),
-            gid: c.gid(),
-            pid: c.pid(),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "refused a connection whose credentials are unreadable");
-            return;
-        }
-    };
-    let mut conn: Conn = Framed::new(stream, JsonFrames::default());
-    // Group membership goes through NSS (files, LDAP, sssd...), which may block: off the runtime.
-    let authorizer = shared.authorizer.clone();
-    let verdict = tokio::task::spawn_blocking(move || authorizer.check(cred))
-        .await
-        .unwrap_or_else(|e| Verdict::Refused(format!("the membership lookup failed: {e}")));
-    if let Verdict::Refused(why) = verdict {
-        tracing::warn!("refused IPC connection: {why}");
-        fatal(&mut conn, ErrorCode::PermissionDenied, why).await;
-        return;
-    }
+/// One connection, after the transport admitted its peer: handshake, then requests and events.
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: Conn<S>,
+    who: Who,
+    shared: &Shared,
+) {
     match tokio::time::timeout(HELLO_TIMEOUT, conn.next()).await {
         Ok(Some(Ok(ClientMessage::Hello { protocol, client }))) if protocol == PROTOCOL_VERSION => {
-            tracing::debug!(uid = cred.uid, %client, "client connected");
+            tracing::debug!(%who, %client, "client connected");
             let hello = ServerMessage::Hello {
                 protocol: PROTOCOL_VERSION,
                 helper_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -164,7 +105,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
                 helper_version: env!("CARGO_PKG_VERSION").to_string(),
             };
             send(&mut conn, hello).await;
-            tracing::info!(uid = cred.uid, "{msg}");
+            tracing::info!(%who, "{msg}");
             return;
         }
         Ok(Some(Ok(_))) => {
@@ -177,7 +118,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
             return;
         }
         Ok(Some(Err(e))) => {
-            refuse_frame(&mut conn, cred, e).await;
+            refuse_frame(&mut conn, who, e).await;
             return;
         }
         Ok(None) => return,
@@ -186,6 +127,8 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
             return;
         }
     }
+    // Without a uid (a Windows pipe client), all such clients share one budget.
+    let uid = who.uid.unwrap_or(u32::MAX);
     let mut events: Option<(broadcast::Receiver<Event>, crate::limits::Slot)> = None;
     loop {
         let idle = if events.is_some() {
@@ -197,11 +140,10 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
             message = tokio::time::timeout(idle, conn.next()) => match message {
                 Ok(Some(Ok(ClientMessage::Request { id, request }))) => {
                     if matches!(request, Request::Subscribe) && events.is_none() {
-                        let Some(slot) = subscriptions.take(cred.uid) else {
+                        let Some(slot) = shared.subscriptions.take(uid) else {
                             let why = format!(
-                                "uid {} already holds {} event subscriptions; close one first",
-                                cred.uid,
-                                subscriptions.per_uid()
+                                "{who} already holds {} event subscriptions; close one first",
+                                shared.subscriptions.per_uid()
                             );
                             tracing::warn!("closing IPC connection: {why}");
                             fatal(&mut conn, ErrorCode::Busy, why).await;
@@ -209,7 +151,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
                         };
                         events = Some((shared.events.subscribe(), slot));
                     }
-                    let result = dispatch(request, cred, shared).await;
+                    let result = dispatch(request, uid, shared).await;
                     if !send(&mut conn, ServerMessage::Response { id, result }).await {
                         return;
                     }
@@ -219,7 +161,7 @@ async fn handle(stream: UnixStream, shared: &Shared, subscriptions: &Arc<crate::
                     return;
                 }
                 Ok(Some(Err(e))) => {
-                    refuse_frame(&mut conn, cred, e).await;
+                    refuse_frame(&mut conn, who, e).await;
                     return;
                 }
                 Ok(None) => return,
@@ -251,11 +193,7 @@ async fn next_event(
     }
 }
 
-async fn dispatch(
-    request: Request,
-    cred: PeerCred,
-    shared: &Shared,
-) -> Result<Response, ErrorBody> {
+async fn dispatch(request: Request, uid: u32, shared: &Shared) -> Result<Response, ErrorBody> {
     match request {
         Request::Status => Ok(Response::Status {
             status: Box::new(shared.status.borrow().clone()),
@@ -278,7 +216,7 @@ async fn dispatch(
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::Probe(cred.uid, candidates, tx))
+                .send(Command::Probe(uid, candidates, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let results = rx.await.map_err(|_| helper_gone())??;
@@ -301,7 +239,7 @@ async fn dispatch(
             let (tx, rx) = oneshot::channel();
             shared
                 .commands
-                .send(Command::SelfTest(cred.uid, test, options, tx))
+                .send(Command::SelfTest(uid, test, options, tx))
                 .await
                 .map_err(|_| helper_gone())?;
             let report = rx.await.map_err(|_| helper_gone())??;
@@ -332,17 +270,25 @@ fn helper_gone() -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, "the helper is shutting down")
 }
 
-async fn refuse_frame(conn: &mut Conn, cred: PeerCred, e: FrameError) {
+async fn refuse_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    who: Who,
+    e: FrameError,
+) {
     let code = match e {
         FrameError::TooLarge => ErrorCode::FrameTooLarge,
         FrameError::Malformed(_) => ErrorCode::Malformed,
         FrameError::Io(_) => return,
     };
-    tracing::warn!(uid = cred.uid, pid = ?cred.pid, "closing IPC connection: {e}");
+    tracing::warn!(%who, "closing IPC connection: {e}");
     fatal(conn, code, e.to_string()).await;
 }
 
-async fn fatal(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
+async fn fatal<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    code: ErrorCode,
+    message: impl Into<String>,
+) {
     send(
         conn,
         ServerMessage::Fatal {
@@ -353,7 +299,10 @@ async fn fatal(conn: &mut Conn, code: ErrorCode, message: impl Into<String>) {
 }
 
 /// Sends one message; false when the client is gone or too slow to take it.
-async fn send(conn: &mut Conn, message: ServerMessage) -> bool {
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    message: ServerMessage,
+) -> bool {
     matches!(
         tokio::time::timeout(WRITE_TIMEOUT, conn.send(message)).await,
         Ok(Ok(()))

@@ -22,9 +22,18 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::LinuxRoutes as PlatformRoutes;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::IpHelperRoutes as PlatformRoutes;
+// Compiled on every OS so its unit tests run on Linux; only Windows applies it.
+#[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
+pub mod ipplan;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use unsupported::UnsupportedRoutes as PlatformRoutes;
 
 /// What one OS's routing backend must do.
@@ -107,6 +116,9 @@ pub struct RoutePlan {
     pub full_tunnel_v6: bool,
     pub fwmark: u32,
     pub table: u32,
+    /// The peers' resolved endpoint addresses, for OSes without a firewall mark (Windows),
+    /// which keep them out of the tunnel with host routes instead.
+    pub endpoints: Vec<std::net::IpAddr>,
 }
 
 impl RoutePlan {
@@ -140,13 +152,23 @@ impl RoutePlan {
             exclude,
             fwmark,
             table,
+            endpoints: Vec::new(),
         }
     }
 
+    /// The same plan, knowing where the peers' endpoints are.
+    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        self.endpoints = endpoints.into_iter().collect();
+        self
+    }
+
+    // Linux installs per-family rules; Windows routes prefixes as they come.
+    #[cfg_attr(windows, allow(dead_code))]
     pub fn has_v4(&self) -> bool {
         self.include.iter().any(|n| matches!(n, IpNet::V4(_)))
     }
 
+    #[cfg_attr(windows, allow(dead_code))]
     pub fn has_v6(&self) -> bool {
         self.include.iter().any(|n| matches!(n, IpNet::V6(_)))
     }

@@ -18,6 +18,7 @@ pub struct Seen {
 }
 
 /// At most this many packets are kept per interface; a test needs far fewer.
+#[cfg_attr(windows, allow(dead_code))]
 const MAX_PACKETS: usize = 10_000;
 
 /// The tunnel's own traffic, which is never kept.

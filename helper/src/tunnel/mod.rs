@@ -11,9 +11,14 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::DataPlane;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{DataPlane, ADAPTER_GUID};
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use unsupported::DataPlane;
 
 use std::net::SocketAddr;
@@ -33,7 +38,9 @@ pub struct DataPlaneConfig {
     pub addresses: Vec<IpNet>,
     pub mtu: u16,
     pub peers: Vec<PeerSpec>,
-    /// Set on the encrypted UDP socket so that policy routing keeps it out of the tunnel.
+    /// Set on the encrypted UDP socket so that policy routing keeps it out of the tunnel (Linux;
+    /// Windows uses host routes instead).
+    #[cfg_attr(windows, allow(dead_code))]
     pub fwmark: u32,
 }
 

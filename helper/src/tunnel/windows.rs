@@ -1,0 +1,287 @@
+//! The Windows data plane: a Wintun adapter (through tun-rs), one UDP socket, boringtun.
+//!
+//! - The adapter has a fixed GUID ([`ADAPTER_GUID`]), so Windows sees the same network every
+//!   time instead of "Network 2, 3, ..." and its DNS registry keys have a known name.
+//! - `wintun.dll` is loaded by absolute path from the helper's own directory (Program Files,
+//!   where the MSI puts it), never from the search path or a user-writable directory.
+//! - An adapter that a crashed helper left behind has the same name: tun-rs re-opens it, or
+//!   re-creates it when it is an orphan without a driver.
+//! - The endpoint stays out of the tunnel by host routes (`routes/windows.rs`), not a mark.
+//!
+//! Packets are handled one at a time: Wintun has no segmentation offload to batch on.
+//! Never run: Wine has no Wintun driver. It type-checks.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use boringtun::noise::{errors::WireGuardError, TunnResult};
+use ipnet::IpNet;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+use super::peers::{packet_addresses, Peer, PeerTable};
+use super::DataPlaneConfig;
+
+/// The tunnel adapter's GUID, the same on every machine and every connect.
+pub const ADAPTER_GUID: u128 = 0x8c9a_2f3e_5b71_4d0a_9e64_2c1f_7a0b_3d55;
+const MAX_PACKET: usize = 65535;
+const TIMER_TICK: Duration = Duration::from_millis(250);
+
+struct Io {
+    device: AsyncDevice,
+    socket: UdpSocket,
+    peers: Arc<PeerTable>,
+    handshakes: Arc<Notify>,
+    paused: Arc<AtomicBool>,
+}
+
+pub struct DataPlane {
+    interface: String,
+    peers: Arc<PeerTable>,
+    handshakes: Arc<Notify>,
+    paused: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DataPlane {
+    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+        let device = build_device(&cfg)?;
+        let any = if cfg.peers.iter().any(|p| p.endpoint.is_ipv6()) {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let socket = UdpSocket::bind(any)
+            .await
+            .context("creating the encrypted UDP socket")?;
+        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
+        let handshakes = Arc::new(Notify::new());
+        let paused = Arc::new(AtomicBool::new(false));
+        let io = Arc::new(Io {
+            device,
+            socket,
+            peers: peers.clone(),
+            handshakes: handshakes.clone(),
+            paused: paused.clone(),
+        });
+        for peer in peers.peers() {
+            let mut buf = [0u8; 256];
+            let init = match peer
+                .tunn
+                .lock()
+                .format_handshake_initiation(&mut buf, false)
+            {
+                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                _ => None,
+            };
+            if let Some(init) = init {
+                io.send(peer, &init).await;
+            }
+        }
+        let cancel = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(outbound(io.clone(), cancel.clone())),
+            tokio::spawn(inbound(io.clone(), cancel.clone())),
+            tokio::spawn(timers(io, cancel.clone())),
+        ];
+        tracing::info!(interface = %cfg.interface, mtu = cfg.mtu, "Wintun data plane up");
+        Ok(DataPlane {
+            interface: cfg.interface,
+            peers,
+            handshakes,
+            paused,
+            cancel,
+            tasks,
+        })
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
+    }
+
+    pub fn handshakes(&self) -> Arc<Notify> {
+        self.handshakes.clone()
+    }
+
+    pub fn pause_switch(&self) -> Arc<AtomicBool> {
+        self.paused.clone()
+    }
+
+    /// Stops the loops and closes the adapter; Windows then drops its routes.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn build_device(cfg: &DataPlaneConfig) -> Result<AsyncDevice> {
+    let exe = std::env::current_exe().context("finding the helper's own directory")?;
+    let dll = exe
+        .parent()
+        .context("the helper's executable has no directory")?
+        .join("wintun.dll");
+    let mut builder = DeviceBuilder::new()
+        .name(&cfg.interface)
+        .description("Underpass")
+        .device_guid(ADAPTER_GUID)
+        .wintun_file(dll.to_string_lossy().into_owned())
+        .mtu(cfg.mtu);
+    for net in &cfg.addresses {
+        builder = match net {
+            IpNet::V4(n) => builder.ipv4(n.addr(), n.prefix_len(), None),
+            IpNet::V6(n) => builder.ipv6(n.addr(), n.prefix_len()),
+        };
+    }
+    builder.build_async().with_context(|| {
+        format!(
+            "creating Wintun adapter {} (with {})",
+            cfg.interface,
+            dll.display()
+        )
+    })
+}
+
+impl Io {
+    async fn send(&self, peer: &Peer, datagram: &[u8]) {
+        match self.socket.send_to(datagram, peer.endpoint).await {
+            Ok(n) => {
+                peer.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "UDP send failed"),
+        }
+    }
+}
+
+async fn outbound(io: Arc<Io>, cancel: CancellationToken) {
+    let mut packet = vec![0u8; MAX_PACKET];
+    let mut out = vec![0u8; MAX_PACKET + 64];
+    loop {
+        let n = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = io.device.recv(&mut packet) => match r {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "Wintun read failed");
+                    continue;
+                }
+            },
+        };
+        if io.paused.load(Ordering::Relaxed) {
+            continue;
+        }
+        let Some((_, dst)) = packet_addresses(&packet[..n]) else {
+            continue;
+        };
+        let Some((_, peer)) = io.peers.route(dst) else {
+            continue;
+        };
+        let datagram = match peer.tunn.lock().encapsulate(&packet[..n], &mut out) {
+            TunnResult::WriteToNetwork(d) => Some(d.to_vec()),
+            _ => None,
+        };
+        if let Some(d) = datagram {
+            io.send(peer, &d).await;
+        }
+    }
+}
+
+async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
+    let mut datagram = vec![0u8; MAX_PACKET];
+    let mut out = vec![0u8; MAX_PACKET];
+    loop {
+        let (n, from) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = io.socket.recv_from(&mut datagram) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive failed");
+                    continue;
+                }
+            },
+        };
+        let Some((index, peer)) = io.peers.for_datagram(&datagram[..n]) else {
+            continue;
+        };
+        peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut replies = Vec::new();
+        let mut to_tun = None;
+        {
+            let mut tunn = peer.tunn.lock();
+            match tunn.decapsulate(Some(from.ip()), &datagram[..n], &mut out) {
+                TunnResult::WriteToTunnelV4(p, src)
+                    if io.peers.allows_source(index, IpAddr::V4(src)) =>
+                {
+                    to_tun = Some(p.to_vec());
+                }
+                TunnResult::WriteToTunnelV6(p, src)
+                    if io.peers.allows_source(index, IpAddr::V6(src)) =>
+                {
+                    to_tun = Some(p.to_vec());
+                }
+                TunnResult::WriteToNetwork(p) => {
+                    replies.push(p.to_vec());
+                    let mut scratch = vec![0u8; MAX_PACKET];
+                    while let TunnResult::WriteToNetwork(p) =
+                        tunn.decapsulate(None, &[], &mut scratch)
+                    {
+                        replies.push(p.to_vec());
+                    }
+                }
+                TunnResult::Err(e) => tracing::debug!(error = ?e, "decapsulate failed"),
+                _ => {}
+            }
+        }
+        if matches!(datagram.first(), Some(1 | 2)) {
+            io.handshakes.notify_one();
+        }
+        for reply in replies {
+            io.send(peer, &reply).await;
+        }
+        if let Some(p) = to_tun {
+            if !io.paused.load(Ordering::Relaxed) {
+                if let Err(e) = io.device.send(&p).await {
+                    tracing::debug!(error = %e, "Wintun write failed");
+                }
+            }
+        }
+    }
+}
+
+async fn timers(io: Arc<Io>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for peer in io.peers.peers() {
+            let packet = match peer.tunn.lock().update_timers(&mut buf) {
+                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                TunnResult::Err(WireGuardError::ConnectionExpired) => None,
+                TunnResult::Err(e) => {
+                    tracing::debug!(error = ?e, "timer error");
+                    None
+                }
+                _ => None,
+            };
+            if let Some(p) = packet {
+                io.send(peer, &p).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Small helpers every Windows backend needs: wide strings and Win32 status codes.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6, SOCKADDR_INET};
+
+/// A NUL-terminated UTF-16 copy of `s`, as Win32 wants it.
+pub fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// `Ok` for `ERROR_SUCCESS` (0), otherwise an error naming `what` and the code.
+pub fn check(rc: u32, what: &str) -> Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        bail!("{what} failed: 0x{rc:08X}")
+    }
+}
+
+/// An address as IP Helper wants it.
+pub fn sockaddr(addr: IpAddr) -> SOCKADDR_INET {
+    let mut s = SOCKADDR_INET::default();
+    match addr {
+        IpAddr::V4(a) => {
+            s.Ipv4.sin_family = AF_INET;
+            // The octets in network order, as they sit in memory.
+            s.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(a.octets());
+        }
+        IpAddr::V6(a) => {
+            s.Ipv6.sin6_family = AF_INET6;
+            s.Ipv6.sin6_addr.u.Byte = a.octets();
+        }
+    }
+    s
+}
+
+/// The address in an IP Helper socket address, if it is IPv4 or IPv6.
+pub fn ip_of(s: &SOCKADDR_INET) -> Option<IpAddr> {
+    // SAFETY: the family says which member is valid; every member starts with it.
+    unsafe {
+        match s.si_family {
+            AF_INET => Some(IpAddr::from(s.Ipv4.sin_addr.S_un.S_addr.to_ne_bytes())),
+            AF_INET6 => Some(IpAddr::from(s.Ipv6.sin6_addr.u.Byte)),
+            _ => None,
+        }
+    }
+}
+
+/// `{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}`, as the registry names interfaces.
+pub fn guid_string(guid: u128) -> String {
+    let h = format!("{guid:032X}");
+    format!(
+        "{{{}-{}-{}-{}-{}}}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// An export of a system DLL, looked up at run time (for calls older Windows lack).
+pub fn proc_address(dll: &str, name: &str) -> Option<unsafe extern "system" fn() -> isize> {
+    use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryW};
+    let dll = wide(dll);
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: NUL-terminated names; system DLLs stay loaded for the process's life.
+    unsafe {
+        let module = LoadLibraryW(dll.as_ptr());
+        if module.is_null() {
+            return None;
+        }
+        GetProcAddress(module, name.as_ptr().cast())
+    }
+}
+
+/// Whether this process runs under Wine, which exports some calls as stubs that abort.
+pub fn under_wine() -> bool {
+    proc_address("ntdll.dll", "wine_get_version").is_some()
+}
