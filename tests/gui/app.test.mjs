@@ -26,6 +26,8 @@ const BLOCK = env("GUI_BLOCK_SERVERS").split(",");
 const CLIENT_PUB = env("GUI_CLIENT_PUB");
 const CLIENT_KEY = readFileSync(env("GUI_CLIENT_KEY_FILE"), "utf8").trim();
 const DESKTOP = join(import.meta.dirname, "desktop.py");
+// The D-Bus session run.sh started: tauri-driver, WebKitWebDriver, the app and its WebKit.
+const SESSION_PID = env("GUI_SESSION_PID");
 // The desktop session the app lives in: its HOME, session bus and display.
 const SESSION = {
   ...process.env,
@@ -96,6 +98,42 @@ function rssKiB() {
     app: pick(/^underpass-gui$/).map(([r]) => Number(r)),
     webkit: pick(/^WebKit(WebProc|NetworkPr)/).map(([r, c]) => `${c}=${r}`),
   };
+}
+
+/** The WebKit processes in the app's session (the page's web process and the network process). */
+function webkitProcesses() {
+  const rows = execFileSync("ps", ["-eo", "pid=,ppid=,comm="], { encoding: "utf8" })
+    .split("\n").map((l) => l.trim().split(/\s+/)).filter((r) => r.length === 3);
+  const ours = new Set([SESSION_PID]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of rows) if (ours.has(ppid) && !ours.has(pid)) { ours.add(pid); grew = true; }
+  }
+  return rows.filter(([pid, , comm]) => ours.has(pid) && /^WebKit(WebProces|NetworkPr)/.test(comm)).map(([pid, , comm]) => `${comm}=${pid}`);
+}
+
+/** Closes the window to the tray, which destroys its webview: its WebKit processes end. */
+async function closeToTray() {
+  desk("close", "Underpass");
+  await until("the window to go", () => !windowState().mapped);
+  await until("WebKit's processes to end", () => webkitProcesses().length === 0, 15000)
+    .catch((e) => { throw new Error(`${e.message}; still running: ${webkitProcesses().join(" ")}`); });
+}
+
+/** The window was built anew (a new webview): drive it from now on. */
+async function followNewWindow() {
+  await until("the new webview", async () => {
+    const handles = await wd.cmd("GET", "/window/handles");
+    for (const h of handles.reverse()) {
+      try {
+        await wd.cmd("POST", "/window", { handle: h });
+        if ((await wd.find("#state-title")).length) return true;
+      } catch {
+        // a handle of the destroyed webview
+      }
+    }
+    return undefined;
+  }, 20000);
 }
 
 before(async () => {
@@ -189,6 +227,17 @@ async function scenario() {
   );
   assert.equal(entry(tray1, "Disconnect").enabled, true);
   assert.equal(entry(tray1, "Connect").enabled, false);
+
+  // Closing to the tray destroys the webview and ends WebKit's processes; the tray brings the
+  // window back, as a new webview, showing the live state at once.
+  await closeToTray();
+  const reopen0 = Date.now();
+  trayClick("Show Underpass");
+  await followNewWindow();
+  await wd.waitText("#state-title", (t) => t === "Connected to se-sto-wg-001", "the live state after reopening", 15000);
+  console.log(`# reopened from the tray to the live state in ${Date.now() - reopen0} ms (debug build, WebDriver polling)`);
+  await wd.waitText("#detail-rx", (t) => /KiB|MiB/.test(t), "the live counters after reopening");
+  assert.ok(webkitProcesses().length > 0, "the new webview runs in WebKit again");
 
   // 4. Both self-tests, rendered from the helper's report, and the system state.
   await go("diagnostics");
@@ -304,16 +353,16 @@ async function scenario() {
   await shot("07-settings-locked");
   await go("connect");
 
-  // 8. Closing the window hides it in the tray; the tray and a second launch bring it back.
-  desk("close", "Underpass");
-  await until("the window to hide", () => !windowState().mapped);
-  assert.equal(await wd.text("#state-title"), "Disconnected", "the app still runs");
+  // 8. Closing the window leaves the app in the tray; the tray and a second launch bring it back.
+  await closeToTray();
+  assert.match(entry(trayMenu().menu, "Connect").label, /Connect/, "the app still runs");
   trayClick("Show Underpass");
   await until("the tray to show the window", () => windowState().mapped);
-  desk("close", "Underpass");
-  await until("the window to hide again", () => !windowState().mapped);
+  await followNewWindow();
+  await closeToTray();
   execFileSync(APP, [], { env: SESSION, timeout: 20000, stdio: "ignore" }); // returns: it handed over
   await until("the second launch to show the window", () => windowState().mapped);
+  await followNewWindow();
 
   // 9. The helper stops: the app says so and how to fix it.
   helper("stop");
@@ -335,12 +384,26 @@ async function scenario() {
   // choice (the tray's United States), and shown at its remembered size.
   desk("resize", "Underpass", "900", "640");
   await until("the resize", () => windowState().width === 900);
+  const connectedNotes = () => (notifications().match(/Underpass: connected/g) ?? []).length;
+  const notesBefore = connectedNotes();
   trayClick("Quit");
   await wd.quit();
-  wd = await WebDriver.start(DRIVER, APP, ["--hidden"]);
-  await wd.waitText("#state-title", (t) => t === "Connected to us-nyc-wg-001", "connect on launch", 30000);
+  // In the tray there is no webview at all: the session waits until the tray asks for one.
+  // The tray and the notifications work without it.
+  const hiddenSession = WebDriver.start(DRIVER, APP, ["--hidden"]);
+  await until("the tray to say connected on launch", () => {
+    try {
+      return entry(trayMenu().menu, "Connected to us-nyc-wg-001") ? true : undefined;
+    } catch {
+      return undefined; // the new instance has not registered its tray icon yet
+    }
+  }, 30000);
   assert.equal(windowState().mapped, false, "--hidden starts in the tray");
+  assert.deepEqual(webkitProcesses(), [], "no WebKit process in the tray");
+  await until("the connected-on-launch notification", () => connectedNotes() > notesBefore);
   trayClick("Show Underpass");
+  wd = await hiddenSession;
+  await wd.waitText("#state-title", (t) => t === "Connected to us-nyc-wg-001", "connect on launch", 30000);
   await until("the tray to show the window", () => windowState().mapped);
   const size = windowState();
   assert.deepEqual([size.width, size.height], [900, 640], "the remembered size");
