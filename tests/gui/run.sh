@@ -107,7 +107,7 @@ update-mime-database "$share/mime"
 
 # Signed bundles from "Sandbox Corp IT" for server 1, with a policy: serials 1 and 2 let the
 # device make its own key (what a link may carry), serial 3 embeds one (a link must not).
-CLI=$TARGET/debug/underpass
+CLI=$TARGET/$profile/underpass
 "$CLI" profile keygen --no-password --secret-key "$TMP/it.key" --public-key "$TMP/it.pub" >/dev/null
 for serial in 1 2 3; do
   key='"generate_locally"'
