@@ -20,6 +20,7 @@ fn main() {
             "self_test",
             "take_open_requests",
             "export_report",
+            "window_ready",
         ]),
     ))
     .expect("tauri build script");

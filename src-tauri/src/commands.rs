@@ -194,6 +194,12 @@ pub fn save_settings(
     Ok(settings)
 }
 
+/// The front end has rendered the helper's state in a newly built window.
+#[tauri::command]
+pub fn window_ready(app: AppHandle) {
+    crate::window::ready(&app);
+}
+
 /// The links and files the app was asked to open and the webview has not handled yet.
 #[tauri::command]
 pub fn take_open_requests(state: State<'_, AppState>) -> Vec<OpenRequest> {

@@ -16,6 +16,9 @@
 //! - **One instance.** A second `underpass-gui` (a desktop launcher, an `underpass://` link,
 //!   a double-clicked `.underpass` file) hands its arguments to the first and exits; the
 //!   first shows its window and opens them ([`links`]).
+//! - **No webview in the tray.** The window exists only while it is shown ([`window`]):
+//!   everything that must work in the tray (the helper link, the tray menu, notifications,
+//!   connect on launch) lives here in Rust, never in the front end.
 
 pub mod commands;
 pub mod connect;
@@ -27,6 +30,7 @@ pub mod profiles;
 pub mod report;
 pub mod settings;
 pub mod tray;
+pub mod window;
 
 #[cfg(test)]
 mod contract;
@@ -35,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tauri::{AppHandle, Emitter, Manager, WindowEvent};
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
 use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
 use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -142,14 +146,6 @@ fn connect_on_launch(app: &AppHandle, status: &Status) {
     });
 }
 
-pub(crate) fn show_main(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window("main") {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-    }
-}
-
 /// Queues what a command line asks to open, and tells the webview to take it.
 fn open_items(app: &AppHandle, items: &[String], cwd: &Path) {
     if items.is_empty() {
@@ -239,7 +235,7 @@ pub fn run(options: Options) {
         .plugin(tauri_plugin_single_instance::init(|app, args, cwd| {
             // A second instance: its arguments are ours to open (program name first).
             let items = options::Options::items_to_open(args.iter().skip(1).cloned());
-            show_main(app);
+            window::show(app);
             open_items(app, &items, Path::new(&cwd));
         }))
         .plugin(tauri_plugin_dialog::init())
@@ -255,6 +251,7 @@ pub fn run(options: Options) {
                 .build(),
         )
         .manage(state)
+        .manage(window::Lifecycle::default())
         .invoke_handler(tauri::generate_handler![
             commands::helper_view,
             commands::retry_helper,
@@ -273,6 +270,7 @@ pub fn run(options: Options) {
             commands::self_test,
             commands::take_open_requests,
             commands::export_report,
+            commands::window_ready,
         ])
         .setup(|app| {
             let handle = app.handle().clone();
@@ -300,10 +298,10 @@ pub fn run(options: Options) {
                     s.options.open.clone(),
                 )
             };
-            // The window starts hidden (tauri.conf.json) so that `--hidden` (autostart)
-            // never flashes it; everything else shows it.
+            // No window is built at start (tauri.conf.json: `create: false`), so that
+            // `--hidden` (autostart) has no webview at all; everything else shows it.
             if !hidden || !app.state::<AppState>().tray_host.load(Ordering::SeqCst) {
-                show_main(&handle);
+                window::show(&handle);
             }
             if let Ok(dir) = app.state::<AppState>().config_dir() {
                 links::clear_inbox(&dir.join(links::INBOX));
@@ -314,20 +312,31 @@ pub fn run(options: Options) {
             tauri::async_runtime::spawn(helper::watch(socket, retry, move |u| on_update(&h, u)));
             Ok(())
         })
-        .on_window_event(|window, event| {
-            // Close to the tray when there is one; otherwise closing quits.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                let has_tray = window.state::<AppState>().tray_host.load(Ordering::SeqCst);
-                if has_tray && window.label() == "main" {
-                    api.prevent_close();
+        .on_window_event(|w, event| {
+            if w.label() != window::MAIN {
+                return;
+            }
+            match event {
+                // Closing destroys the window and its webview; the app stays in the tray
+                // when there is one (see the exit request below), and quits otherwise.
+                WindowEvent::CloseRequested { .. } => {
                     // Remember the size now: the session may end without the app exiting.
-                    if let Err(e) = window.app_handle().save_window_state(WINDOW_STATE) {
+                    if let Err(e) = w.app_handle().save_window_state(WINDOW_STATE) {
                         tracing::warn!("window size not saved: {e}");
                     }
-                    let _ = window.hide();
                 }
+                WindowEvent::Destroyed => window::destroyed(w.app_handle()),
+                _ => {}
             }
         })
-        .run(tauri::generate_context!())
-        .expect("error while running the Underpass app");
+        .build(tauri::generate_context!())
+        .expect("error while building the Underpass app")
+        .run(|app, event| {
+            if let RunEvent::ExitRequested { code, api, .. } = event {
+                let tray_host = app.state::<AppState>().tray_host.load(Ordering::SeqCst);
+                if window::keep_running(code, tray_host) {
+                    api.prevent_exit();
+                }
+            }
+        });
 }

@@ -11,7 +11,7 @@ use tauri::{AppHandle, Manager, Wry};
 use underpass_proto::{Request, Status, TunnelState};
 
 use crate::connect::{self, Target};
-use crate::{desktop, helper, show_main, AppState};
+use crate::{desktop, helper, window, AppState};
 
 pub struct TrayItems {
     state: MenuItem<Wry>,
@@ -65,7 +65,7 @@ fn on_menu(app: &AppHandle, id: &str) {
     let app = app.clone();
     match id {
         "quit" => app.exit(0),
-        "show" => show_main(&app),
+        "show" => window::show(&app),
         // A tray host may deliver clicks on disabled entries: Connect while a tunnel is up
         // does nothing ("Connect to" switches servers on purpose).
         "connect" if !tunnel_up(&app.state::<AppState>()) => spawn_connect(app, None),

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # The desktop app end to end (npm run gui:e2e runs only the node part; use this script).
 #
-#   tests/gui/run.sh [--no-build] [--update-docs]
+#   tests/gui/run.sh [--no-build] [--release] [--update-docs]
 #
 # Builds the app with its front end embedded, then: one Xvfb, a sandbox (scripts/sandbox.sh)
 # with three wireguard-go servers and a tunnel resolver, the real underpassd in the client
 # namespace, and a D-Bus session (with a mock notification server) holding tauri-driver +
 # WebKitWebDriver. tests/gui/app.test.mjs drives the window. Screenshots and memory figures go
 # to target/gui-artifacts/; --update-docs also copies the screenshots to docs/screenshots/.
+# --release drives the release build (the one bench/app-memory.sh measures) instead of debug.
 # Needs root (namespaces); every wait is bounded, and everything is torn down on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
-build=1 docs=0
+build=1 docs=0 profile=debug cargo_profile=dev
 for a in "$@"; do
   case $a in
     --no-build) build=0 ;;
+    --release) profile=release cargo_profile=release ;;
     --update-docs) docs=1 ;;
     *) echo "gui: unknown option $a" >&2; exit 2 ;;
   esac
@@ -31,10 +33,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$build" = 1 ]; then
   say "building the front end and the app (front end embedded)"
   npm run -s ui:build
-  cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
+  cargo build --locked -q --profile "$cargo_profile" -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
 fi
-APP=$TARGET/debug/underpass-gui
-export UNDERPASS_BIN_DIR=$TARGET/debug
+APP=$TARGET/$profile/underpass-gui
+export UNDERPASS_BIN_DIR=$TARGET/$profile
 ART=$TARGET/gui-artifacts
 rm -rf "$ART"; mkdir -p "$ART"
 
@@ -105,7 +107,7 @@ update-mime-database "$share/mime"
 
 # Signed bundles from "Sandbox Corp IT" for server 1, with a policy: serials 1 and 2 let the
 # device make its own key (what a link may carry), serial 3 embeds one (a link must not).
-CLI=$TARGET/debug/underpass
+CLI=$TARGET/$profile/underpass
 "$CLI" profile keygen --no-password --secret-key "$TMP/it.key" --public-key "$TMP/it.pub" >/dev/null
 for serial in 1 2 3; do
   key='"generate_locally"'
@@ -142,6 +144,7 @@ GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
   GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" GUI_TMP="$TMP" \
   GUI_NS_ROUTER="$NS_ROUTER" GUI_BLOCK_SERVERS="$SERVER_ADDR4_2,$SERVER_ADDR4_3" \
   GUI_CLIENT_PUB="$CLIENT_PUB" GUI_CLIENT_KEY_FILE="$CLIENT_KEY_FILE" GUI_DBUS="$(cat "$TMP/bus")" \
+  GUI_SESSION_PID="$group" \
   timeout 600 node --test --test-reporter=spec tests/gui/app.test.mjs
 cp "$TMP/notify.log" "$ART/notifications.log" 2>/dev/null || true
 if [ "$docs" = 1 ]; then

@@ -35,6 +35,8 @@ export const api = {
   saveSettings: (form: SettingsForm) => invoke<Settings>("save_settings", { form }),
   exportReport: () => invoke<string>("export_report"),
   takeOpenRequests: () => invoke<OpenRequest[]>("take_open_requests"),
+  /** The window shows the helper's state (the app logs how long opening it took). */
+  windowReady: () => invoke<void>("window_ready"),
   onOpenRequests: (f: () => void): Promise<UnlistenFn> => listen<null>("open-requests", () => f()),
   selfTest: (test: SelfTestKind) => invoke<SelfTestReport>("self_test", { test }),
   onHelperView: (f: (v: HelperView) => void): Promise<UnlistenFn> =>

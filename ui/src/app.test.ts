@@ -81,6 +81,32 @@ describe("the app", () => {
     expect(document.getElementById("connect-button")).not.toBeNull();
   });
 
+  it("reports the window ready once it shows the helper's state, not on every update", async () => {
+    let shownAtReady: string | null | undefined;
+    mockIPC(
+      (cmd) => {
+        calls.push({ cmd, args: undefined });
+        if (cmd === "window_ready") shownAtReady = title();
+        if (cmd === "helper_view") return helperViewConnected;
+        if (cmd === "server_catalog") return catalog;
+        if (cmd === "list_profiles" || cmd === "take_open_requests") return [];
+        if (cmd === "get_settings") return { ...DEFAULT_SETTINGS };
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    const frame = () => new Promise((r) => setTimeout(r, 50)); // a frame and the timer after it
+    await startApp(root());
+    await frame();
+    expect(shownAtReady).toMatch(/^Connected to /);
+    // Not on every update: only when the window starts.
+    calls = [];
+    await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });
+    await frame();
+    expect(title()).toBe("Disconnected");
+    expect(calls.filter((c) => c.cmd === "window_ready")).toHaveLength(0);
+  });
+
   it("connects to the server picked in the country picker", async () => {
     await startApp(root());
     await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });
