@@ -349,49 +349,17 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 # ---------------------------------------------------------------- the desktop app's memory
-proc_kib() {  # proc_kib PID FIELD: VmRSS or VmHWM in KiB
-  awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
-}
+# bench/app-memory.sh measures it (PSS and RSS, in the tray and with the window open, and the
+# reopen time) in a sandbox of its own; this script already holds the e2e lock, so it must not.
 APP_JSON=null
-measure_app() {
-  local gui=$BIN_DIR/underpass-gui disp home pid
-  [ -x "$gui" ] || { log "app: no $gui (see --help); memory not measured"; return 0; }
-  command -v Xvfb >/dev/null || { log "app: no Xvfb; memory not measured"; return 0; }
-  start_client underpass || { log "app: underpass did not connect"; stop_client; return 0; }
-  for disp in $(seq 140 180); do [ -e "/tmp/.X$disp-lock" ] || break; done
-  Xvfb ":$disp" -screen 0 1280x900x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
-  local xvfb=$!
-  sleep 1
-  home="$WORK/app-home"; mkdir -p "$home" "$WORK/app-xdg"; chmod 700 "$WORK/app-xdg"
-  # The app's own session bus; it talks to the helper over the socket, from outside the ns.
-  setsid env HOME="$home" XDG_RUNTIME_DIR="$WORK/app-xdg" DISPLAY=":$disp" NO_AT_BRIDGE=1 \
-    UNDERPASS_SOCKET="$UP_SOCK" UNDERPASS_CONFIG_DIR="$UP_DIR/config" UNDERPASS_KEYSTORE=file \
-    dbus-run-session -- "$gui" </dev/null >"$WORK/app.log" 2>&1 &
-  local session=$!
-  for _ in $(seq 100); do pid=$(pgrep -n -x underpass-gui || true); [ -n "$pid" ] && break; sleep 0.1; done
-  if [ -z "$pid" ]; then log "app: did not start"; tail -5 "$WORK/app.log" >&2
+if [ "$app" = 1 ]; then
+  if UNDERPASS_BIN_DIR="$BIN_DIR" bash "$ROOT/bench/app-memory.sh" --json "$WORK/app-memory.json" \
+    >"$WORK/app-memory.md"; then
+    APP_JSON=$(cat "$WORK/app-memory.json")
   else
-    sleep 10
-    local idle=() peak=() name p
-    for p in $(tree_pids "$pid"); do
-      name=$(cat "/proc/$p/comm" 2>/dev/null) || continue
-      idle+=("$name=$(proc_kib "$p" VmRSS)")
-    done
-    timeout $((seconds + 30)) ip netns exec "$NS_CLIENT" \
-      iperf3 -c "$TARGET4" -p $IPERF_PORT -t "$seconds" -J --connect-timeout 5000 >/dev/null 2>&1 || true
-    for p in $(tree_pids "$pid"); do
-      name=$(cat "/proc/$p/comm" 2>/dev/null) || continue
-      peak+=("$name=$(proc_kib "$p" VmHWM)")
-    done
-    APP_JSON=$(jq -n --arg idle "${idle[*]}" --arg peak "${peak[*]}" '
-      def parse: split(" ") | map(select(. != "") | split("=") | {(.[0]): ((.[1]|tonumber) / 1024)}) | add // {};
-      {idle_rss_mib: ($idle | parse), peak_rss_mib: ($peak | parse)}')
+    log "app: memory not measured (bench/app-memory.sh failed)"
   fi
-  kill -TERM -- "-$session" 2>/dev/null || true
-  kill_wait "$xvfb" 2>/dev/null || true
-  stop_client
-}
-[ "$app" = 1 ] && measure_app
+fi
 
 # ---------------------------------------------------------------- results
 mkdir -p "$RESULTS_DIR"
@@ -452,13 +420,7 @@ for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | 
 echo "| floor: ChaCha20-Poly1305, one core (openssl speed) | | | | | $(fmt "${FLOOR:-}" 2) | | | | |"
 if [ "$APP_JSON" != null ]; then
   echo
-  echo "Desktop app (underpass-gui, Connect screen of a live tunnel, under Xvfb), MiB:"
-  echo
-  echo "| process | RSS after 10 s idle | peak RSS after a ${seconds} s transfer |"
-  echo "|---|---:|---:|"
-  jq -r '.app_memory | .idle_rss_mib as $i | .peak_rss_mib as $p | ($i | keys[]) as $k
-    | [$k, ($i[$k] * 10 | round / 10), (($p[$k] // 0) * 10 | round / 10)] | @tsv' "$out" |
-    while IFS=$'\t' read -r k i p; do echo "| $k | $i | $p |"; done
+  cat "$WORK/app-memory.md"
 fi
 echo
 echo "Raw numbers: ${out#"$ROOT"/}"
