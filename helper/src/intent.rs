@@ -1,11 +1,10 @@
 //! What the user asked the helper for, persisted so that a crash or reboot cannot change it:
 //! the kill-switch mode, LAN access, and the tunnel the user wants up (if any).
 //!
-//! The file lives in the root-only state dir and is replaced atomically (write a temporary file
-//! beside it, fsync, rename, fsync the directory), so a helper killed mid-write leaves either the
-//! old intent or the new one, never a torn file.
+//! The file lives in the root-only state dir and is replaced with `underpass_durable::write`
+//! (temporary file, fsync, rename, fsync of the directory), so a helper killed mid-write leaves
+//! either the old intent or the new one, never a torn file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -71,17 +70,9 @@ impl IntentStore {
     }
 
     pub fn save(&self, intent: &Intent) -> Result<()> {
-        let path = self.path();
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
-            .with_context(|| format!("creating a temporary file in {}", self.dir.display()))?;
-        serde_json::to_writer_pretty(&mut tmp, intent).context("serializing the intent")?;
-        tmp.write_all(b"\n")?;
-        tmp.as_file().sync_all().context("flushing the intent")?;
-        tmp.persist(&path)
-            .with_context(|| format!("replacing {}", path.display()))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("flushing {}", self.dir.display()))?;
+        let mut json = serde_json::to_vec_pretty(intent).context("serializing the intent")?;
+        json.push(b'\n');
+        underpass_durable::write(&self.path(), &json)?;
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ mod intent;
 #[cfg(unix)]
 mod ipc;
 mod logring;
+mod policy;
 mod routes;
 mod selftest;
 mod state;
@@ -64,6 +65,10 @@ struct Args {
     /// The resolver configuration to point at the tunnel's DNS while connected.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// IT's root-owned directory: pinned organization keys (trusted-keys/*.pub) and the
+    /// optional managed policy (policy.json) the whole machine obeys.
+    #[arg(long, default_value = underpass_trust::system::DEFAULT_SYSTEM_DIR)]
+    system_dir: PathBuf,
 }
 
 fn main() -> Result<()> {
@@ -107,6 +112,7 @@ async fn run(args: Args, log: LogRing) -> Result<()> {
             interface_prefix: args.interface_prefix.clone(),
             state_dir: args.state_dir.clone(),
             resolv_conf: args.resolv_conf.clone(),
+            system_dir: args.system_dir.clone(),
         },
         status_tx,
         events.clone(),

@@ -66,6 +66,19 @@ export interface Status {
   dns: DnsStatus | null;
   /** The policy of the signed profile the user wants connected, if any. */
   policy: SessionPolicy | null;
+  /** Set when the machine obeys a managed policy: who manages it and what is locked. */
+  managed?: ManagedStatus;
+}
+
+export interface ManagedStatus {
+  organization: string;
+  source: string;
+  locked: LockedSetting[];
+}
+
+export interface LockedSetting {
+  setting: string;
+  reason: string;
 }
 
 export interface SessionPolicy {
