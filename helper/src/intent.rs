@@ -52,8 +52,9 @@ impl IntentStore {
     /// which the caller must treat as "block", never as "nothing was wanted".
     pub fn load(&self) -> Result<Option<Intent>> {
         let path = self.path();
+        // The intent holds the wanted tunnel's private key: wipe every copy made here.
         let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+            Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
@@ -70,7 +71,9 @@ impl IntentStore {
     }
 
     pub fn save(&self, intent: &Intent) -> Result<()> {
-        let mut json = serde_json::to_vec_pretty(intent).context("serializing the intent")?;
+        let mut json = zeroize::Zeroizing::new(
+            serde_json::to_vec_pretty(intent).context("serializing the intent")?,
+        );
         json.push(b'\n');
         underpass_durable::write(&self.path(), &json)?;
         Ok(())

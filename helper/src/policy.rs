@@ -360,15 +360,17 @@ fn check_matches(
         return Err(differs("routing (Table = off)"));
     }
     if dns_locked && (config.dns != expected.dns || config.dns_search != expected.dns_search) {
-        return Err(refuse(format!(
-            "the policy of {org} locks DNS to the tunnel's resolvers ({}); custom DNS is not \
-             allowed",
-            expected
-                .dns
+        let named = match expected.dns.as_slice() {
+            [] => "the bundle names none".to_string(),
+            servers => servers
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+        };
+        return Err(refuse(format!(
+            "the policy of {org} locks DNS to the tunnel's resolvers ({named}); custom DNS is \
+             not allowed"
         )));
     }
     Ok(())

@@ -236,6 +236,7 @@ impl Profiles {
         let mut config = loaded.tunnel_config(server)?;
         config.routing.include = settings.split_include.clone();
         config.routing.exclude = settings.split_exclude.clone();
+        config.include_resolvers();
         if !settings.custom_dns.is_empty() {
             if let Some(b) = loaded.bundle.as_ref().filter(|b| b.policy.dns_locked) {
                 bail!(

@@ -299,7 +299,7 @@ fn invalid_payloads_say_what_is_wrong() {
         (
             "\"192.0.2.10:51820\"",
             "\"192.0.2.10\"",
-            "servers[0].endpoint: \"192.0.2.10\" has no port",
+            "servers[0] (se-sto-1): peer 1: endpoint \"192.0.2.10\" has no port",
         ),
     ] {
         let p = payload(&s.public_key, 1, None, &embedded()).replacen(from, to, 1);

@@ -797,6 +797,29 @@ impl TunnelConfig {
         allowed && !excluded && (on_link || routed)
     }
 
+    /// In a split tunnel, routes the profile's own resolvers into the tunnel too (a host
+    /// prefix each, when a peer's AllowedIPs cover it and no exclude does): without that, a
+    /// split tunnel's DNS would go around it. Returns the prefixes added.
+    pub fn include_resolvers(&mut self) -> Vec<IpNet> {
+        if self.routing.include.is_empty() || self.routing.no_routes {
+            return Vec::new();
+        }
+        let mut added = Vec::new();
+        for d in self.dns.clone() {
+            let allowed = self
+                .peers
+                .iter()
+                .any(|p| p.allowed_ips.iter().any(|n| n.contains(&d)));
+            let excluded = self.routing.exclude.iter().any(|n| n.contains(&d));
+            if allowed && !excluded && !self.routes_into_tunnel(d) {
+                let host = IpNet::from(d);
+                self.routing.include.push(host);
+                added.push(host);
+            }
+        }
+        added
+    }
+
     /// The rules added for issue 9: DNS servers, interface prefixes, endpoints.
     fn validate_fields(&self) -> Result<(), String> {
         for (i, d) in self.dns.iter().enumerate() {
@@ -1034,6 +1057,12 @@ mod tests {
         c.routing.include = vec!["10.0.0.0/8".parse().unwrap()];
         c.dns = vec!["198.51.100.53".parse().unwrap()];
         refused(&c, "dns[0]: 198.51.100.53 is not routed into the tunnel");
+        // The profile's own resolver joins a split tunnel's include list (and then passes).
+        assert_eq!(
+            c.include_resolvers(),
+            ["198.51.100.53/32".parse::<IpNet>().unwrap()]
+        );
+        c.validate().unwrap();
         let mut c = sample_config();
         c.routing.exclude = vec!["10.64.0.0/16".parse().unwrap()];
         refused(&c, "dns[0]: 10.64.1.1 is not routed");

@@ -152,8 +152,13 @@ fn a_hostile_member_cannot_get_around_the_managed_policy() {
     drop(it);
 
     let helper = Helper::start(&sandbox, &["--system-dir", system.to_str().unwrap()]);
-    // Disconnected, the machine's policy already holds the settings.
-    let status = helper.status();
+    // Disconnected, the machine's policy already holds the settings (once the helper has
+    // reconciled and published its first state).
+    let mut status = Value::Null;
+    wait_until(Duration::from_secs(5), || {
+        status = helper.status();
+        !status["managed"].is_null()
+    });
     assert_eq!(
         status["managed"]["organization"], "Hostile Test IT",
         "{status}"
@@ -243,4 +248,21 @@ fn a_hostile_member_cannot_get_around_the_managed_policy() {
     assert_eq!(status["state"], "connected", "{status}");
     assert_eq!(status["kill_switch"], "auto", "{status}");
     assert_eq!(status["lan_access"], false, "{status}");
+
+    // The private key of the session (and of every refused request) is in no log or report.
+    let key = std::fs::read_to_string(sandbox.var("CLIENT_KEY_FILE")).unwrap();
+    let recent = helper.request(json!({"kind": "recent_logs"}));
+    assert!(
+        recent["Ok"]["lines"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "{recent}"
+    );
+    for (what, text) in [
+        ("the helper's log", helper.log_text()),
+        ("its recent logs", recent.to_string()),
+        ("its status", status.to_string()),
+    ] {
+        assert!(!text.contains(key.trim()), "the private key is in {what}");
+    }
 }

@@ -20,13 +20,13 @@ export function governingPolicy(
   status: Status | null,
   profiles: ProfileSummary[],
   chosen: string | null,
-): { organization: string; profile: string; policy: Policy; managed?: string } | null {
+): { organization: string; profile: string; policy: Policy; managed: string | null } | null {
   if (status?.policy) {
-    const managed = status.managed?.organization === status.policy.organization ? status.managed.source : undefined;
+    const managed = status.managed?.organization === status.policy.organization ? status.managed.source : null;
     return { organization: status.policy.organization, profile: status.profile ?? "", policy: status.policy.policy, managed };
   }
   const b = profiles.find((p) => p.name === chosen)?.bundle;
-  return b && chosen ? { organization: b.organization, profile: chosen, policy: b.policy } : null;
+  return b && chosen ? { organization: b.organization, profile: chosen, policy: b.policy, managed: null } : null;
 }
 
 export class SettingsView {
