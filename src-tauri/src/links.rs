@@ -21,7 +21,6 @@ use serde::Serialize;
 use url::Url;
 
 use underpass_profile::bundle::PrivateKeySource;
-use underpass_profile::Bundle;
 
 use crate::connect::Target;
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use underpass_profile::batch::{self, Candidate, ImportKind};
 use underpass_profile::bundle::{SessionRequest, MAX_BUNDLE_BYTES};
 use underpass_profile::{
-    location, wgquick, Bundle, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
+    location, wgquick, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
     SignerKey, Store, StoreError, TrustStore,
 };
 use underpass_proto::TunnelConfig;
