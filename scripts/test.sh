@@ -52,7 +52,7 @@ step "private keys in the real OS keyring (Secret Service: dbus-run-session + gn
 dbus-run-session -- sh -c 'printf "\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
   UNDERPASS_KEYRING_TEST=1 cargo test -p underpass-cli --locked --test keyring'
 
-step "fuzzing the wg-quick and bundle parsers (30 s each; crash inputs kept in fuzz/regressions are replayed)"
+step "fuzzing the wg-quick and bundle parsers and the IPC decoder (30 s each, one line per target; libFuzzer logs in fuzz/logs; crash inputs kept in fuzz/regressions are replayed)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 bash fuzz/run.sh 30
 

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = underpass_profile::Bundle::open("fuzz.underpass", data);
+    let _ = underpass_profile::bundle::open("fuzz.underpass", data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = underpass_profile::location::infer(text, text);
         let _ = underpass_profile::bundle::parse_utc(text);

@@ -21,6 +21,7 @@ use crate::doctor;
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
 use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
 use crate::intent::{Intent, IntentStore};
+use crate::policy;
 use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
@@ -65,6 +66,8 @@ pub struct Settings {
     pub interface_prefix: String,
     pub state_dir: std::path::PathBuf,
     pub resolv_conf: std::path::PathBuf,
+    /// IT's directory: pinned keys and the managed policy (issue 9).
+    pub system_dir: std::path::PathBuf,
 }
 
 struct Session {
@@ -131,6 +134,8 @@ pub struct Daemon {
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
     dns: PlatformDns,
+    /// The system directory and the bundle rollback counter (`policy.rs`).
+    system: policy::System,
     probes: Arc<probe::Prober>,
     self_tests: Arc<selftest::gate::Gate>,
     healing: Healing,
@@ -172,6 +177,7 @@ impl Daemon {
                 forced_at: None,
             },
             firewall: PlatformFirewall::open().await?,
+            system: policy::System::new(&settings.system_dir, &settings.state_dir),
             settings,
             state: State::Disconnected,
             intent: Intent::default(),
@@ -191,7 +197,11 @@ impl Daemon {
     /// persisted intent says. An unreadable intent blocks rather than guess.
     async fn reconcile(&mut self) {
         match self.store.load() {
-            Ok(Some(intent)) => self.intent = intent,
+            Ok(Some(intent)) => {
+                self.intent = intent;
+                // A managed policy installed since may require more than was saved.
+                self.hold_to_policy();
+            }
             Ok(None) => {}
             Err(e) => {
                 let reason = format!("{e:#}. Blocking all traffic until you connect or disconnect");
@@ -311,16 +321,23 @@ impl Daemon {
                     None => self.healing.changes = None,
                 },
                 command = commands.recv() => match command {
-                    Some(Command::Connect(config, reply)) => {
-                        if let Err(reason) = config.validate() {
-                            let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
+                    Some(Command::Connect(mut config, reply)) => {
+                        if let Err(e) = policy::admit(&mut config, &mut self.system, policy::now()) {
+                            let _ = reply.send(Err(e));
                             continue;
                         }
                         let profile = config.profile.clone();
+                        let previous = self.intent.clone();
                         self.intent.wanted = Some(*config);
                         self.hold_to_policy();
-                        let saved = self.save_intent();
-                        let _ = reply.send(saved);
+                        // A connect whose intent is not on disk could not be resumed or held
+                        // to after a crash: it is refused, never carried out silently.
+                        if let Err(e) = self.save_intent() {
+                            self.intent = previous;
+                            let _ = reply.send(Err(policy::refused_unsaved(e)));
+                            continue;
+                        }
+                        let _ = reply.send(Ok(()));
                         self.feed(Input::ConnectRequested { profile }).await;
                     }
                     Some(Command::Disconnect(reply)) => {
@@ -486,36 +503,22 @@ impl Daemon {
         Ok(())
     }
 
-    /// The policy of the signed profile the user wants connected, if any.
-    fn policy(&self) -> Option<&SessionPolicy> {
-        self.intent.wanted.as_ref().and_then(|c| c.policy.as_ref())
+    /// The policy of the signed profile the user wants connected, else the machine's.
+    fn policy(&self) -> Option<SessionPolicy> {
+        self.system.in_force(self.intent.wanted.as_ref())
     }
 
-    /// Refuses a settings change that the wanted profile's policy forbids.
-    fn check_policy(&self, request: &SessionRequest) -> Result<(), ErrorBody> {
-        let Some(p) = self.policy() else {
-            return Ok(());
-        };
-        let violations = p.policy.violations(request);
-        if violations.is_empty() {
-            return Ok(());
-        }
-        Err(ErrorBody::new(
-            ErrorCode::InvalidConfig,
-            format!(
-                "the policy of {} (serial {}) says {} while its profile is in use; disconnect first",
-                p.organization,
-                p.serial,
-                violations.join("; ")
-            ),
-        ))
+    /// Refuses a settings change that the policy in force forbids.
+    fn check_policy(&mut self, request: &SessionRequest) -> Result<(), ErrorBody> {
+        self.system
+            .check_setting(self.intent.wanted.as_ref(), request)
     }
 
     /// Raises the settings to what a newly wanted profile's policy requires: the kill switch to
     /// its minimum, LAN access off when it is not allowed. (Split tunneling against the policy
     /// is refused when the request is validated.)
     fn hold_to_policy(&mut self) {
-        let Some(p) = self.policy().cloned() else {
+        let Some(p) = self.policy() else {
             return;
         };
         let min = p.policy.effective_min_kill_switch();
@@ -922,7 +925,8 @@ impl Daemon {
         status.error = self.state.error().map(str::to_string);
         status.kill_switch = self.intent.kill_switch;
         status.lan_access = self.intent.lan_access;
-        status.policy = self.policy().cloned();
+        status.policy = self.policy();
+        status.managed = self.system.managed_status();
         status.reconnect = self.reconnect_status();
         status.firewall =
             firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));

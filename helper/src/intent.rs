@@ -1,11 +1,10 @@
 //! What the user asked the helper for, persisted so that a crash or reboot cannot change it:
 //! the kill-switch mode, LAN access, and the tunnel the user wants up (if any).
 //!
-//! The file lives in the root-only state dir and is replaced atomically (write a temporary file
-//! beside it, fsync, rename, fsync the directory), so a helper killed mid-write leaves either the
-//! old intent or the new one, never a torn file.
+//! The file lives in the root-only state dir and is replaced with `underpass_durable::write`
+//! (temporary file, fsync, rename, fsync of the directory), so a helper killed mid-write leaves
+//! either the old intent or the new one, never a torn file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -53,8 +52,9 @@ impl IntentStore {
     /// which the caller must treat as "block", never as "nothing was wanted".
     pub fn load(&self) -> Result<Option<Intent>> {
         let path = self.path();
+        // The intent holds the wanted tunnel's private key: wipe every copy made here.
         let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+            Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
@@ -71,17 +71,11 @@ impl IntentStore {
     }
 
     pub fn save(&self, intent: &Intent) -> Result<()> {
-        let path = self.path();
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
-            .with_context(|| format!("creating a temporary file in {}", self.dir.display()))?;
-        serde_json::to_writer_pretty(&mut tmp, intent).context("serializing the intent")?;
-        tmp.write_all(b"\n")?;
-        tmp.as_file().sync_all().context("flushing the intent")?;
-        tmp.persist(&path)
-            .with_context(|| format!("replacing {}", path.display()))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("flushing {}", self.dir.display()))?;
+        let mut json = zeroize::Zeroizing::new(
+            serde_json::to_vec_pretty(intent).context("serializing the intent")?,
+        );
+        json.push(b'\n');
+        underpass_durable::write(&self.path(), &json)?;
         Ok(())
     }
 }

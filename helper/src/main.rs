@@ -23,6 +23,7 @@ mod intent;
 mod ipc;
 mod limits;
 mod logring;
+mod policy;
 mod routes;
 mod selftest;
 #[cfg(windows)]
@@ -79,6 +80,10 @@ struct Args {
     #[cfg(windows)]
     #[arg(long)]
     uninstall_cleanup: bool,
+    /// IT's root-owned directory: pinned organization keys (trusted-keys/*.pub) and the
+    /// optional managed policy (policy.json) the whole machine obeys.
+    #[arg(long, default_value = underpass_trust::system::DEFAULT_SYSTEM_DIR)]
+    system_dir: PathBuf,
 }
 
 #[cfg(unix)]
@@ -155,6 +160,7 @@ async fn run(
             interface_prefix: args.interface_prefix.clone(),
             state_dir: args.state_dir.clone(),
             resolv_conf: args.resolv_conf.clone(),
+            system_dir: args.system_dir.clone(),
         },
         status_tx,
         events.clone(),

@@ -21,7 +21,6 @@ use serde::Serialize;
 use url::Url;
 
 use underpass_profile::bundle::PrivateKeySource;
-use underpass_profile::Bundle;
 
 use crate::connect::Target;
 
@@ -172,7 +171,8 @@ fn shorten(item: &str) -> String {
 
 /// Checks a link's bundle (a valid signature, no embedded key) and saves it for the import.
 fn link_bundle(inbox: &Path, bytes: &[u8]) -> Result<OpenRequest, String> {
-    let bundle = Bundle::open("the link's bundle", bytes).map_err(|e| e.to_string())?;
+    let bundle =
+        underpass_profile::bundle::open("the link's bundle", bytes).map_err(|e| e.to_string())?;
     if matches!(bundle.payload.private_key, PrivateKeySource::Embedded(_)) {
         return Err(format!(
             "the bundle of {} carries a private key, which a link must never do; ask them for \
@@ -307,7 +307,7 @@ mod tests {
             ("ACME IT", "acme", 7)
         );
         assert!(path.ends_with("/acme from a link.underpass"), "{path}");
-        assert!(Bundle::open("saved", &std::fs::read(path).unwrap()).is_ok());
+        assert!(underpass_profile::bundle::open("saved", &std::fs::read(path).unwrap()).is_ok());
         let OpenRequest::Refused { what, reason } = &out[2] else {
             panic!("{out:?}")
         };

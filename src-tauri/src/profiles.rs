@@ -11,7 +11,7 @@ use serde::Serialize;
 use underpass_profile::batch::{self, Candidate, ImportKind};
 use underpass_profile::bundle::{SessionRequest, MAX_BUNDLE_BYTES};
 use underpass_profile::{
-    location, wgquick, Bundle, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
+    location, wgquick, Catalog, ImportOptions, KillSwitchMode, ProfileName, ProfileSummary,
     SignerKey, Store, StoreError, TrustStore,
 };
 use underpass_proto::TunnelConfig;
@@ -172,7 +172,7 @@ impl Profiles {
             bail!("larger than 1 MiB; not an Underpass profile bundle");
         }
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let bundle = Bundle::open(source, &bytes)?;
+        let bundle = underpass_profile::bundle::open(source, &bytes)?;
         bundle.check_expiry(source, now())?;
         let trust_store = TrustStore {
             system_dir: self.options.trusted_keys_dir.clone(),
@@ -236,6 +236,7 @@ impl Profiles {
         let mut config = loaded.tunnel_config(server)?;
         config.routing.include = settings.split_include.clone();
         config.routing.exclude = settings.split_exclude.clone();
+        config.include_resolvers();
         if !settings.custom_dns.is_empty() {
             if let Some(b) = loaded.bundle.as_ref().filter(|b| b.policy.dns_locked) {
                 bail!(
@@ -247,7 +248,7 @@ impl Profiles {
             if let Some(ip) = settings
                 .custom_dns
                 .iter()
-                .find(|ip| !routed_into_tunnel(&config, **ip))
+                .find(|ip| !config.routes_into_tunnel(**ip))
             {
                 bail!(
                     "the custom resolver {ip} would be reached outside the tunnel with these \
@@ -272,19 +273,6 @@ impl Profiles {
             KillSwitchMode::Lockdown => underpass_proto::KillSwitchMode::Lockdown,
         })
     }
-}
-
-/// Whether traffic to `ip` enters the tunnel: inside a peer's AllowedIPs, inside the included
-/// prefixes when there are any, and in no excluded one.
-fn routed_into_tunnel(config: &TunnelConfig, ip: std::net::IpAddr) -> bool {
-    let allowed = config
-        .peers
-        .iter()
-        .any(|p| p.allowed_ips.iter().any(|n| n.contains(&ip)));
-    let included =
-        config.routing.include.is_empty() || config.routing.include.iter().any(|n| n.contains(&ip));
-    let excluded = config.routing.exclude.iter().any(|n| n.contains(&ip));
-    allowed && included && !excluded && !config.routing.no_routes
 }
 
 fn profile_mode(m: underpass_proto::KillSwitchMode) -> KillSwitchMode {

@@ -224,6 +224,19 @@ describe("the app", () => {
     expect(document.getElementById("lan-lock")).toBeNull();
   });
 
+  it("says which organization manages the machine when its policy locks a setting", async () => {
+    await startApp(root());
+    const policy = { organization: "ACME IT", serial: 0, policy: { min_kill_switch: "auto", split_tunnel_allowed: false, lan_access_allowed: false, dns_locked: false } };
+    const managed = { organization: "ACME IT", source: "/etc/underpass/policy.json", locked: [{ setting: "split_tunnel", reason: "not allowed" }] };
+    await emit("helper-view", { ...helperViewConnected, status: { ...statusDisconnected, policy, managed } });
+    await tick();
+    click("#nav-settings");
+    expect(document.getElementById("split-lock")!.textContent).toBe(
+      "Locked: this machine is managed by ACME IT (/etc/underpass/policy.json): split tunnel is not allowed.",
+    );
+    expect((document.getElementById("ks-off") as HTMLInputElement).disabled).toBe(true);
+  });
+
   it("gives every control on every screen a name a screen reader can say", async () => {
     profiles = [profileSigned];
     await startApp(root());

@@ -92,6 +92,19 @@ export interface Status {
   policy: SessionPolicy | null;
   /** While reconnecting or offline: why, which attempt, since when. */
   reconnect: ReconnectStatus | null;
+  /** Set when the machine obeys a managed policy: who manages it and what is locked. */
+  managed?: ManagedStatus;
+}
+
+export interface ManagedStatus {
+  organization: string;
+  source: string;
+  locked: LockedSetting[];
+}
+
+export interface LockedSetting {
+  setting: string;
+  reason: string;
 }
 
 export interface SessionPolicy {

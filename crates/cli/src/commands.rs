@@ -299,6 +299,9 @@ async fn connect(
     // The profile's own routing (Table = off) stays; the user's lists come on top.
     config.routing.include = args.include;
     config.routing.exclude = args.exclude;
+    for host in config.include_resolvers() {
+        eprintln!("underpass: the profile's resolver {host} goes through the tunnel too");
+    }
     config
         .validate()
         .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;

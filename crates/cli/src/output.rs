@@ -205,6 +205,18 @@ pub fn status(s: &Status) -> String {
             ),
         ));
     }
+    if let Some(m) = &s.managed {
+        lines.push((
+            "Managed by",
+            format!("{} (policy in {})", m.organization, m.source),
+        ));
+        for l in &m.locked {
+            lines.push((
+                "  Locked",
+                format!("{}: {}", l.setting.replace('_', " "), l.reason),
+            ));
+        }
+    }
     if let Some(e) = &s.error {
         lines.push(("Error", e.clone()));
     }
@@ -472,6 +484,31 @@ mod tests {
         s.state = TunnelState::Connecting;
         s.error = None;
         assert!(status(&s).contains("Handshake:   none yet\n"));
+    }
+
+    #[test]
+    fn a_managed_machine_says_who_manages_it_and_what_is_locked() {
+        let mut s = Status::disconnected();
+        s.managed = Some(underpass_proto::ManagedStatus::describe(
+            "ACME IT",
+            "/etc/underpass/policy.json",
+            &underpass_proto::Policy {
+                min_kill_switch: underpass_proto::KillSwitchMode::Auto,
+                split_tunnel_allowed: false,
+                lan_access_allowed: true,
+                dns_locked: false,
+            },
+            true,
+            None,
+        ));
+        let text = status(&s);
+        assert!(
+            text.contains("Managed by:  ACME IT (policy in /etc/underpass/policy.json)\n")
+                && text.contains("  Locked:    kill switch: at least \"auto\"\n")
+                && text.contains("  Locked:    split tunnel: not allowed\n")
+                && text.contains("  Locked:    profiles: only profiles signed by a key your organization installed\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -300,7 +300,7 @@ fn read_bundle(path: &Path) -> Result<(String, Bundle)> {
         bail!("{display}: larger than 1 MiB; not an Underpass profile bundle");
     }
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let bundle = Bundle::open(&display, &bytes)?;
+    let bundle = underpass_profile::bundle::open(&display, &bytes)?;
     Ok((display, bundle))
 }
 
@@ -578,7 +578,7 @@ fn sign(
     };
     // Check the result exactly as a client will (signature, payload, servers).
     let display = display_name(output);
-    let checked = Bundle::open(&display, &bundle)?;
+    let checked = underpass_profile::bundle::open(&display, &bundle)?;
     underpass_profile::store::write_file_atomic(output, &bundle)
         .with_context(|| format!("writing {}", output.display()))?;
     emit(&format!(

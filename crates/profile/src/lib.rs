@@ -5,7 +5,8 @@
 //!   are read but **never executed**: a profile is data, and the helper only ever receives a
 //!   [`underpass_proto::TunnelConfig`]. The importer shows the user what was dropped.
 //! - [`bundle`] reads and verifies signed profile bundles (`.underpass`: a minisign signature
-//!   and a JSON payload), and pins organization keys. Its format is documented in
+//!   and a JSON payload) with `underpass-trust`, the code the helper verifies them with too,
+//!   and keeps the keys a user chose to trust. Its format is documented in
 //!   `docs/profile-bundles.md`; a bundle carries a [`bundle::Policy`] the session must obey.
 //! - [`store`] keeps profiles under the user's config dir, every write atomic, with a format
 //!   version so a newer file is refused clearly rather than misread. Private keys go to the

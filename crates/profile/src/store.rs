@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use underpass_proto::{Key, SessionPolicy, TunnelConfig};
+use underpass_proto::{Key, SessionPolicy, SignedBundle, TunnelConfig};
 
 use crate::bundle::{Bundle, KillSwitchMode, Policy, PrivateKeySource, SignerKey};
 use crate::location::Location;
@@ -265,6 +265,8 @@ pub struct LoadedProfile {
     pub bundle: Option<BundleInfo>,
     /// For a bundle, one entry per peer of `config` (same order); empty otherwise.
     pub servers: Vec<ServerInfo>,
+    /// For a bundle, the file as signed: the connect request carries it to the helper.
+    pub signed_bundle: Option<String>,
 }
 
 impl LoadedProfile {
@@ -300,6 +302,10 @@ impl LoadedProfile {
                 })?,
         };
         t.peers = vec![t.peers.swap_remove(index)];
+        t.signed = self.signed_bundle.as_ref().map(|bundle| SignedBundle {
+            bundle: bundle.clone(),
+            server: self.servers[index].id.clone(),
+        });
         t.policy = self.bundle.as_ref().map(|b| SessionPolicy {
             organization: b.organization.clone(),
             serial: b.serial,
@@ -357,6 +363,9 @@ struct StoredProfile {
     location: Location,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bundle: Option<BundleInfo>,
+    /// The bundle as signed, for the helper to verify (absent before issue 9: re-import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signed_bundle: Option<String>,
     interface: StoredInterface,
     peers: Vec<StoredPeer>,
 }
@@ -461,6 +470,7 @@ impl StoredProfile {
             keystore: Some(keystore),
             location: Location::default(),
             bundle: None,
+            signed_bundle: None,
             interface: StoredInterface {
                 addresses: config.interface.addresses.clone(),
                 dns: config.interface.dns.clone(),
@@ -617,7 +627,7 @@ impl Store {
                 getrandom::getrandom(&mut raw)
                     .map_err(|e| io_err(&path)(io::Error::other(e.to_string())))?;
                 let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                write_atomic(&path, format!("{id}\n").as_bytes(), false)?;
+                write_file_atomic(&path, format!("{id}\n").as_bytes())?;
                 id
             }
             Err(e) => return Err(io_err(&path)(e)),
@@ -678,7 +688,7 @@ impl Store {
         replace_plain: bool,
     ) -> Result<ImportReport, StoreError> {
         let _lock = self.lock()?;
-        let name = &bundle.name;
+        let name = &ProfileName::new(&bundle.name)?;
         let unusable = |reason: String| StoreError::Unusable {
             name: name.to_string(),
             reason,
@@ -728,9 +738,8 @@ impl Store {
             (PrivateKeySource::GenerateLocally, Some(k)) => (k, true),
             (PrivateKeySource::GenerateLocally, None) => (generate_private_key()?, true),
         };
-        let configs = bundle
-            .server_configs(private_key.clone())
-            .map_err(unusable)?;
+        let configs =
+            crate::bundle::server_configs(bundle, private_key.clone()).map_err(unusable)?;
         let config = WgQuickConfig {
             interface: configs[0].interface.clone(),
             peers: configs.into_iter().flat_map(|c| c.peers).collect(),
@@ -755,6 +764,7 @@ impl Store {
             policy: p.policy,
             key_generated_locally: generated,
         });
+        stored.signed_bundle = Some(String::from_utf8_lossy(&bundle.raw).into_owned());
         self.write_secrets(name, &secrets_of(&config))?;
         self.write_profile(name, &stored)?;
         if let Some(prev) = &previous {
@@ -895,6 +905,7 @@ impl Store {
             config: stored.config_with_keys(&secrets),
             location: stored.location.clone(),
             bundle: stored.bundle.clone(),
+            signed_bundle: stored.signed_bundle.clone(),
             servers,
         })
     }
@@ -974,7 +985,7 @@ impl Store {
     fn write_profile(&self, name: &ProfileName, stored: &StoredProfile) -> Result<(), StoreError> {
         let mut json = serde_json::to_vec_pretty(stored).expect("profile serializes");
         json.push(b'\n');
-        write_atomic(&self.profile_path(name), &json, false)
+        write_file_atomic(&self.profile_path(name), &json)
     }
 
     fn write_secrets(
@@ -992,7 +1003,7 @@ impl Store {
             }
             Keystore::File => {
                 let key = format!("{}\n", secrets.private_key.to_base64());
-                write_atomic(&self.key_path(name), key.as_bytes(), true)?;
+                write_file_atomic(&self.key_path(name), key.as_bytes())?;
                 let psks: String = secrets
                     .preshared_keys
                     .iter()
@@ -1002,7 +1013,7 @@ impl Store {
                 if psks.is_empty() {
                     remove_if_present(&psk_path)
                 } else {
-                    write_atomic(&psk_path, psks.as_bytes(), true)
+                    write_file_atomic(&psk_path, psks.as_bytes())
                 }
             }
         }
@@ -1186,27 +1197,13 @@ pub fn public_key_of(private_key: &Key) -> Key {
     Key(x25519_dalek::PublicKey::from(&secret).to_bytes())
 }
 
-/// Writes a (non-secret) file atomically: temp file, fsync, rename, fsync of the directory.
+/// Writes `bytes` to `path` with [`underpass_durable::write`]: temp file, fsync, rename, fsync
+/// of the directory; mode 0600 on Unix.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_atomic(path, bytes, false)
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename,
-/// then fsync of the directory so the rename itself survives a crash.
-fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), StoreError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    // tempfile already creates files as 0600 on Unix; say so explicitly for the secrets.
-    if secret {
-        restrict_file(tmp.as_file(), tmp.path())?;
-    }
-    tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    sync_dir(dir)
+    underpass_durable::write(path, bytes).map_err(|e| StoreError::Io {
+        path: e.path,
+        source: io::Error::new(e.source.kind(), format!("{} ({})", e.source, e.step)),
+    })
 }
 
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {
@@ -1217,19 +1214,6 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(unix)]
-fn restrict_file(file: &fs::File, path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(io_err(path))
-}
-
-#[cfg(not(unix))]
-fn restrict_file(_file: &fs::File, _path: &Path) -> Result<(), StoreError> {
-    // The per-user profile directory's ACL already restricts access on Windows.
-    Ok(())
-}
-
-#[cfg(unix)]
 fn restrict_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
@@ -1237,19 +1221,6 @@ fn restrict_dir(dir: &Path) -> Result<(), StoreError> {
 
 #[cfg(not(unix))]
 fn restrict_dir(_dir: &Path) -> Result<(), StoreError> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), StoreError> {
-    // Windows cannot open a directory as a file; its rename is durable once it returns.
     Ok(())
 }
 

@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use underpass_trust::bundle::is_domain;
+pub use underpass_trust::bundle::parse_prefix;
 
 use ipnet::IpNet;
 use underpass_proto::{Key, KeyError, PeerConfig, RoutingConfig, TunnelConfig, MAX_MTU, MIN_MTU};
@@ -138,6 +140,7 @@ impl WgQuickConfig {
                 ..RoutingConfig::default()
             },
             policy: None,
+            signed: None,
         }
     }
 
@@ -667,25 +670,6 @@ fn parse_key(value: &str) -> Result<Key, String> {
     })
 }
 
-/// `10.0.0.2/32`, `fd00::2/128`, or a bare address (which means /32 or /128).
-pub fn parse_prefix(item: &str) -> Result<IpNet, String> {
-    if let Ok(net) = item.parse::<IpNet>() {
-        return Ok(net);
-    }
-    if let Ok(ip) = item.parse::<IpAddr>() {
-        return Ok(IpNet::from(ip));
-    }
-    Err(format!(
-        "{item:?} is not an IP address or prefix (e.g. 10.0.0.0/24, fd00::/64)"
-    ))
-}
-
-/// Checks the shape of `host:port`, `a.b.c.d:port` or `[v6]:port`; hostnames are resolved
-/// later, by the helper.
-pub(crate) fn check_endpoint(value: &str) -> Result<String, String> {
-    parse_endpoint(value)
-}
-
 fn parse_endpoint(value: &str) -> Result<String, String> {
     let no_port = || format!("{value:?} has no port (write host:port, or [v6]:port for IPv6)");
     if value.len() > 255 || value.contains(char::is_whitespace) {
@@ -723,20 +707,6 @@ fn parse_endpoint(value: &str) -> Result<String, String> {
         _ if port.is_empty() => Err(no_port()),
         _ => Err(format!("{port:?} is not a port number (1 to 65535)")),
     }
-}
-
-/// A DNS name: dot-separated labels of letters, digits, '-' and '_'.
-pub(crate) fn is_domain(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 fn parse_fwmark(value: &str) -> Result<Option<u32>, String> {

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use underpass_profile::bundle::{signing, Bundle, BundleError, TrustStore, TrustedBy};
+use underpass_profile::bundle::{signing, BundleError, TrustStore, TrustedBy};
 use underpass_profile::store::{ProfileName, Store, StoreError};
 use underpass_profile::{Keystore, KillSwitchMode};
 
@@ -68,13 +68,14 @@ fn store() -> (tempfile::TempDir, Store) {
 #[test]
 fn valid_bundle_opens_with_its_signer_and_servers() {
     let s = signer();
-    let b = Bundle::open("corp.underpass", &signed(&s, 7)).unwrap();
+    let b = underpass_profile::bundle::open("corp.underpass", &signed(&s, 7)).unwrap();
     assert_eq!(b.name.as_str(), "corp");
     assert_eq!(b.signer.public_key, s.public_key);
     assert_eq!(b.trusted_comment, "timestamp:1700000000\tfile:corp.json");
     assert_eq!(b.payload.serial, 7);
     assert_eq!(b.payload.policy.min_kill_switch, KillSwitchMode::Auto);
-    let configs = b.server_configs(underpass_proto::Key([9; 32])).unwrap();
+    let configs =
+        underpass_profile::bundle::server_configs(&b, underpass_proto::Key([9; 32])).unwrap();
     assert_eq!(configs.len(), 2);
     assert_eq!(
         configs[0].peers[0].allowed_ips,
@@ -91,7 +92,8 @@ fn tampered_bundle_is_refused_whichever_byte_changed() {
     for i in 0..good.len() {
         let mut bad = good.clone();
         bad[i] ^= 0x01;
-        let err = Bundle::open("corp.underpass", &bad).expect_err(&format!("byte {i} flipped"));
+        let err = underpass_profile::bundle::open("corp.underpass", &bad)
+            .expect_err(&format!("byte {i} flipped"));
         assert!(
             matches!(
                 err,
@@ -107,7 +109,7 @@ fn tampered_bundle_is_refused_whichever_byte_changed() {
     let mut bad = good.clone();
     bad[at] = b'T';
     assert_eq!(
-        Bundle::open("corp.underpass", &bad).unwrap_err().to_string(),
+        underpass_profile::bundle::open("corp.underpass", &bad).unwrap_err().to_string(),
         "corp.underpass: refused: the bundle was modified after it was signed (the signature does not match the contents)"
     );
 }
@@ -121,7 +123,7 @@ fn bundle_signed_with_another_key_than_it_names_is_refused() {
     // ...and a hand-made one is refused on open.
     let sig = minisign::sign(None, &b.sk, p.as_bytes(), Some("t"), None).unwrap();
     let bundle = signing::assemble(&sig.into_string(), p.as_bytes()).unwrap();
-    let err = Bundle::open("x.underpass", &bundle)
+    let err = underpass_profile::bundle::open("x.underpass", &bundle)
         .unwrap_err()
         .to_string();
     assert!(err.contains("refused: the bundle was modified"), "{err}");
@@ -132,7 +134,7 @@ fn bundle_signed_with_another_key_than_it_names_is_refused() {
 fn unknown_key_is_untrusted_until_pinned() {
     let (tmp, _store) = store();
     let s = signer();
-    let b = Bundle::open("corp.underpass", &signed(&s, 1)).unwrap();
+    let b = underpass_profile::bundle::open("corp.underpass", &signed(&s, 1)).unwrap();
     let trust = TrustStore {
         system_dir: tmp.path().join("etc-keys"),
         user_dir: tmp.path().join("user-keys"),
@@ -146,7 +148,7 @@ fn unknown_key_is_untrusted_until_pinned() {
 
     // System-wide pinning: a minisign.pub file dropped in the directory by IT.
     let other = signer();
-    let ob = Bundle::open("o.underpass", &signed(&other, 1)).unwrap();
+    let ob = underpass_profile::bundle::open("o.underpass", &signed(&other, 1)).unwrap();
     std::fs::create_dir_all(&trust.system_dir).unwrap();
     let path = trust.system_dir.join("acme.pub");
     std::fs::write(&path, ob.signer.to_pub_file()).unwrap();
@@ -168,7 +170,7 @@ fn expired_bundle_is_refused_with_the_date() {
     let s = signer();
     let p = payload(&s.public_key, 1, Some("2024-01-31T00:00:00Z"), &embedded());
     let bytes = signing::sign(&s.sk, p.as_bytes(), "t").unwrap();
-    let b = Bundle::open("corp.underpass", &bytes).unwrap();
+    let b = underpass_profile::bundle::open("corp.underpass", &bytes).unwrap();
     let jan_30 = 1_706_572_800;
     b.check_expiry("corp.underpass", jan_30).unwrap();
     let err = b
@@ -184,7 +186,8 @@ fn expired_bundle_is_refused_with_the_date() {
 fn lower_serial_is_refused_and_higher_replaces_in_place() {
     let (_tmp, store) = store();
     let s = signer();
-    let open = |serial| Bundle::open("corp.underpass", &signed(&s, serial)).unwrap();
+    let open =
+        |serial| underpass_profile::bundle::open("corp.underpass", &signed(&s, serial)).unwrap();
     let r = store.import_bundle(&open(5), None, false).unwrap();
     assert!(!r.replaced);
     let name = ProfileName::new("corp").unwrap();
@@ -220,7 +223,7 @@ fn lower_serial_is_refused_and_higher_replaces_in_place() {
 
     // Another organization key cannot take over the profile, even with a higher serial.
     let intruder = signer();
-    let b = Bundle::open("x.underpass", &signed(&intruder, 99)).unwrap();
+    let b = underpass_profile::bundle::open("x.underpass", &signed(&intruder, 99)).unwrap();
     let err = store.import_bundle(&b, None, false).unwrap_err();
     assert!(matches!(err, StoreError::DifferentSigner { .. }), "{err}");
 }
@@ -229,7 +232,7 @@ fn lower_serial_is_refused_and_higher_replaces_in_place() {
 fn a_connection_uses_one_chosen_server_of_a_bundle() {
     let (_tmp, store) = store();
     let s = signer();
-    let b = Bundle::open("corp.underpass", &signed(&s, 1)).unwrap();
+    let b = underpass_profile::bundle::open("corp.underpass", &signed(&s, 1)).unwrap();
     store.import_bundle(&b, None, false).unwrap();
     let p = store.load(&ProfileName::new("corp").unwrap()).unwrap();
     let first = p.tunnel_config(None).unwrap();
@@ -251,7 +254,8 @@ fn generated_key_is_made_once_and_kept_across_updates() {
     let s = signer();
     let make = |serial| {
         let p = payload(&s.public_key, serial, None, "\"generate_locally\"");
-        Bundle::open("c", &signing::sign(&s.sk, p.as_bytes(), "t").unwrap()).unwrap()
+        underpass_profile::bundle::open("c", &signing::sign(&s.sk, p.as_bytes(), "t").unwrap())
+            .unwrap()
     };
     let r1 = store.import_bundle(&make(1), None, false).unwrap();
     let pk = r1.generated_public_key.expect("a public key to register");
@@ -295,12 +299,12 @@ fn invalid_payloads_say_what_is_wrong() {
         (
             "\"192.0.2.10:51820\"",
             "\"192.0.2.10\"",
-            "servers[0].endpoint: \"192.0.2.10\" has no port",
+            "servers[0] (se-sto-1): peer 1: endpoint \"192.0.2.10\" has no port",
         ),
     ] {
         let p = payload(&s.public_key, 1, None, &embedded()).replacen(from, to, 1);
         let bytes = signing::sign(&s.sk, p.as_bytes(), "t").unwrap();
-        let err = Bundle::open("corp.underpass", &bytes)
+        let err = underpass_profile::bundle::open("corp.underpass", &bytes)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("corp.underpass: "), "{err}");
@@ -353,13 +357,15 @@ fn bundle_signed_with_the_minisign_tool_is_accepted_and_ours_verify_with_it() {
         .args(["-t", "Example Corp IT, release 3"]));
     let sig = std::fs::read_to_string(d("corp.json.minisig")).unwrap();
     let bundle = signing::assemble(&sig, p.as_bytes()).unwrap();
-    let b = Bundle::open("corp.underpass", &bundle).unwrap();
+    let b = underpass_profile::bundle::open("corp.underpass", &bundle).unwrap();
     assert_eq!(b.signer, pk);
     assert_eq!(b.trusted_comment, "Example Corp IT, release 3");
     // As the tool wrote it (its own untrusted comment), the file is not a bundle yet.
     let mut raw = sig.clone().into_bytes();
     raw.extend_from_slice(p.as_bytes());
-    let err = Bundle::open("raw.underpass", &raw).unwrap_err().to_string();
+    let err = underpass_profile::bundle::open("raw.underpass", &raw)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("underpass profile sign --minisig"), "{err}");
 
     // The other way: a bundle we sign verifies with `minisign -V` (head -n4 is the .minisig).

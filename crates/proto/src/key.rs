@@ -6,9 +6,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A 32-byte WireGuard key (private, public or preshared), base64 on the wire and in files.
 ///
-/// `Debug` never prints the bytes, so a key cannot leak into a log by accident.
+/// `Debug` never prints the bytes, so a key cannot leak into a log by accident, and the bytes
+/// are wiped (`zeroize`) when a key is dropped, so a private key does not linger in freed
+/// memory (a core dump, a swapped page) after its tunnel is gone.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Key(pub [u8; 32]);
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -75,5 +83,22 @@ mod tests {
     #[test]
     fn debug_never_prints_key_material() {
         assert_eq!(format!("{:?}", Key([1; 32])), "Key(..)");
+        let mut c = crate::TunnelConfig::example();
+        c.private_key = Key([0x5a; 32]);
+        let secret = c.private_key.to_base64();
+        let text = format!("{c:?} {c:#?}");
+        assert!(
+            !text.contains(&secret) && !text.contains("90, 90, 90"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_key_is_wiped() {
+        let mut k = std::mem::ManuallyDrop::new(Key([0x5a; 32]));
+        // SAFETY: dropped once, in place; the storage stays owned by the ManuallyDrop, and
+        // [u8; 32] has no invalid bit patterns to read afterwards.
+        unsafe { std::ptr::drop_in_place(&mut *k) };
+        assert_eq!(k.0, [0; 32]);
     }
 }

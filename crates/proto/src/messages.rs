@@ -561,6 +561,10 @@ pub struct Status {
     pub dns: Option<DnsStatus>,
     /// The policy of the signed profile the user wants connected, if any.
     pub policy: Option<SessionPolicy>,
+    // ---- issue 9 ----
+    /// Set when the machine obeys a managed policy: who manages it and what is locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedStatus>,
     /// While reconnecting or offline: why, which attempt, and for how long.
     #[serde(default)]
     pub reconnect: Option<ReconnectStatus>,
@@ -653,6 +657,7 @@ impl Status {
             firewall: FirewallState::Open,
             dns: None,
             policy: None,
+            managed: None,
             reconnect: None,
         }
     }
@@ -704,6 +709,12 @@ pub struct TunnelConfig {
     /// A signed profile's policy; the helper enforces it for as long as the session lasts.
     #[serde(default)]
     pub policy: Option<SessionPolicy>,
+    // ---- issue 9: the helper derives the policy itself ----
+    /// The signed bundle this tunnel comes from, as signed. The helper verifies it against
+    /// its pinned keys and derives `policy` from it (and from the machine's managed policy);
+    /// the `policy` a client sends is never trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedBundle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -766,6 +777,7 @@ impl TunnelConfig {
             }],
             routing: RoutingConfig::default(),
             policy: None,
+            signed: None,
         }
     }
 
@@ -777,9 +789,7 @@ impl TunnelConfig {
                 "profile name must be 1 to {MAX_NAME_LEN} bytes long"
             ));
         }
-        if self.profile.chars().any(char::is_control) {
-            return Err("profile name contains control characters".into());
-        }
+        check_text("profile", &self.profile)?;
         if self.private_key.is_zero() {
             return Err("private key is all zeroes".into());
         }
@@ -839,6 +849,7 @@ impl TunnelConfig {
                 return Err(format!("{a} cannot be an interface address"));
             }
         }
+        self.validate_fields()?;
         if let Some(mtu) = self.mtu {
             let min = if self.addresses.iter().any(|a| a.addr().is_ipv6()) {
                 MIN_MTU_V6
@@ -877,6 +888,245 @@ impl TunnelConfig {
         }
         Ok(())
     }
+}
+
+// ---- issue 9: signed bundles in the connect request, and the managed machine's status ----
+
+/// A signed `.underpass` bundle and which of its servers a connect uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBundle {
+    /// The bundle file's text, byte for byte as signed.
+    pub bundle: String,
+    /// The id of the server (one of the bundle's `servers`).
+    pub server: String,
+}
+
+/// What a managed machine's policy locks, for the CLI and the app to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedStatus {
+    pub organization: String,
+    /// The file the policy comes from (`/etc/underpass/policy.json`).
+    pub source: String,
+    /// One entry per locked setting, with the reason in words.
+    pub locked: Vec<LockedSetting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSetting {
+    /// `kill_switch`, `split_tunnel`, `lan_access`, `dns`, `servers` or `profiles`.
+    pub setting: String,
+    pub reason: String,
+}
+
+impl ManagedStatus {
+    /// The locks of a managed policy, described.
+    pub fn describe(
+        organization: &str,
+        source: &str,
+        policy: &Policy,
+        signed_only: bool,
+        servers: Option<String>,
+    ) -> ManagedStatus {
+        let mut locked = Vec::new();
+        let mut lock = |setting: &str, reason: String| {
+            locked.push(LockedSetting {
+                setting: setting.into(),
+                reason,
+            })
+        };
+        let min = policy.effective_min_kill_switch();
+        if min > KillSwitchMode::Off {
+            lock("kill_switch", format!("at least \"{min}\""));
+        }
+        if !policy.split_tunnel_allowed {
+            lock("split_tunnel", "not allowed".into());
+        }
+        if !policy.lan_access_allowed {
+            lock("lan_access", "not allowed".into());
+        }
+        if policy.dns_locked {
+            lock("dns", "only the tunnel's resolvers".into());
+        }
+        if signed_only {
+            lock(
+                "profiles",
+                "only profiles signed by a key your organization installed".into(),
+            );
+        }
+        if let Some(servers) = servers {
+            lock("servers", servers);
+        }
+        ManagedStatus {
+            organization: organization.into(),
+            source: source.into(),
+            locked,
+        }
+    }
+}
+
+// ---- Connect-field rules (issue 9): each error names the field it is about. ----
+
+/// Unicode format characters (general category Cf) and the bidi controls: invisible, and able
+/// to make a name read differently from what it is (U+202E turns `gpj.exe` into `exe.jpg`).
+pub fn is_format_or_bidi(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// Refuses control, format and bidi characters in a name a user will read.
+pub fn check_text(field: &str, text: &str) -> Result<(), String> {
+    match text
+        .chars()
+        .find(|c| c.is_control() || is_format_or_bidi(*c))
+    {
+        Some(c) => Err(format!(
+            "{field}: contains the invisible character U+{:04X} (control, format or bidi); \
+             names must read as what they are",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The shortest interface prefixes accepted: a shorter one installs a connected route over a
+/// large part of the Internet (`/1` is half of it), which can swallow the endpoint's route.
+pub const MIN_INTERFACE_PREFIX_V4: u8 = 8;
+pub const MIN_INTERFACE_PREFIX_V6: u8 = 16;
+
+impl TunnelConfig {
+    /// Whether traffic to `ip` enters the tunnel: inside a peer's AllowedIPs and in no
+    /// excluded prefix, and either on the interface's own subnet or routed (inside the
+    /// included prefixes when there are any; nothing is routed with `no_routes`).
+    pub fn routes_into_tunnel(&self, ip: IpAddr) -> bool {
+        let allowed = self
+            .peers
+            .iter()
+            .any(|p| p.allowed_ips.iter().any(|n| n.contains(&ip)));
+        let excluded = self.routing.exclude.iter().any(|n| n.contains(&ip));
+        let on_link = self.addresses.iter().any(|a| a.trunc().contains(&ip));
+        let routed = !self.routing.no_routes
+            && (self.routing.include.is_empty()
+                || self.routing.include.iter().any(|n| n.contains(&ip)));
+        allowed && !excluded && (on_link || routed)
+    }
+
+    /// In a split tunnel, routes the profile's own resolvers into the tunnel too (a host
+    /// prefix each, when a peer's AllowedIPs cover it and no exclude does): without that, a
+    /// split tunnel's DNS would go around it. Returns the prefixes added.
+    pub fn include_resolvers(&mut self) -> Vec<IpNet> {
+        if self.routing.include.is_empty() || self.routing.no_routes {
+            return Vec::new();
+        }
+        let mut added = Vec::new();
+        for d in self.dns.clone() {
+            let allowed = self
+                .peers
+                .iter()
+                .any(|p| p.allowed_ips.iter().any(|n| n.contains(&d)));
+            let excluded = self.routing.exclude.iter().any(|n| n.contains(&d));
+            if allowed && !excluded && !self.routes_into_tunnel(d) {
+                let host = IpNet::from(d);
+                self.routing.include.push(host);
+                added.push(host);
+            }
+        }
+        added
+    }
+
+    /// The rules added for issue 9: DNS servers, interface prefixes, endpoints.
+    fn validate_fields(&self) -> Result<(), String> {
+        for (i, d) in self.dns.iter().enumerate() {
+            let kind = if d.is_loopback() {
+                Some("a loopback address")
+            } else if d.is_multicast() {
+                Some("a multicast address")
+            } else if d.is_unspecified() {
+                Some("the unspecified address")
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                return Err(format!(
+                    "dns[{i}]: {d} is {kind}; a tunnel's resolver must be a host reached \
+                     through the tunnel"
+                ));
+            }
+            if !self.routes_into_tunnel(*d) {
+                return Err(format!(
+                    "dns[{i}]: {d} is not routed into the tunnel (outside every peer's \
+                     AllowedIPs, excluded, or not included), so queries to it would leave in \
+                     the clear"
+                ));
+            }
+        }
+        for (i, a) in self.addresses.iter().enumerate() {
+            let min = match a {
+                IpNet::V4(_) => MIN_INTERFACE_PREFIX_V4,
+                IpNet::V6(_) => MIN_INTERFACE_PREFIX_V6,
+            };
+            if a.prefix_len() < min {
+                return Err(format!(
+                    "addresses[{i}]: {a} is too wide (shorter than /{min}): its subnet route \
+                     would capture a large part of the Internet, the endpoint's route with it"
+                ));
+            }
+            for (j, p) in self.peers.iter().enumerate() {
+                if let Ok(ep) = p.endpoint.parse::<SocketAddr>() {
+                    if a.trunc().contains(&ep.ip()) {
+                        return Err(format!(
+                            "addresses[{i}]: the subnet of {a} contains peers[{j}].endpoint \
+                             {}; its route would send the encrypted traffic into the tunnel \
+                             itself",
+                            ep.ip()
+                        ));
+                    }
+                }
+            }
+        }
+        for (j, p) in self.peers.iter().enumerate() {
+            check_endpoint(&format!("peers[{j}].endpoint"), &p.endpoint)?;
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint must name a real remote port: not 0, and (when literal) not a loopback,
+/// multicast, broadcast or unspecified address.
+pub fn check_endpoint(field: &str, endpoint: &str) -> Result<(), String> {
+    check_text(field, endpoint)?;
+    let port = endpoint
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if port == Some(0) {
+        return Err(format!(
+            "{field}: {endpoint:?} has port 0, which no server listens on"
+        ));
+    }
+    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
+        check_endpoint_ip(field, addr.ip())?;
+    }
+    Ok(())
+}
+
+/// The address rules of [`check_endpoint`], also for a resolved host name.
+pub fn check_endpoint_ip(field: &str, ip: IpAddr) -> Result<(), String> {
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    let kind = if ip.is_loopback() {
+        "a loopback address"
+    } else if ip.is_multicast() || broadcast {
+        "a multicast or broadcast address"
+    } else if ip.is_unspecified() {
+        "the unspecified address"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{field}: {ip} is {kind}, not a server"))
 }
 
 #[cfg(test)]
@@ -987,5 +1237,134 @@ mod tests {
         let mut c = sample_config();
         c.dns_search = vec!["evil\nnameserver 1.2.3.4".into()];
         assert!(c.validate().unwrap_err().contains("search domain"));
+    }
+
+    // ---- Connect-field rules (issue 9) ----
+
+    fn refused(c: &TunnelConfig, field: &str) {
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.starts_with(field),
+            "expected an error about {field}, got: {err}"
+        );
+    }
+
+    #[test]
+    fn a_loopback_dns_server_is_refused() {
+        let mut c = sample_config();
+        c.dns = vec!["127.0.0.53".parse().unwrap()];
+        refused(&c, "dns[0]: 127.0.0.53 is a loopback");
+    }
+
+    #[test]
+    fn a_multicast_dns_server_is_refused() {
+        let mut c = sample_config();
+        c.dns.push("ff02::fb".parse().unwrap());
+        refused(&c, "dns[1]: ff02::fb is a multicast");
+    }
+
+    #[test]
+    fn an_unspecified_dns_server_is_refused() {
+        let mut c = sample_config();
+        c.dns = vec!["0.0.0.0".parse().unwrap()];
+        refused(&c, "dns[0]: 0.0.0.0 is the unspecified");
+    }
+
+    #[test]
+    fn a_dns_server_outside_the_tunnel_is_refused() {
+        let mut c = sample_config();
+        c.routing.include = vec!["10.0.0.0/8".parse().unwrap()];
+        c.dns = vec!["198.51.100.53".parse().unwrap()];
+        refused(&c, "dns[0]: 198.51.100.53 is not routed into the tunnel");
+        // The profile's own resolver joins a split tunnel's include list (and then passes).
+        assert_eq!(
+            c.include_resolvers(),
+            ["198.51.100.53/32".parse::<IpNet>().unwrap()]
+        );
+        c.validate().unwrap();
+        let mut c = sample_config();
+        c.routing.exclude = vec!["10.64.0.0/16".parse().unwrap()];
+        refused(&c, "dns[0]: 10.64.1.1 is not routed");
+        let mut c = sample_config();
+        c.peers[0].allowed_ips = vec!["10.9.0.0/16".parse().unwrap()];
+        refused(&c, "dns[0]: 10.64.1.1 is not routed");
+        // On the interface's own subnet, a resolver is reached through the tunnel without routes.
+        let mut c = sample_config();
+        c.routing.no_routes = true;
+        c.addresses[0] = "10.64.1.2/24".parse().unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_interface_prefix_that_swallows_the_internet_is_refused() {
+        let mut c = sample_config();
+        c.addresses[0] = "10.64.1.2/1".parse().unwrap();
+        refused(&c, "addresses[0]: 10.64.1.2/1 is too wide");
+        let mut c = sample_config();
+        c.addresses[1] = "fd00:64:1::2/8".parse().unwrap();
+        refused(&c, "addresses[1]: fd00:64:1::2/8 is too wide");
+    }
+
+    #[test]
+    fn an_interface_subnet_holding_the_endpoint_is_refused() {
+        let mut c = sample_config();
+        c.addresses[0] = "192.0.2.2/24".parse().unwrap();
+        c.dns.clear();
+        refused(
+            &c,
+            "addresses[0]: the subnet of 192.0.2.2/24 contains peers[0].endpoint",
+        );
+    }
+
+    #[test]
+    fn endpoint_port_zero_is_refused() {
+        let mut c = sample_config();
+        c.peers[0].endpoint = "192.0.2.10:0".into();
+        refused(&c, "peers[0].endpoint: \"192.0.2.10:0\" has port 0");
+        c.peers[0].endpoint = "vpn.example.com:0".into();
+        refused(&c, "peers[0].endpoint");
+    }
+
+    #[test]
+    fn loopback_multicast_and_unspecified_endpoints_are_refused() {
+        for (endpoint, kind) in [
+            ("127.0.0.1:51820", "loopback"),
+            ("[::1]:51820", "loopback"),
+            ("224.0.0.1:51820", "multicast"),
+            ("255.255.255.255:51820", "broadcast"),
+            ("[ff02::1]:51820", "multicast"),
+            ("0.0.0.0:51820", "unspecified"),
+        ] {
+            let mut c = sample_config();
+            c.peers[0].endpoint = endpoint.into();
+            let err = c.validate().unwrap_err();
+            assert!(
+                err.starts_with("peers[0].endpoint") && err.contains(kind),
+                "{endpoint}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_with_bidi_or_format_characters_are_refused() {
+        for name in [
+            "corp\u{202E}gpj.exe",
+            "zero\u{200B}width",
+            "bom\u{FEFF}",
+            "iso\u{2066}late",
+        ] {
+            let mut c = sample_config();
+            c.profile = name.into();
+            refused(&c, "profile: contains the invisible character");
+        }
+        let mut c = sample_config();
+        c.profile = "Büro-Zürich 東京".into();
+        c.validate().unwrap();
+        let mut c = sample_config();
+        c.peers[0].endpoint = "vpn\u{200D}.example.com:51820".into();
+        refused(
+            &c,
+            "peers[0].endpoint: contains the invisible character U+200D",
+        );
     }
 }

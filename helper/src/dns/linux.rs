@@ -209,12 +209,7 @@ impl DnsManager for ResolvConf {
         }
         let backup = self.backup_path();
         if !backup.exists() {
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.paths.state_dir)
-                .context("creating the resolv.conf backup")?;
-            tmp.write_all(&current)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&backup)
-                .with_context(|| format!("saving {}", backup.display()))?;
+            underpass_durable::write(&backup, &current).context("saving the resolv.conf backup")?;
         }
         let bytes = render(config);
         self.write_in_place(&bytes)?;

@@ -19,7 +19,6 @@
 //! tests point [`Resolved::new`] at a private bus instead.
 
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -334,13 +333,8 @@ fn is_no_such_link(e: &anyhow::Error) -> bool {
 }
 
 fn write_marker(path: &Path, link: &Link) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("recording the tunnel link in {}", dir.display()))?;
-    writeln!(tmp, "{} {}", link.index, link.name)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("saving {}", path.display()))?;
+    underpass_durable::write(path, format!("{} {}\n", link.index, link.name).as_bytes())
+        .context("recording the tunnel link")?;
     Ok(())
 }
 

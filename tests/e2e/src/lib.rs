@@ -228,8 +228,13 @@ impl Helper {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info");
+        // Never the host's /etc/underpass: a system dir of the test's own (absent unless the
+        // test provisions it).
+        if !extra.contains(&"--system-dir") {
+            cmd.arg("--system-dir").arg(dir.join("system"));
+        }
+        cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let child = cmd.spawn().expect("starting underpassd");
         let helper = Helper {

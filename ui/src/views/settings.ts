@@ -20,10 +20,13 @@ export function governingPolicy(
   status: Status | null,
   profiles: ProfileSummary[],
   chosen: string | null,
-): { organization: string; profile: string; policy: Policy } | null {
-  if (status?.policy) return { organization: status.policy.organization, profile: status.profile ?? "", policy: status.policy.policy };
+): { organization: string; profile: string; policy: Policy; managed: string | null } | null {
+  if (status?.policy) {
+    const managed = status.managed?.organization === status.policy.organization ? status.managed.source : null;
+    return { organization: status.policy.organization, profile: status.profile ?? "", policy: status.policy.policy, managed };
+  }
   const b = profiles.find((p) => p.name === chosen)?.bundle;
-  return b && chosen ? { organization: b.organization, profile: chosen, policy: b.policy } : null;
+  return b && chosen ? { organization: b.organization, profile: chosen, policy: b.policy, managed: null } : null;
 }
 
 export class SettingsView {
@@ -144,7 +147,9 @@ export class SettingsView {
       this.validate();
     }
     const gov = governingPolicy(s, profiles, choice?.kind === "server" ? choice.profile : null);
-    const because = gov ? `Locked by the policy of ${gov.organization} for profile "${gov.profile}"` : "";
+    const because = gov?.managed
+      ? `Locked: this machine is managed by ${gov.organization} (${gov.managed})`
+      : gov ? `Locked by the policy of ${gov.organization} for profile "${gov.profile}"` : "";
     const pol = gov?.policy;
     const minKs: KillSwitchMode = pol ? (pol.dns_locked && pol.min_kill_switch === "off" ? "auto" : pol.min_kill_switch) : "off";
     lock(this.splitLock, [this.include, this.exclude], pol && !pol.split_tunnel_allowed ? `${because}: split tunnel is not allowed.` : null);
