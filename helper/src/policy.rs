@@ -376,5 +376,6 @@ fn check_matches(
     Ok(())
 }
 
-#[cfg(test)]
+// The system dir's ownership checks are Unix permission bits.
+#[cfg(all(test, unix))]
 mod tests;

@@ -71,6 +71,12 @@ impl DnsManager for WindowsDns {
         Ok(rewrote)
     }
 
+    fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
+        // The helper's own endpoint lookups go through the system resolver on Windows, which
+        // the WFP filters admit for the helper's app id.
+        Vec::new()
+    }
+
     async fn restore(&mut self) -> Result<()> {
         let hklm = RegKey::predef(HKEY_LOCAL_MACHINE);
         remove_ours(&hklm, &guid_string(ADAPTER_GUID))?;

@@ -259,6 +259,17 @@ impl Firewall for Wfp {
         // Underpass does not route forwarded traffic on Windows.
         Ok(())
     }
+
+    async fn admit_probes(
+        &mut self,
+        _targets: &[std::net::SocketAddr],
+        _ttl: std::time::Duration,
+    ) -> Result<()> {
+        anyhow::bail!(
+            "measuring servers while the kill switch blocks is not written for WFP yet; connect \
+             to a named server, or measure while connected"
+        )
+    }
 }
 
 /// The engine in `slot`, opened now if it is not yet.

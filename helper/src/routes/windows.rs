@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -26,7 +26,7 @@ use windows_sys::Win32::Networking::WinSock::{RouteProtocolNetMgmt, AF_INET, AF_
 use super::ipplan::{
     physical_gateway, windows_routes, ForwardRow, Gateway, NextHop, Route, TUNNEL_INTERFACE_METRIC,
 };
-use super::{RouteManager, RoutePlan};
+use super::{RouteLookup, RouteManager, RoutePlan};
 use crate::winutil::{check, ip_of, sockaddr};
 
 /// The route metric of bypass routes: longest-prefix match picks them anyway, and the odd
@@ -118,7 +118,8 @@ impl RouteManager for IpHelperRoutes {
         Ok(())
     }
 
-    async fn egress_mtu(&self, dst: IpAddr) -> Option<u16> {
+    async fn lookup(&self, dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
+        // No marks on Windows: the helper's own traffic follows the host routes to endpoints.
         let route = best_route(dst)?;
         let mut row = MIB_IPINTERFACE_ROW {
             Family: family(dst),
@@ -126,20 +127,33 @@ impl RouteManager for IpHelperRoutes {
             ..Default::default()
         };
         // SAFETY: a valid row with family and LUID set.
-        (unsafe { GetIpInterfaceEntry(&mut row) } == 0).then(|| row.NlMtu.min(65535) as u16)
-    }
-
-    async fn egress_interface(&self, dst: IpAddr) -> Option<String> {
-        let route = best_route(dst)?;
+        let link_mtu =
+            (unsafe { GetIpInterfaceEntry(&mut row) } == 0).then(|| row.NlMtu.min(65535) as u16);
         let mut alias = [0u16; 257];
         // SAFETY: a valid LUID and a buffer of the stated length.
         let rc = unsafe {
             ConvertInterfaceLuidToAlias(&route.InterfaceLuid, alias.as_mut_ptr(), alias.len())
         };
-        (rc == 0).then(|| {
-            let end = alias.iter().position(|c| *c == 0).unwrap_or(alias.len());
-            String::from_utf16_lossy(&alias[..end])
+        let end = alias.iter().position(|c| *c == 0).unwrap_or(alias.len());
+        Some(RouteLookup {
+            destination: dst,
+            interface: if rc == 0 {
+                String::from_utf16_lossy(&alias[..end])
+            } else {
+                String::new()
+            },
+            gateway: None,
+            source: None,
+            route_mtu: None,
+            link_mtu,
         })
+    }
+
+    fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+        bail!(
+            "watching routes for the healing is not written for Windows yet (NotifyRouteChange2 \
+             only keeps the endpoint's host routes current)"
+        )
     }
 }
 

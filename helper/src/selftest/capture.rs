@@ -22,6 +22,7 @@ pub struct Seen {
 const MAX_PACKETS: usize = 10_000;
 
 /// The tunnel's own traffic, which is never kept.
+#[cfg_attr(windows, allow(dead_code))]
 fn to_endpoint(packet: &[u8], endpoints: &[SocketAddr]) -> bool {
     super::packets::summarize(packet).is_some_and(|s| super::packets::to_endpoint(&s, endpoints))
 }

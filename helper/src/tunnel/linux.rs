@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::peers::{packet_addresses, Peer, PeerTable};
+use super::peers::{answers_us, packet_addresses, path_is_gone, Peer, PeerTable};
 use super::DataPlaneConfig;
 
 /// WireGuard's data header (16) + Poly1305 tag (16) + up to 15 bytes of padding.
@@ -377,10 +377,7 @@ impl Udp {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     // The daemon takes a vanished path as a network change.
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EHOSTUNREACH)
-                    ) {
+                    if path_is_gone(&e) {
                         self.unreachable.fetch_add(1, Ordering::Relaxed);
                     }
                     return Err(e);
@@ -676,12 +673,6 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
     }
 }
 
-/// A handshake response (2) or transport data (4): proof that the server hears us. Its own
-/// handshake initiations (1) are not, since they reach us even when ours do not reach it.
-fn answers_us(datagram: &[u8]) -> bool {
-    matches!(datagram.first(), Some(2 | 4))
-}
-
 /// Handshake initiation (1) or response (2), by WireGuard's message type.
 fn is_handshake(datagram: &[u8]) -> bool {
     matches!(datagram.first(), Some(1 | 2))
@@ -705,24 +696,7 @@ async fn timers(io: Arc<Io>, cancel: CancellationToken) {
             _ = io.force.notified() => true,
         };
         for peer in io.peers.peers() {
-            let packet = {
-                let mut tunn = peer.tunn.lock();
-                let result = if forced {
-                    tunn.format_handshake_initiation(&mut buf, true)
-                } else {
-                    tunn.update_timers(&mut buf)
-                };
-                match result {
-                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                    TunnResult::Err(WireGuardError::ConnectionExpired) => None,
-                    TunnResult::Err(e) => {
-                        tracing::debug!(error = ?e, "timer error");
-                        None
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(p) = packet {
+            if let Some(p) = peer.timer_packet(forced, &mut buf) {
                 io.udp.send(peer, &p, None).await;
             }
         }

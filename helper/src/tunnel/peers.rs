@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{Packet, Tunn};
+use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use parking_lot::Mutex;
@@ -45,6 +46,43 @@ impl Peer {
     pub fn last_handshake(&self) -> Option<Duration> {
         self.tunn.lock().time_since_last_handshake()
     }
+}
+
+impl Peer {
+    /// What boringtun's timers (or, when `forced`, a new handshake now) want sent to this peer.
+    pub fn timer_packet(&self, forced: bool, buf: &mut [u8]) -> Option<Vec<u8>> {
+        let mut tunn = self.tunn.lock();
+        let result = if forced {
+            tunn.format_handshake_initiation(buf, true)
+        } else {
+            tunn.update_timers(buf)
+        };
+        match result {
+            TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+            TunnResult::Err(WireGuardError::ConnectionExpired) => None,
+            TunnResult::Err(e) => {
+                tracing::debug!(error = ?e, "timer error");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A handshake response (2) or transport data (4): proof that the server hears us. Its own
+/// handshake initiations (1) are not, since they reach us even when ours do not reach it.
+pub fn answers_us(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(2 | 4))
+}
+
+/// Whether a failed send means that no path reaches the server (the daemon then looks at the
+/// routes again).
+pub fn path_is_gone(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    let codes = [libc::ENETUNREACH, libc::EADDRNOTAVAIL, libc::EHOSTUNREACH];
+    #[cfg(windows)]
+    let codes = [10051, 10049, 10065]; // WSAENETUNREACH, WSAEADDRNOTAVAIL, WSAEHOSTUNREACH
+    e.raw_os_error().is_some_and(|c| codes.contains(&c))
 }
 
 pub struct PeerTable {

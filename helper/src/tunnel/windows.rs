@@ -12,12 +12,12 @@
 //! Never run: Wine has no Wintun driver. It type-checks.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use boringtun::noise::{errors::WireGuardError, TunnResult};
+use boringtun::noise::TunnResult;
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
-use super::peers::{packet_addresses, Peer, PeerTable};
+use super::peers::{answers_us, packet_addresses, path_is_gone, Peer, PeerTable};
 use super::DataPlaneConfig;
 
 /// The tunnel adapter's GUID, the same on every machine and every connect.
@@ -39,6 +39,12 @@ struct Io {
     peers: Arc<PeerTable>,
     handshakes: Arc<Notify>,
     paused: Arc<AtomicBool>,
+    /// While set, nothing at all is sent: no route reaches the server (offline).
+    offline: Arc<AtomicBool>,
+    /// Sends refused because no path reaches the server.
+    unreachable: Arc<AtomicU64>,
+    /// Wakes the timer loop to start a handshake with every peer now.
+    force: Arc<Notify>,
 }
 
 pub struct DataPlane {
@@ -46,6 +52,9 @@ pub struct DataPlane {
     peers: Arc<PeerTable>,
     handshakes: Arc<Notify>,
     paused: Arc<AtomicBool>,
+    offline: Arc<AtomicBool>,
+    unreachable: Arc<AtomicU64>,
+    force: Arc<Notify>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -64,12 +73,18 @@ impl DataPlane {
         let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
         let handshakes = Arc::new(Notify::new());
         let paused = Arc::new(AtomicBool::new(false));
+        let offline = Arc::new(AtomicBool::new(false));
+        let unreachable = Arc::new(AtomicU64::new(0));
+        let force = Arc::new(Notify::new());
         let io = Arc::new(Io {
             device,
             socket,
             peers: peers.clone(),
             handshakes: handshakes.clone(),
             paused: paused.clone(),
+            offline: offline.clone(),
+            unreachable: unreachable.clone(),
+            force: force.clone(),
         });
         for peer in peers.peers() {
             let mut buf = [0u8; 256];
@@ -97,6 +112,9 @@ impl DataPlane {
             peers,
             handshakes,
             paused,
+            offline,
+            unreachable,
+            force,
             cancel,
             tasks,
         })
@@ -116,6 +134,21 @@ impl DataPlane {
 
     pub fn pause_switch(&self) -> Arc<AtomicBool> {
         self.paused.clone()
+    }
+
+    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
+    pub fn force_handshake(&self) {
+        self.force.notify_one();
+    }
+
+    /// Offline: send nothing at all, not even handshake initiations, until set back.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
+    }
+
+    /// How many sends failed because no path reaches the server.
+    pub fn unreachable_sends(&self) -> u64 {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     /// Stops the loops and closes the adapter; Windows then drops its routes.
@@ -156,11 +189,19 @@ fn build_device(cfg: &DataPlaneConfig) -> Result<AsyncDevice> {
 
 impl Io {
     async fn send(&self, peer: &Peer, datagram: &[u8]) {
+        if self.offline.load(Ordering::Relaxed) {
+            return;
+        }
         match self.socket.send_to(datagram, peer.endpoint).await {
             Ok(n) => {
                 peer.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::debug!(error = %e, "UDP send failed"),
+            Err(e) => {
+                if path_is_gone(&e) {
+                    self.unreachable.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(error = %e, "UDP send failed")
+            }
         }
     }
 }
@@ -220,7 +261,11 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
         let mut to_tun = None;
         {
             let mut tunn = peer.tunn.lock();
-            match tunn.decapsulate(Some(from.ip()), &datagram[..n], &mut out) {
+            let result = tunn.decapsulate(Some(from.ip()), &datagram[..n], &mut out);
+            if answers_us(&datagram[..n]) && !matches!(result, TunnResult::Err(_)) {
+                peer.rx_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            match result {
                 TunnResult::WriteToTunnelV4(p, src)
                     if io.peers.allows_source(index, IpAddr::V4(src)) =>
                 {
@@ -265,21 +310,13 @@ async fn timers(io: Arc<Io>, cancel: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        tokio::select! {
+        let forced = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => false,
+            _ = io.force.notified() => true,
+        };
         for peer in io.peers.peers() {
-            let packet = match peer.tunn.lock().update_timers(&mut buf) {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                TunnResult::Err(WireGuardError::ConnectionExpired) => None,
-                TunnResult::Err(e) => {
-                    tracing::debug!(error = ?e, "timer error");
-                    None
-                }
-                _ => None,
-            };
-            if let Some(p) = packet {
+            if let Some(p) = peer.timer_packet(forced, &mut buf) {
                 io.send(peer, &p).await;
             }
         }
