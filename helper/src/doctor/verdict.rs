@@ -22,6 +22,7 @@ pub const HANDSHAKE_STALE_SECS: u64 = 180;
 
 /// What a probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // probes run on Linux only
 pub enum Outcome {
     /// A reply, described (`echo reply from 10.64.1.1 in 0.4 ms`).
     Answered(String),

@@ -121,6 +121,7 @@ pub struct FirewallPolicy {
 impl FirewallPolicy {
     /// The system resolvers a split tunnel resolves its outside names through: those not routed
     /// into the tunnel. Empty for a full tunnel and while blocked.
+    #[cfg_attr(windows, allow(dead_code))] // WFP admits the helper by app id instead
     pub fn outside_resolvers(&self) -> Vec<IpAddr> {
         let (Some(t), Some(dns)) = (&self.tunnel, &self.helper_dns) else {
             return Vec::new();
