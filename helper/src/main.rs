@@ -55,6 +55,10 @@ struct Args {
     /// Members of this group may use the helper (besides root).
     #[arg(long, default_value = DEFAULT_GROUP)]
     group: String,
+    /// Admit only root and the group, not the user of the active local login session (for
+    /// machines whose policy wants group membership for everyone).
+    #[arg(long)]
+    no_active_session: bool,
     /// Give up on a connect when no handshake completes within this many seconds.
     #[arg(long, default_value_t = 15)]
     handshake_timeout: u64,
@@ -135,7 +139,7 @@ fn listen(
     events: broadcast::Sender<underpass_proto::Event>,
     log: LogRing,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let authorizer = ipc::peer::Authorizer::new(&args.group);
+    let authorizer = ipc::peer::Authorizer::new(&args.group, !args.no_active_session);
     let listener = ipc::bind(&args.socket, &authorizer)?;
     let shared = std::sync::Arc::new(ipc::Shared {
         commands,

@@ -14,6 +14,7 @@ export type LinkState =
   | "connecting"
   | "connected"
   | "not_running"
+  | "not_installed"
   | "permission_denied"
   | "incompatible"
   | "lost";
