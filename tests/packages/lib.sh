@@ -144,7 +144,7 @@ pk_cleanup() {
 # A capture of everything the container sends on its uplink that is not encrypted UDP to the
 # endpoint: ARP, and IPv6 from link-local addresses (neighbour discovery), are not traffic.
 pk_capture_start() {
-  wan tcpdump -i ve-upk -Q in -nn -U -w "$PK_LOG/$1.pcap" \
+  ip netns exec "$PK_WAN" tcpdump -i ve-upk -Q in -nn -U -w "$PK_LOG/$1.pcap" \
     "(ip and not (udp and dst host $PK_ENDPOINT and dst port $PK_PORT)) or (ip6 and not src net fe80::/10 and not src host ::)" \
     >/dev/null 2>"$PK_LOG/$1.tcpdump" &
   echo $! >"$PK_LOG/capture.pid"

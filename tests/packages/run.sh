@@ -96,6 +96,14 @@ snapshot() {
     grep -Ev '^\./etc/(group|gshadow|passwd|shadow|subuid|subgid)-?$|^\./etc/ld\.so\.cache$' |
     LC_ALL=C sort) >"$PK_LOG/$1.files"
 }
+# Settled first: the uplink's IPv6 link-local address in place, and resolved has used its server.
+for i in $(seq 100); do
+  inside ip -6 addr show dev host0 scope link | grep -q 'inet6' &&
+    ! inside ip -6 addr show dev host0 | grep -q tentative && break
+  sleep 0.1
+done
+inside dig +short +tries=1 +time=2 @127.0.0.53 settle.test >/dev/null || true
+sleep 1
 snapshot before
 
 # --- 1. install, service, peers -------------------------------------------------------------
