@@ -104,7 +104,7 @@ explain "$BIN/underpass status            # or: profiles, connect us-nyc-wg-001,
 explain "ip netns exec $NS_CLIENT ping $INET_ADDR4_3   # a host behind the US server"
 if [ -n "${DISPLAY:-}" ]; then
   say "8. Opening the desktop app against this demo helper"
-  npm install --no-audit --no-fund --loglevel=error >/dev/null  # from the lock; see scripts/test.sh
+  npm install --no-audit --no-fund --loglevel=error >/dev/null  # the locked versions, keeping node_modules
   npm run -s ui:build >/dev/null
   cargo build --locked -q -p underpass-gui --features tauri/custom-protocol
   UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYSTORE=file \

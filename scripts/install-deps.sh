@@ -45,6 +45,9 @@ PKGS=(
   xvfb webkit2gtk-driver x11-utils python3-xlib libglib2.0-bin desktop-file-utils
   # installers/linux/check.sh: systemd-analyze and systemd-sysusers read the service files
   systemd shared-mime-info
+  # npm run package (installers/linux/package.sh): dpkg-shlibdeps, rpmbuild, lintian; and
+  # tests/packages/run.sh: a booted Debian in systemd-nspawn from a debootstrap root file system
+  dpkg-dev rpm lintian systemd-container debootstrap
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)
@@ -87,7 +90,8 @@ fi
 # Tools that must be callable now (catches a broken install early).
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout \
-  dbus-run-session gnome-keyring-daemon minisign dbus-daemon; do
+  dbus-run-session gnome-keyring-daemon minisign dbus-daemon rpmbuild lintian systemd-nspawn \
+  debootstrap dpkg-shlibdeps; do
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done
 /usr/bin/python3 -c 'import dbusmock' 2>/dev/null || { say "missing after install: python3 dbusmock"; exit 1; }

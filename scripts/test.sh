@@ -25,11 +25,8 @@ for t in "${OTHER_TARGETS[@]}" x86_64-pc-windows-msvc; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
-step "front end: npm install (from the lock), TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
-# Not `npm ci`: npm 11 writes no lock entries for other platforms' optional packages (esbuild,
-# rollup, tauri-cli binaries), and `npm ci` then refuses the lock as out of sync. `npm install`
-# installs exactly the locked versions and leaves the lock as it is.
-npm install --no-audit --no-fund --loglevel=error
+step "front end: npm ci (the lock holds every OS's optional binaries), TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
+npm ci --no-audit --no-fund --loglevel=error
 npm run -s ui:check
 npm run -s ui:test
 npm run -s ui:build
@@ -63,6 +60,15 @@ export UNDERPASS_KEYSTORE=file
 step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
 # --nocapture: the leak checks print how many packets escaped (0) for every transition.
 cargo test -p underpass-e2e --locked -- --test-threads 2 --nocapture
+
+step "the Linux packages in a booted Debian (systemd-nspawn: install, service, peers, resolved, restarts, upgrade, purge)"
+if [ "$(id -u)" = 0 ]; then
+  bash tests/packages/run.sh
+elif [ "${CI:-}" = true ]; then
+  echo "test: the package tests need root, and CI=true requires it" >&2; exit 1
+else
+  echo "*** PACKAGE TESTS SKIPPED: they need root (systemd-nspawn, network namespaces) ***" >&2
+fi
 
 step "the desktop app end to end (Xvfb, tauri-driver, WebKitWebDriver, real underpassd)"
 if [ "$(id -u)" = 0 ]; then
@@ -112,6 +118,7 @@ sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
   /^ℹ pass /                       { p += $3 }
   /^ *Tests +[0-9]+ passed/        { p += $2 }
   /^[0-9]+ passed, 0 failed$/      { p += $1 }
+  /^packages: [0-9]+ passed, 0 failed/ { p += $2 }
   END { printf "Summary: %d passed, 0 failed\n", p }
 '
 rm -f "$LOG"

@@ -62,6 +62,10 @@ struct Args {
     /// Members of this group may use the helper (besides root).
     #[arg(long, default_value = DEFAULT_GROUP)]
     group: String,
+    /// Admit only root and the group, not the user of the active local login session (for
+    /// machines whose policy wants group membership for everyone).
+    #[arg(long)]
+    no_active_session: bool,
     /// Give up on a connect when no handshake completes within this many seconds.
     #[arg(long, default_value_t = 15)]
     handshake_timeout: u64,
@@ -192,7 +196,12 @@ fn listen(
     log: LogRing,
     interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let authorizer = ipc::peer::Authorizer::new(&args.group);
+    // The user of the active local session is admitted without the group unless the flag or
+    // the machine's managed policy says no (read at start; a broken system dir says no).
+    let managed_allows = underpass_trust::system::SystemDir::load(&args.system_dir)
+        .is_ok_and(|s| s.active_session_admission());
+    let authorizer =
+        ipc::peer::Authorizer::new(&args.group, !args.no_active_session && managed_allows);
     let listener = ipc::bind(&args.socket, &authorizer)?;
     let shared = std::sync::Arc::new(ipc::Shared {
         commands,

@@ -170,7 +170,7 @@ fn generate() -> String {
         "Keystore",
         &all_variants!(Keystore: Keyring, File),
     );
-    o.variants("linkStates", "LinkState", &all_variants!(LinkState: Connecting, Connected, NotRunning, PermissionDenied, Incompatible, Lost));
+    o.variants("linkStates", "LinkState", &all_variants!(LinkState: Connecting, Connected, NotRunning, NotInstalled, PermissionDenied, Incompatible, Lost));
 
     o.value("statusConnected", "Status", &connected_status());
     o.value("statusDisconnected", "Status", &Status::disconnected());

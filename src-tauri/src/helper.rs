@@ -30,9 +30,12 @@ pub enum LinkState {
     /// First attempt under way.
     Connecting,
     Connected,
-    /// No socket, or nobody listening on it.
+    /// No socket, or nobody listening on it, and the helper is installed.
     NotRunning,
-    /// The socket exists but this user may not use it (not in group `underpass`).
+    /// No socket, and no helper on this computer (the `underpass-daemon` package is missing).
+    NotInstalled,
+    /// The helper refuses this user: not root, not in group `underpass`, and not the user of
+    /// the active local session (an SSH session, or a policy that wants the group).
     PermissionDenied,
     /// The helper speaks another protocol version.
     Incompatible,
@@ -64,8 +67,10 @@ impl HelperView {
         }
     }
 
-    fn unreachable(socket: &Path, err: &ClientError) -> HelperView {
+    /// `installed`: the helper is on this computer (found on disk, or seen running earlier).
+    fn unreachable(socket: &Path, err: &ClientError, installed: bool) -> HelperView {
         let link = match err {
+            ClientError::NotRunning { .. } if !installed => LinkState::NotInstalled,
             ClientError::NotRunning { .. } => LinkState::NotRunning,
             ClientError::PermissionDenied { .. } => LinkState::PermissionDenied,
             ClientError::VersionMismatch { .. } => LinkState::Incompatible,
@@ -81,6 +86,14 @@ impl HelperView {
             ..HelperView::connecting(socket)
         }
     }
+}
+
+/// Where the packages (and `make install`-style setups) put the helper. On other OSes the
+/// helper's service is not written yet, so "not installed" is what is true there.
+const HELPER_PATHS: &[&str] = &["/usr/sbin/underpassd", "/usr/local/sbin/underpassd"];
+
+fn helper_installed() -> bool {
+    cfg!(unix) && HELPER_PATHS.iter().any(|p| Path::new(p).exists())
 }
 
 /// A self-test step, forwarded as the helper reported it.
@@ -101,11 +114,15 @@ pub enum Update {
 /// failure report why, wait (or until `retry` is notified) and start again.
 pub async fn watch(socket: PathBuf, retry: Arc<Notify>, mut sink: impl FnMut(Update) + Send) {
     let mut delay = RETRY_MIN;
+    let mut seen_helper = false;
     loop {
         let mut was_connected = false;
         let err = follow(&socket, &mut sink, &mut was_connected).await;
+        seen_helper |= was_connected;
         sink(Update::View(Box::new(HelperView::unreachable(
-            &socket, &err,
+            &socket,
+            &err,
+            seen_helper || helper_installed(),
         ))));
         if was_connected {
             delay = RETRY_MIN;
@@ -245,8 +262,14 @@ mod tests {
         let (seen, sink) = recorder();
         let retry = Arc::new(Notify::new());
         let watcher = tokio::spawn(watch(socket.clone(), retry, sink));
+        // Never seen, and (on a test machine) not installed under /usr/sbin.
+        let first = if helper_installed() {
+            LinkState::NotRunning
+        } else {
+            LinkState::NotInstalled
+        };
         wait_for(&seen, |v| {
-            v.link == LinkState::NotRunning
+            v.link == first
                 && v.status.is_none()
                 && v.message.as_deref().unwrap_or("").contains("not running")
         })
@@ -279,9 +302,26 @@ mod tests {
     async fn a_socket_without_permission_says_how_to_fix_it() {
         let err = ClientError::PermissionDenied {
             path: "/run/underpass/underpassd.sock".into(),
+            reason: None,
         };
-        let v = HelperView::unreachable(Path::new("/run/underpass/underpassd.sock"), &err);
+        let v = HelperView::unreachable(Path::new("/run/underpass/underpassd.sock"), &err, true);
         assert_eq!(v.link, LinkState::PermissionDenied);
         assert!(v.message.unwrap().contains("usermod -aG underpass"));
+    }
+
+    #[test]
+    fn no_socket_is_not_installed_unless_the_helper_is_known_to_be_there() {
+        let socket = Path::new("/run/underpass/underpassd.sock");
+        let err = ClientError::NotRunning {
+            path: socket.into(),
+        };
+        assert_eq!(
+            HelperView::unreachable(socket, &err, false).link,
+            LinkState::NotInstalled
+        );
+        assert_eq!(
+            HelperView::unreachable(socket, &err, true).link,
+            LinkState::NotRunning
+        );
     }
 }

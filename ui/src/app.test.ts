@@ -71,7 +71,7 @@ describe("the app", () => {
     expect(document.getElementById("no-helper")?.textContent).toContain("sudo systemctl start underpassd");
     // The fix is listed once, not also in the explanation above it.
     expect(document.getElementById("state-detail")?.textContent).toBe(
-      "The helper service is stopped, or not installed on this computer.",
+      "The helper is installed, but its service is stopped.",
     );
     expect(document.getElementById("connect-button")).toBeNull();
     const back: HelperView = { ...helperViewConnected, status: statusDisconnected };

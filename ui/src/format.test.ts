@@ -23,7 +23,15 @@ describe("display: only what the helper reported", () => {
   });
   it("a permission problem says how to join the group", () => {
     const d = display({ ...helperViewNotRunning, link: "permission_denied" });
+    expect(d.title).toBe("Not allowed to talk to the helper");
     expect(d.kind === "no-helper" && d.fix[0]).toContain("usermod -aG underpass");
+  });
+  it("tells not installed from not running", () => {
+    const missing = display({ ...helperViewNotRunning, link: "not_installed" });
+    expect(missing.title).toBe("The Underpass helper is not installed");
+    expect(missing.kind === "no-helper" && missing.fix[0]).toContain("apt-get install ./underpass-daemon_");
+    const stopped = display(helperViewNotRunning);
+    expect(stopped.kind === "no-helper" && stopped.fix.join(" ")).not.toContain("install");
   });
 });
 

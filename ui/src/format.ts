@@ -125,19 +125,24 @@ function noHelper(view: HelperView): Display {
     case "connecting":
       return t("Looking for the Underpass helper…", `Socket ${view.socket}`, []);
     case "permission_denied":
-      return t("Not allowed to talk to the helper", 'Only members of the group "underpass" may use the helper, and your user is not one yet.', [
-        "sudo usermod -aG underpass $USER",
-        "then log out and back in",
+      return t(
+        "Not allowed to talk to the helper",
+        'The helper admits members of the group "underpass" and the person at this computer\'s active session. This session is neither: a remote (SSH) session, or a policy that asks for the group.',
+        ["sudo usermod -aG underpass $USER", "then log out and back in"],
+      );
+    case "not_installed":
+      return t("The Underpass helper is not installed", "The app needs the helper service, which comes in the underpass-daemon package.", [
+        "sudo apt-get install ./underpass-daemon_VERSION_amd64.deb",
+        "or: sudo dnf install ./underpass-daemon-VERSION-1.x86_64.rpm",
       ]);
     case "incompatible":
       return t("The helper is a different version", msg, ["Install the same Underpass release for the app and the helper."]);
     case "lost":
       return t("Lost the connection to the helper", `${msg}. Reconnecting…`, []);
     default:
-      return t("The Underpass helper is not running", "The helper service is stopped, or not installed on this computer.", [
+      return t("The Underpass helper is not running", "The helper is installed, but its service is stopped.", [
         "sudo systemctl start underpassd",
         "or, without systemd: sudo underpassd",
-        "not installed: install the Underpass package, which sets up the service",
       ]);
   }
 }

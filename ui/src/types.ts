@@ -38,6 +38,7 @@ export type LinkState =
   | "connecting"
   | "connected"
   | "not_running"
+  | "not_installed"
   | "permission_denied"
   | "incompatible"
   | "lost";

@@ -13,7 +13,7 @@ use underpass_profile::bundle::{signing, TrustedBy};
 use underpass_profile::store::public_key_of;
 use underpass_profile::{
     location, wgquick, Bundle, BundleError, Catalog, IgnoredHook, ImportOptions, ImportReport,
-    Location, ParseError, ProfileName, ProfileSummary, SignerKey, Store, TrustStore,
+    Location, ParseError, ProfileName, ProfileSummary, SignerKey, Store, StoreError, TrustStore,
 };
 
 use crate::cli::{LocationArgs, ProfileCommand};
@@ -155,6 +155,7 @@ fn import_batch(
     }
     let mut imported = Vec::new();
     let mut failed = Vec::new();
+    let mut no_keyring = None;
     for (i, c) in candidates.into_iter().enumerate() {
         let shown = format!("{origin}/{}", c.display);
         match import_candidate(&store, &shown, &c, replace, location) {
@@ -164,9 +165,14 @@ fn import_batch(
                 }
                 imported.push(report.summary);
             }
-            Err(f) => {
+            Err(Refused::File(f)) => {
                 eprintln!("underpass: {}", f.message);
                 failed.push(f);
+            }
+            Err(Refused::NoKeyring(f)) => {
+                no_keyring = Some(f.reason.clone());
+                failed.push(f);
+                break;
             }
         }
         let done = i + 1;
@@ -178,14 +184,20 @@ fn import_batch(
             );
         }
     }
+    let not_tried = total - imported.len() - failed.len();
+    let tried = failed.len() + imported.len();
+    let kept = match imported.len() {
+        0 => "none was imported".to_string(),
+        n => format!("the other {n} {} kept", if n == 1 { "was" } else { "were" }),
+    };
     let summary = format!(
         "Imported {} of {} from {origin}{}\n",
         imported.len(),
         plural_files(total),
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!("; {} refused (see above)", failed.len())
+        match (&no_keyring, failed.len()) {
+            (Some(_), _) => "; stopped: no keyring (see below)".to_string(),
+            (None, 0) => String::new(),
+            (None, n) => format!("; {n} refused (see above)"),
         }
     );
     if ctx.json {
@@ -199,11 +211,20 @@ fn import_batch(
         }
         emit(&summary)?;
     }
+    if let Some(why) = no_keyring {
+        bail!(
+            "{why}\nunderpass: stopped after {} of {} in {origin}, since every one needs the \
+             keyring ({not_tried} not tried); {kept}. A headless machine's setup is described in \
+             {HEADLESS_DOC} (Linux packages)",
+            tried,
+            plural_files(total),
+        )
+    }
     if failed.is_empty() {
         Ok(())
     } else {
         bail!(
-            "{} of {} in {origin} could not be imported; the others were kept",
+            "{} of {} in {origin} could not be imported; {kept}",
             failed.len(),
             plural_files(total)
         )
@@ -243,7 +264,7 @@ fn import_candidate(
     c: &Candidate,
     replace: bool,
     location: &LocationArgs,
-) -> Result<(ImportReport, Vec<IgnoredHook>), BatchFailure> {
+) -> Result<(ImportReport, Vec<IgnoredHook>), Refused> {
     let fail = |reason: String| BatchFailure {
         file: shown.to_string(),
         line: None,
@@ -251,16 +272,18 @@ fn import_candidate(
         message: format!("{shown}: {reason}"),
         reason,
     };
-    let text = c.text.clone().map_err(fail)?;
-    let parsed = wgquick::parse(shown, &text).map_err(|e: ParseError| BatchFailure {
-        file: e.file.clone(),
-        line: e.line,
-        key: e.key.clone(),
-        reason: e.reason.clone(),
-        message: e.to_string(),
+    let text = c.text.clone().map_err(|e| Refused::File(fail(e)))?;
+    let parsed = wgquick::parse(shown, &text).map_err(|e: ParseError| {
+        Refused::File(BatchFailure {
+            file: e.file.clone(),
+            line: e.line,
+            key: e.key.clone(),
+            reason: e.reason.clone(),
+            message: e.to_string(),
+        })
     })?;
     let name = ProfileName::from_file_name(Path::new(&c.display))
-        .map_err(|e| fail(format!("{e} (rename the file)")))?;
+        .map_err(|e| Refused::File(fail(format!("{e} (rename the file)"))))?;
     let opts = ImportOptions {
         source: Some(c.display.clone()),
         replace,
@@ -268,7 +291,10 @@ fn import_candidate(
     };
     let report = store
         .import(&name, &parsed.config, &opts)
-        .map_err(|e| fail(hint(e).to_string()))?;
+        .map_err(|e| match e {
+            StoreError::NoKeyring { .. } => Refused::NoKeyring(fail(e.to_string())),
+            e => Refused::File(fail(hint(e).to_string())),
+        })?;
     Ok((report, parsed.ignored_hooks))
 }
 
@@ -277,6 +303,16 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Where Linux packages document setting up a machine without a keyring.
+const HEADLESS_DOC: &str = "/usr/share/doc/underpass-daemon/README";
+
+/// Why one file of a batch was not imported: its own fault, or no keyring at all, when every
+/// other file would fail the same way.
+enum Refused {
+    File(BatchFailure),
+    NoKeyring(BatchFailure),
 }
 
 /// `--json` output of a bundle import.

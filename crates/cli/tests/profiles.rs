@@ -50,7 +50,7 @@ fn zip_import_keeps_good_files_and_names_each_bad_one() {
     );
     assert!(
         err.ends_with(
-            "underpass: 1 of 3 files in provider.zip could not be imported; the others were kept\n"
+            "underpass: 1 of 3 files in provider.zip could not be imported; the other 2 were kept\n"
         ),
         "{err}"
     );
@@ -304,4 +304,45 @@ fn keyring_store_without_a_secret_service_explains_the_file_opt_in() {
     );
     assert!(err.contains("pass --keystore file"), "{err}");
     assert!(!env.path("config/profiles/se.json").exists());
+}
+
+#[test]
+fn a_batch_without_a_keyring_says_so_once_and_counts_truly() {
+    let env = Env::new();
+    let dir = env.path("provider");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, cc) in ["se-sto", "de-fra", "us-nyc", "nl-ams"].iter().enumerate() {
+        env.write(
+            &format!("provider/{cc}-wg-00{i}.conf"),
+            &conf(KEY_A, &format!("192.0.2.{}:51820", 10 + i)),
+        );
+    }
+    let o = env
+        .cmd(&["import", dir.to_str().unwrap(), "--keystore", "keyring"])
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("Underpass keeps private keys in the OS keyring")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("stopped after 1 of 4 files in provider, since every one needs the keyring (3 not tried); none was imported"),
+        "{err}"
+    );
+    assert!(err.contains("pass --keystore file"), "{err}");
+    assert!(
+        err.contains("/usr/share/doc/underpass-daemon/README"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("Imported 0 of 4 files from provider; stopped: no keyring"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!env.path("config/profiles/se-sto-wg-000.json").exists());
 }

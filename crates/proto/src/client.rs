@@ -19,8 +19,12 @@ use crate::{
 pub enum ClientError {
     #[error("the Underpass helper is not running (no socket at {path}). Start it with `sudo underpassd` or `systemctl start underpassd`")]
     NotRunning { path: PathBuf },
-    #[error("permission denied on {path}: add your user to group `{DEFAULT_GROUP}` (`sudo usermod -aG {DEFAULT_GROUP} $USER`), then log in again")]
-    PermissionDenied { path: PathBuf },
+    #[error("permission denied on {path}{}: add your user to group `{DEFAULT_GROUP}` (`sudo usermod -aG {DEFAULT_GROUP} $USER`), then log in again", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    PermissionDenied {
+        path: PathBuf,
+        /// The helper's own reason, when it was the helper (not the socket's mode) that refused.
+        reason: Option<String>,
+    },
     #[error("the helper speaks protocol {helper}, this client speaks {PROTOCOL_VERSION}: update both to the same release")]
     VersionMismatch { helper: u32 },
     #[error("the helper refused: {0}")]
@@ -66,15 +70,19 @@ impl Client<tokio::net::UnixStream> {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     ClientError::NotRunning { path: path.into() }
                 }
-                io::ErrorKind::PermissionDenied => {
-                    ClientError::PermissionDenied { path: path.into() }
-                }
+                io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
+                    path: path.into(),
+                    reason: None,
+                },
                 _ => ClientError::Io(e),
             })?;
         let mut client = Client::handshake(stream, client_name).await;
         if let Err(ClientError::Refused(body)) = &client {
             if body.code == crate::ErrorCode::PermissionDenied {
-                client = Err(ClientError::PermissionDenied { path: path.into() });
+                client = Err(ClientError::PermissionDenied {
+                    path: path.into(),
+                    reason: Some(body.message.clone()),
+                });
             }
         }
         client

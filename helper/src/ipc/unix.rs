@@ -34,7 +34,7 @@ pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    let mode = match authorizer.group {
+    match authorizer.group {
         Some(gid) => {
             nix::unistd::chown(path, None, Some(gid)).with_context(|| {
                 format!(
@@ -43,17 +43,17 @@ pub fn bind(path: &Path, authorizer: &Authorizer) -> Result<UnixListener> {
                     authorizer.group_name
                 )
             })?;
-            0o660
         }
-        None => {
+        None if !authorizer.active_session => {
             tracing::warn!(
                 group = %authorizer.group_name,
                 "group does not exist: the socket is root-only. Create it (`groupadd {}`) to let users connect",
                 authorizer.group_name
             );
-            0o600
         }
-    };
+        None => {}
+    }
+    let mode = authorizer.socket_mode();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting mode {mode:o} on {}", path.display()))?;
     Ok(listener)
@@ -101,12 +101,7 @@ async fn admit(stream: UnixStream, shared: &Shared) {
         }
     };
     let mut conn: Conn<UnixStream> = Framed::new(stream, JsonFrames::default());
-    // Group membership goes through NSS (files, LDAP, sssd...), which may block: off the runtime.
-    let authorizer = shared.authorizer.clone();
-    let verdict = tokio::task::spawn_blocking(move || authorizer.check(cred))
-        .await
-        .unwrap_or_else(|e| Verdict::Refused(format!("the membership lookup failed: {e}")));
-    if let Verdict::Refused(why) = verdict {
+    if let Verdict::Refused(why) = shared.authorizer.check(cred).await {
         tracing::warn!("refused IPC connection: {why}");
         fatal(&mut conn, ErrorCode::PermissionDenied, why).await;
         return;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use boringtun::noise::{errors::WireGuardError, TunnResult};
+use boringtun::noise::TunnResult;
 use bytes::BytesMut;
 use ipnet::IpNet;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};

@@ -60,7 +60,8 @@ fn start_helper(name: &str) -> Helper {
     let dir = std::env::temp_dir().join(format!("underpass-e2e-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    Helper::start_in(None, &dir, &["--group", GROUP])
+    // Group-only, as a managed policy may want: the socket's mode is the first wall.
+    Helper::start_in(None, &dir, &["--group", GROUP, "--no-active-session"])
 }
 
 /// Binaries must be reachable by the unprivileged test users.

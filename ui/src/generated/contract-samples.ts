@@ -43,6 +43,7 @@ export const linkStates: Record<T.LinkState, true> = {
   "connecting": true,
   "connected": true,
   "not_running": true,
+  "not_installed": true,
   "permission_denied": true,
   "incompatible": true,
   "lost": true,
