@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
-use underpass_proto::{Request, Status, TunnelState};
+use underpass_proto::{Request, Status};
 
 use crate::connect::{self, Target};
 use crate::{desktop, helper, window, AppState};

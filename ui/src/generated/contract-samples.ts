@@ -7,8 +7,19 @@ export const tunnelStates: Record<T.TunnelState, true> = {
   "disconnected": true,
   "connecting": true,
   "connected": true,
+  "reconnecting": true,
+  "offline": true,
   "disconnecting": true,
   "error": true,
+};
+
+export const reconnectReasons: Record<T.ReconnectReason, true> = {
+  "server_not_responding": true,
+  "network_changed": true,
+  "resumed_from_sleep": true,
+  "session_expired": true,
+  "setup_failed": true,
+  "no_network": true,
 };
 
 export const killSwitchModes: Record<T.KillSwitchMode, true> = {
@@ -95,7 +106,8 @@ export const statusConnected: T.Status = {
     ],
     "method": "resolv.conf"
   },
-  "policy": null
+  "policy": null,
+  "reconnect": null
 };
 
 export const statusDisconnected: T.Status = {
@@ -115,7 +127,65 @@ export const statusDisconnected: T.Status = {
   "lan_access": false,
   "firewall": "open",
   "dns": null,
-  "policy": null
+  "policy": null,
+  "reconnect": null
+};
+
+export const statusReconnecting: T.Status = {
+  "state": "reconnecting",
+  "profile": "se-sto-wg-001",
+  "interface": "upn0",
+  "addresses": [
+    "10.64.1.2/32",
+    "fd00:64:1::2/128"
+  ],
+  "endpoint": "192.0.2.10:51820",
+  "rx_bytes": 123456,
+  "tx_bytes": 7890,
+  "last_handshake_secs": 12,
+  "error": "example",
+  "mtu": 1420,
+  "routing": {
+    "full_tunnel": true,
+    "include": [
+      "10.0.0.0/8"
+    ],
+    "exclude": [
+      "10.9.0.0/16"
+    ],
+    "fwmark": 21840,
+    "table": 5550
+  },
+  "peers": [
+    {
+      "public_key": "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
+      "endpoint": "192.0.2.10:51820",
+      "allowed_ips": [
+        "0.0.0.0/0"
+      ],
+      "rx_bytes": 1,
+      "tx_bytes": 2,
+      "last_handshake_secs": 3
+    }
+  ],
+  "kill_switch": "auto",
+  "lan_access": true,
+  "firewall": "tunnel_only",
+  "dns": {
+    "servers": [
+      "10.64.1.1"
+    ],
+    "method": "resolv.conf"
+  },
+  "policy": null,
+  "reconnect": {
+    "reason": "server_not_responding",
+    "attempt": 2,
+    "since_secs": 9,
+    "last_answer_secs": 24,
+    "action": "opening a new socket and looking the server up again",
+    "last_error": "example"
+  }
 };
 
 export const helperViewConnected: T.HelperView = {
@@ -169,7 +239,8 @@ export const helperViewConnected: T.HelperView = {
       ],
       "method": "resolv.conf"
     },
-    "policy": null
+    "policy": null,
+    "reconnect": null
   }
 };
 
