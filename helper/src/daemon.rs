@@ -614,7 +614,8 @@ impl Daemon {
             }
         };
         let interface = free_interface_name(&self.settings.interface_prefix)?;
-        let plan = RoutePlan::new(config, &interface, fwmark, table);
+        let plan = RoutePlan::new(config, &interface, fwmark, table)
+            .with_endpoints(peers.iter().map(|p| p.endpoint.ip()));
         let hole = TunnelHole {
             interface: interface.clone(),
             endpoints: peers.iter().map(|p| p.endpoint).collect(),
@@ -703,7 +704,7 @@ impl Daemon {
 fn free_interface_name(prefix: &str) -> Result<String> {
     for n in 0..100 {
         let name = format!("{prefix}{n}");
-        if !std::path::Path::new("/sys/class/net").join(&name).exists() {
+        if !crate::tunnel::interface_exists(&name) {
             return Ok(name);
         }
     }

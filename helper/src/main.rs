@@ -10,8 +10,9 @@
 //! crashes) → `tunnel` (data plane), `routes`, `firewall` (the kill switch) and `dns`, each one
 //! trait with one file per OS.
 
-// On macOS and Windows the OS backends are still stubs that refuse to run, so the shared code
-// they will drive is unused there; only the Linux build is held to dead-code warnings.
+// On Windows the OS backends are still stubs that refuse to run, and some shared parts serve
+// only Linux (the resolv.conf path, the fwmark, the self-tests' packet capture), so only the
+// Linux build is held to dead-code warnings.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 mod daemon;
@@ -59,7 +60,7 @@ struct Args {
     #[arg(long, default_value_t = 15)]
     handshake_timeout: u64,
     /// Tunnel interfaces are named PREFIX0, PREFIX1, ...
-    #[arg(long, default_value = "underpass")]
+    #[arg(long, default_value = tunnel::DEFAULT_INTERFACE_PREFIX)]
     interface_prefix: String,
     /// The resolver configuration to point at the tunnel's DNS while connected.
     #[arg(long, default_value = "/etc/resolv.conf")]

@@ -14,9 +14,16 @@ mod resolved;
 #[cfg(target_os = "linux")]
 pub use linux::LinuxDns as PlatformDns;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::MacDns as PlatformDns;
+#[cfg(any(target_os = "macos", test))]
+mod scplan;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub use unsupported::UnsupportedDns as PlatformDns;
 
 /// Where things are, so tests can point the helper at their own files.

@@ -1,5 +1,7 @@
-//! Who may talk to the helper: root, or a member of its group. Checked on every connection
-//! with the kernel's own record of the peer (SO_PEERCRED), not anything the client says.
+//! Who may talk to the helper: root, a member of its group, or (on macOS) the user at the
+//! console. Checked on every connection with the kernel's own record of the peer
+//! (SO_PEERCRED on Linux, getpeereid/LOCAL_PEERCRED on macOS, both behind tokio's
+//! `peer_cred`), not anything the client says.
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -35,11 +37,18 @@ impl Authorizer {
     }
 
     pub fn check(&self, peer: PeerCred) -> Verdict {
-        self.check_with(peer, is_member)
+        self.check_with(peer, console_user(), is_member)
     }
 
-    pub fn check_with(&self, peer: PeerCred, is_member: impl Fn(u32, Gid) -> bool) -> Verdict {
-        if peer.uid == 0 {
+    /// `console`: the uid of the user logged in at the console, if the OS admits them (as
+    /// polkit's allow_active does for a local session).
+    pub fn check_with(
+        &self,
+        peer: PeerCred,
+        console: Option<u32>,
+        is_member: impl Fn(u32, Gid) -> bool,
+    ) -> Verdict {
+        if peer.uid == 0 || console == Some(peer.uid) {
             return Verdict::Allowed;
         }
         if let Some(gid) = self.group {
@@ -54,6 +63,20 @@ impl Authorizer {
             self.group_name
         ))
     }
+}
+
+/// macOS: the owner of /dev/console is the user logged in at the screen (root at the login
+/// window, who is admitted anyway).
+#[cfg(target_os = "macos")]
+fn console_user() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/dev/console").ok().map(|m| m.uid())
+}
+
+/// Linux admits root and the group; an active-session rule would go here.
+#[cfg(not(target_os = "macos"))]
+fn console_user() -> Option<u32> {
+    None
 }
 
 /// Whether the user database puts `uid` in group `gid` (as a fresh login would have it):
@@ -91,14 +114,14 @@ mod tests {
     #[test]
     fn root_is_always_allowed() {
         assert_eq!(
-            auth(None).check_with(peer(0, 0), |_, _| false),
+            auth(None).check_with(peer(0, 0), None, |_, _| false),
             Verdict::Allowed
         );
     }
 
     #[test]
     fn a_member_by_supplementary_group_is_allowed() {
-        let verdict = auth(Some(900)).check_with(peer(1000, 1000), |uid, gid| {
+        let verdict = auth(Some(900)).check_with(peer(1000, 1000), None, |uid, gid| {
             uid == 1000 && gid.as_raw() == 900
         });
         assert_eq!(verdict, Verdict::Allowed);
@@ -107,14 +130,14 @@ mod tests {
     #[test]
     fn a_member_by_primary_group_is_allowed() {
         assert_eq!(
-            auth(Some(900)).check_with(peer(1000, 900), |_, _| false),
+            auth(Some(900)).check_with(peer(1000, 900), None, |_, _| false),
             Verdict::Allowed
         );
     }
 
     #[test]
     fn anyone_else_is_refused_with_who_and_why() {
-        let v = auth(Some(900)).check_with(peer(1001, 1001), |_, _| false);
+        let v = auth(Some(900)).check_with(peer(1001, 1001), None, |_, _| false);
         assert_eq!(
             v,
             Verdict::Refused("uid 1001 (pid 42) is not root and not in group underpass".into())
@@ -124,7 +147,20 @@ mod tests {
     #[test]
     fn without_the_group_only_root_may_talk() {
         assert!(matches!(
-            auth(None).check_with(peer(1000, 900), |_, _| true),
+            auth(None).check_with(peer(1000, 900), None, |_, _| true),
+            Verdict::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn the_console_user_is_allowed_and_nobody_else_by_that_rule() {
+        let a = auth(None);
+        assert_eq!(
+            a.check_with(peer(501, 20), Some(501), |_, _| false),
+            Verdict::Allowed
+        );
+        assert!(matches!(
+            a.check_with(peer(502, 20), Some(501), |_, _| false),
             Verdict::Refused(_)
         ));
     }

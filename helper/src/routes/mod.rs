@@ -21,9 +21,16 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::LinuxRoutes as PlatformRoutes;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::MacRoutes as PlatformRoutes;
+#[cfg(any(target_os = "macos", test))]
+mod rtmsg;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub use unsupported::UnsupportedRoutes as PlatformRoutes;
 
 /// What one OS's routing backend must do.
@@ -57,6 +64,10 @@ pub struct RoutePlan {
     pub full_tunnel_v6: bool,
     pub fwmark: u32,
     pub table: u32,
+    /// The peers' endpoints. Linux keeps them out of the tunnel by the fwmark; macOS, which has
+    /// no marks, gives each a host route through the physical gateway.
+    #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+    pub endpoints: Vec<std::net::IpAddr>,
 }
 
 impl RoutePlan {
@@ -90,7 +101,14 @@ impl RoutePlan {
             exclude,
             fwmark,
             table,
+            endpoints: Vec::new(),
         }
+    }
+
+    /// The plan with the peers' resolved endpoints, which must never be routed into the tunnel.
+    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        self.endpoints = endpoints.into_iter().collect();
+        self
     }
 
     pub fn has_v4(&self) -> bool {
