@@ -43,8 +43,9 @@ PKGS=(
   xvfb webkit2gtk-driver x11-utils python3-xlib libglib2.0-bin desktop-file-utils
   # installers/linux/check.sh: systemd-analyze and systemd-sysusers read the service files
   systemd shared-mime-info
-  # installers/macos/check.sh: the pkg, postinstall and uninstall scripts are linted
-  shellcheck
+  # installers/macos/check.sh: the pkg, postinstall and uninstall scripts are linted, and the
+  # macOS CI workflow is parsed
+  shellcheck python3-yaml
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)

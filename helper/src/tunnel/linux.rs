@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use boringtun::noise::{errors::WireGuardError, TunnResult};
+use boringtun::noise::TunnResult;
 use bytes::BytesMut;
 use ipnet::IpNet;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
@@ -23,11 +23,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::peers::{packet_addresses, Peer, PeerTable};
+use super::plane::{self, DataPlane};
 use super::DataPlaneConfig;
 
 /// WireGuard's data header (16) + Poly1305 tag (16) + up to 15 bytes of padding.
@@ -52,15 +52,6 @@ struct Io {
     paused: Arc<AtomicBool>,
     /// The socket is IPv6 dual-stack, so IPv4 endpoints are written as v4-mapped.
     dual_stack: bool,
-}
-
-pub struct DataPlane {
-    interface: String,
-    peers: Arc<PeerTable>,
-    handshakes: Arc<Notify>,
-    paused: Arc<AtomicBool>,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl DataPlane {
@@ -91,21 +82,8 @@ impl DataPlane {
         );
         let cancel = CancellationToken::new();
         // Start the handshakes now rather than on the first packet: connect is then one RTT.
-        for peer in peers.peers() {
-            let init = {
-                let mut buf = [0u8; 256];
-                match peer
-                    .tunn
-                    .lock()
-                    .format_handshake_initiation(&mut buf, false)
-                {
-                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                    _ => None,
-                }
-            };
-            if let Some(init) = init {
-                io.send(peer, &init, None).await;
-            }
+        for (peer, init) in plane::initiations(&peers) {
+            io.send(peer, &init, None).await;
         }
         let tasks = vec![
             tokio::spawn(outbound(io.clone(), cfg.mtu, cancel.clone())),
@@ -120,31 +98,6 @@ impl DataPlane {
             cancel,
             tasks,
         })
-    }
-
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        self.handshakes.clone()
-    }
-
-    pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
-    }
-
-    /// Stops the loops and closes the device; the kernel then removes the link and every
-    /// route that pointed at it.
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
     }
 }
 
@@ -492,19 +445,8 @@ async fn timers(io: Arc<Io>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for peer in io.peers.peers() {
-            let packet = match peer.tunn.lock().update_timers(&mut buf) {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                TunnResult::Err(WireGuardError::ConnectionExpired) => None,
-                TunnResult::Err(e) => {
-                    tracing::debug!(error = ?e, "timer error");
-                    None
-                }
-                _ => None,
-            };
-            if let Some(p) = packet {
-                io.send(peer, &p, None).await;
-            }
+        for (peer, p) in plane::timer_packets(&io.peers, &mut buf) {
+            io.send(peer, &p, None).await;
         }
     }
 }

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use boringtun::noise::{errors::WireGuardError, TunnResult};
+use boringtun::noise::TunnResult;
 use ipnet::{IpNet, Ipv4Net};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
 use super::peers::{packet_addresses, Peer, PeerTable};
+use super::plane::{self, DataPlane};
 use super::DataPlaneConfig;
 
 const MAX_PACKET: usize = 65535;
@@ -55,15 +55,6 @@ struct Io {
     dual_stack: bool,
 }
 
-pub struct DataPlane {
-    interface: String,
-    peers: Arc<PeerTable>,
-    handshakes: Arc<Notify>,
-    paused: Arc<AtomicBool>,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 impl DataPlane {
     pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let device = build_device(&cfg)?;
@@ -89,19 +80,8 @@ impl DataPlane {
         });
         tracing::info!(interface = %cfg.interface, mtu = cfg.mtu, "data plane up");
         let cancel = CancellationToken::new();
-        for peer in peers.peers() {
-            let mut buf = [0u8; 256];
-            let init = match peer
-                .tunn
-                .lock()
-                .format_handshake_initiation(&mut buf, false)
-            {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                _ => None,
-            };
-            if let Some(init) = init {
-                io.send(peer, &init).await;
-            }
+        for (peer, init) in plane::initiations(&peers) {
+            io.send(peer, &init).await;
         }
         let tasks = vec![
             tokio::spawn(outbound(io.clone(), cancel.clone())),
@@ -116,30 +96,6 @@ impl DataPlane {
             cancel,
             tasks,
         })
-    }
-
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        self.handshakes.clone()
-    }
-
-    pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
-    }
-
-    /// Stops the loops and closes the utun; the kernel then removes it and its routes.
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
     }
 }
 
@@ -304,19 +260,8 @@ async fn timers(io: Arc<Io>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for peer in io.peers.peers() {
-            let packet = match peer.tunn.lock().update_timers(&mut buf) {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                TunnResult::Err(WireGuardError::ConnectionExpired) | TunnResult::Done => None,
-                TunnResult::Err(e) => {
-                    tracing::debug!(error = ?e, "timer error");
-                    None
-                }
-                _ => None,
-            };
-            if let Some(p) = packet {
-                io.send(peer, &p).await;
-            }
+        for (peer, p) in plane::timer_packets(&io.peers, &mut buf) {
+            io.send(peer, &p).await;
         }
     }
 }

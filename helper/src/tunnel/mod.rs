@@ -7,13 +7,12 @@ pub mod probe;
 
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(target_os = "linux")]
-pub use linux::DataPlane;
-
 #[cfg(target_os = "macos")]
 mod macos;
-#[cfg(target_os = "macos")]
-pub use macos::DataPlane;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod plane;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub use plane::DataPlane;
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod unsupported;
