@@ -48,6 +48,9 @@ PKGS=(
   # npm run package (installers/linux/package.sh): dpkg-shlibdeps, rpmbuild, lintian; and
   # tests/packages/run.sh: a booted Debian in systemd-nspawn from a debootstrap root file system
   dpkg-dev rpm lintian systemd-container debootstrap
+  # installers/macos/check.sh: the pkg, postinstall and uninstall scripts are linted, and the
+  # macOS CI workflow is parsed
+  shellcheck python3-yaml
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)

@@ -1146,7 +1146,7 @@ impl std::error::Error for NoRoute {}
 fn free_interface_name(prefix: &str) -> Result<String> {
     for n in 0..100 {
         let name = format!("{prefix}{n}");
-        if !std::path::Path::new("/sys/class/net").join(&name).exists() {
+        if !crate::tunnel::interface_exists(&name) {
             return Ok(name);
         }
     }

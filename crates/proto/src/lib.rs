@@ -32,8 +32,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 
 /// Where the helper listens unless told otherwise.
-#[cfg(not(windows))]
+#[cfg(not(any(windows, target_os = "macos")))]
 pub const DEFAULT_SOCKET: &str = "/run/underpass/underpassd.sock";
+/// macOS has no /run (its system volume is read-only): the socket lives in /var/run.
+#[cfg(target_os = "macos")]
+pub const DEFAULT_SOCKET: &str = "/var/run/underpass/underpassd.sock";
 /// Where the helper listens unless told otherwise: a named pipe on Windows.
 #[cfg(windows)]
 pub const DEFAULT_SOCKET: &str = r"\\.\pipe\underpassd";

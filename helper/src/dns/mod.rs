@@ -23,9 +23,16 @@ pub use windows::{remove_leftovers, WindowsDns as PlatformDns};
 #[cfg_attr(not(windows), allow(dead_code))]
 pub mod winplan;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::MacDns as PlatformDns;
+#[cfg(any(target_os = "macos", test))]
+mod scplan;
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 pub use unsupported::UnsupportedDns as PlatformDns;
 
 /// Where things are, so tests can point the helper at their own files.

@@ -1,9 +1,9 @@
 //! The kill switch: a firewall that lets nothing leave except through the tunnel.
 //!
 //! What to allow is decided here, portably, as a [`FirewallPolicy`]; each OS file turns it into
-//! its own firewall (Linux: one nftables table, `inet underpass`, replaced atomically). The
-//! rules outlive the helper on purpose: if it dies, the host stays blocked until it comes back
-//! and reconciles.
+//! its own firewall (Linux: one nftables table, `inet underpass`, replaced atomically; macOS: PF
+//! anchor `underpass`, whose rules `pf.rs` decides). The rules outlive the helper on purpose:
+//! if it dies, the host stays blocked until it comes back and reconciles.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -25,9 +25,16 @@ pub use windows::{interface_luid, purge_all, Wfp as PlatformFirewall};
 #[cfg_attr(not(windows), allow(dead_code))]
 pub mod wfp;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::PfFirewall as PlatformFirewall;
+#[cfg(any(target_os = "macos", test))]
+mod pf;
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 pub use unsupported::UnsupportedFirewall as PlatformFirewall;
 
 /// What one OS's firewall backend must do.

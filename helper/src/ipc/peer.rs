@@ -1,7 +1,8 @@
 //! Who may talk to the helper: root, a member of its group, or (unless turned off) the user of
 //! the active local login session, as polkit's `allow_active` admits the person at the
 //! desktop. Checked on every connection with the kernel's own record of the peer (SO_PEERCRED)
-//! and logind's record of its session, not anything the client says.
+//! and logind's record of its session (on macOS: the console's owner), not anything the client
+//! says.
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -128,7 +129,25 @@ async fn session_of(pid: i32) -> Result<Session, String> {
     logind_session(pid).await.map_err(|e| format!("{e:#}"))
 }
 
-#[cfg(not(target_os = "linux"))]
+/// macOS has no logind: the owner of /dev/console is the user at the screen (root at the login
+/// window, who is admitted anyway), and that is the active local session.
+#[cfg(target_os = "macos")]
+async fn session_of(_pid: i32) -> Result<Session, String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/dev/console")
+        .map_err(|e| format!("reading the console's owner: {e}"))?
+        .uid();
+    Ok(Session {
+        id: "console".into(),
+        uid,
+        active: true,
+        remote: false,
+        seat: "console".into(),
+        class: "user".into(),
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 async fn session_of(_pid: i32) -> Result<Session, String> {
     Err("login sessions are read from logind, which this OS does not have".to_string())
 }

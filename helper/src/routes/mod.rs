@@ -31,9 +31,16 @@ pub use windows::IpHelperRoutes as PlatformRoutes;
 #[cfg_attr(not(windows), allow(dead_code))]
 pub mod ipplan;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::MacRoutes as PlatformRoutes;
+#[cfg(any(target_os = "macos", test))]
+mod rtmsg;
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 pub use unsupported::UnsupportedRoutes as PlatformRoutes;
 
 /// What one OS's routing backend must do.
@@ -116,8 +123,9 @@ pub struct RoutePlan {
     pub full_tunnel_v6: bool,
     pub fwmark: u32,
     pub table: u32,
-    /// The peers' resolved endpoint addresses, for OSes without a firewall mark (Windows),
-    /// which keep them out of the tunnel with host routes instead.
+    /// The peers' resolved endpoint addresses, for OSes without a firewall mark (Windows,
+    /// macOS), which keep them out of the tunnel with host routes through the physical gateway.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub endpoints: Vec<std::net::IpAddr>,
 }
 
@@ -156,7 +164,7 @@ impl RoutePlan {
         }
     }
 
-    /// The same plan, knowing where the peers' endpoints are.
+    /// The plan with the peers' resolved endpoints, which must never be routed into the tunnel.
     pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
         self.endpoints = endpoints.into_iter().collect();
         self

@@ -10,19 +10,41 @@ pub mod probe;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::DataPlane;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+mod plane;
+#[cfg(target_os = "macos")]
+pub use plane::DataPlane;
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::{DataPlane, ADAPTER_GUID};
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 pub use unsupported::DataPlane;
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Tunnel interfaces are named PREFIX0, PREFIX1, ...; on macOS a utun's name is fixed by the
+/// kernel as `utunN`, so the prefix must be `utun` there.
+pub const DEFAULT_INTERFACE_PREFIX: &str = if cfg!(target_os = "macos") {
+    "utun"
+} else {
+    "underpass"
+};
+
+/// Whether a network interface of this name exists (the daemon takes the first free name).
+#[cfg(not(target_os = "macos"))]
+pub fn interface_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+#[cfg(target_os = "macos")]
+pub use macos::interface_exists;
 
 use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
