@@ -99,7 +99,10 @@ impl Client<tokio::net::windows::named_pipe::NamedPipeClient> {
         let mut client = Client::handshake(pipe, client_name).await;
         if let Err(ClientError::Refused(body)) = &client {
             if body.code == crate::ErrorCode::PermissionDenied {
-                client = Err(ClientError::PermissionDenied { path: path.into() });
+                client = Err(ClientError::PermissionDenied {
+                    path: path.into(),
+                    reason: Some(body.message.clone()),
+                });
             }
         }
         client

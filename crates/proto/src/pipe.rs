@@ -67,7 +67,10 @@ pub async fn open(path: &Path) -> Result<NamedPipeClient, ClientError> {
                 return Err(ClientError::NotRunning { path: path.into() })
             }
             _ if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(ClientError::PermissionDenied { path: path.into() })
+                return Err(ClientError::PermissionDenied {
+                    path: path.into(),
+                    reason: None,
+                })
             }
             _ => return Err(ClientError::Io(e)),
         }

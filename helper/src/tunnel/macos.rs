@@ -6,7 +6,7 @@
 //! (`routes/macos.rs`), and PF lets it out by its owner (`firewall/pf.rs`).
 //! Not verified on a Mac: nothing here has run (see the README).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
-use super::peers::{answers_us, packet_addresses, path_is_gone, Peer, PeerTable};
+use super::peers::{packet_addresses, path_is_gone, Peer, PeerTable};
 use super::plane::{self, DataPlane};
 use super::DataPlaneConfig;
 
@@ -226,46 +226,21 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             continue;
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let mut replies = Vec::new();
-        let mut plain = None;
-        {
-            let mut tunn = peer.tunn.lock();
-            let result = tunn.decapsulate(Some(from.ip().to_canonical()), datagram, &mut out);
-            if answers_us(datagram) && !matches!(result, TunnResult::Err(_)) {
-                peer.rx_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            match result {
-                TunnResult::WriteToTunnelV4(p, src)
-                    if io.peers.allows_source(index, IpAddr::V4(src)) =>
-                {
-                    plain = Some(p.len());
-                }
-                TunnResult::WriteToTunnelV6(p, src)
-                    if io.peers.allows_source(index, IpAddr::V6(src)) =>
-                {
-                    plain = Some(p.len());
-                }
-                TunnResult::WriteToNetwork(p) => {
-                    // A handshake response or cookie; then anything queued meanwhile.
-                    replies.push(p.to_vec());
-                    let mut scratch = vec![0u8; MAX_PACKET];
-                    while let TunnResult::WriteToNetwork(p) =
-                        tunn.decapsulate(None, &[], &mut scratch)
-                    {
-                        replies.push(p.to_vec());
-                    }
-                }
-                TunnResult::Err(e) => tracing::debug!(error = ?e, "decapsulate failed"),
-                _ => {}
-            }
-        }
+        let received = plane::receive(
+            &io.peers,
+            index,
+            peer,
+            from.ip().to_canonical(),
+            datagram,
+            &mut out,
+        );
         if matches!(datagram.first(), Some(1 | 2)) {
             io.handshakes.notify_one();
         }
-        for reply in replies {
+        for reply in received.replies {
             io.send(peer, &reply).await;
         }
-        if let Some(len) = plain {
+        if let Some(len) = received.plain {
             if !io.paused.load(Ordering::Relaxed) {
                 if let Err(e) = io.device.send(&out[..len]).await {
                     tracing::debug!(error = %e, "utun write failed");

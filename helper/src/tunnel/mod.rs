@@ -12,15 +12,15 @@ mod linux;
 pub use linux::DataPlane;
 #[cfg(target_os = "macos")]
 mod macos;
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", windows))]
 mod plane;
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", windows))]
 pub use plane::DataPlane;
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{DataPlane, ADAPTER_GUID};
+pub use windows::ADAPTER_GUID;
 
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;

@@ -1,6 +1,9 @@
-//! What the daemon holds of the macOS data plane (`macos.rs` starts the loops and hands over
-//! its parts here).
+//! The task-based data plane of macOS and Windows: what the daemon holds of it, and the
+//! receive step both loops share. `macos.rs` and `windows.rs` open the device and the socket,
+//! start the loops and hand their parts over here. (Linux runs its own batched data plane on a
+//! thread of its own, `linux.rs`.)
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -9,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::peers::{Peer, PeerTable};
+use super::peers::{answers_us, Peer, PeerTable};
 
 pub struct DataPlane {
     pub(super) interface: String,
@@ -87,4 +90,52 @@ pub(super) fn initiations(peers: &PeerTable) -> Vec<(&Arc<Peer>, Vec<u8>)> {
             }
         })
         .collect()
+}
+
+/// What one datagram from a peer asks for.
+pub(super) struct Received {
+    /// The length of the decrypted packet at the start of `out`, when it may enter the tunnel.
+    pub plain: Option<usize>,
+    /// Handshake responses, cookies and packets queued meanwhile, to send back to the peer.
+    pub replies: Vec<Vec<u8>>,
+}
+
+/// Decrypts one datagram that `peer` (at `index` in `peers`) sent from `from` into `out`, and
+/// counts it when it proves that the server hears us. A decrypted packet whose source is not in
+/// the peer's AllowedIPs is dropped, as WireGuard requires.
+pub(super) fn receive(
+    peers: &PeerTable,
+    index: usize,
+    peer: &Peer,
+    from: IpAddr,
+    datagram: &[u8],
+    out: &mut [u8],
+) -> Received {
+    let mut received = Received {
+        plain: None,
+        replies: Vec::new(),
+    };
+    let mut tunn = peer.tunn.lock();
+    let result = tunn.decapsulate(Some(from), datagram, out);
+    if answers_us(datagram) && !matches!(result, TunnResult::Err(_)) {
+        peer.rx_packets.fetch_add(1, Ordering::Relaxed);
+    }
+    match result {
+        TunnResult::WriteToTunnelV4(p, src) if peers.allows_source(index, IpAddr::V4(src)) => {
+            received.plain = Some(p.len());
+        }
+        TunnResult::WriteToTunnelV6(p, src) if peers.allows_source(index, IpAddr::V6(src)) => {
+            received.plain = Some(p.len());
+        }
+        TunnResult::WriteToNetwork(p) => {
+            received.replies.push(p.to_vec());
+            let mut scratch = vec![0u8; 65535];
+            while let TunnResult::WriteToNetwork(p) = tunn.decapsulate(None, &[], &mut scratch) {
+                received.replies.push(p.to_vec());
+            }
+        }
+        TunnResult::Err(e) => tracing::debug!(error = ?e, "decapsulate failed"),
+        _ => {}
+    }
+    received
 }

@@ -11,7 +11,6 @@
 //! Packets are handled one at a time: Wintun has no segmentation offload to batch on.
 //! Never run: Wine has no Wintun driver. It type-checks.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +20,11 @@ use boringtun::noise::TunnResult;
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
-use super::peers::{answers_us, packet_addresses, path_is_gone, Peer, PeerTable};
+use super::peers::{packet_addresses, path_is_gone, Peer, PeerTable};
+use super::plane::{self, DataPlane};
 use super::DataPlaneConfig;
 
 /// The tunnel adapter's GUID, the same on every machine and every connect.
@@ -45,18 +44,6 @@ struct Io {
     unreachable: Arc<AtomicU64>,
     /// Wakes the timer loop to start a handshake with every peer now.
     force: Arc<Notify>,
-}
-
-pub struct DataPlane {
-    interface: String,
-    peers: Arc<PeerTable>,
-    handshakes: Arc<Notify>,
-    paused: Arc<AtomicBool>,
-    offline: Arc<AtomicBool>,
-    unreachable: Arc<AtomicU64>,
-    force: Arc<Notify>,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl DataPlane {
@@ -86,19 +73,8 @@ impl DataPlane {
             unreachable: unreachable.clone(),
             force: force.clone(),
         });
-        for peer in peers.peers() {
-            let mut buf = [0u8; 256];
-            let init = match peer
-                .tunn
-                .lock()
-                .format_handshake_initiation(&mut buf, false)
-            {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                _ => None,
-            };
-            if let Some(init) = init {
-                io.send(peer, &init).await;
-            }
+        for (peer, init) in plane::initiations(&peers) {
+            io.send(peer, &init).await;
         }
         let cancel = CancellationToken::new();
         let tasks = vec![
@@ -118,45 +94,6 @@ impl DataPlane {
             cancel,
             tasks,
         })
-    }
-
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        self.handshakes.clone()
-    }
-
-    pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
-    }
-
-    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
-    pub fn force_handshake(&self) {
-        self.force.notify_one();
-    }
-
-    /// Offline: send nothing at all, not even handshake initiations, until set back.
-    pub fn set_offline(&self, offline: bool) {
-        self.offline.store(offline, Ordering::Relaxed);
-    }
-
-    /// How many sends failed because no path reaches the server.
-    pub fn unreachable_sends(&self) -> u64 {
-        self.unreachable.load(Ordering::Relaxed)
-    }
-
-    /// Stops the loops and closes the adapter; Windows then drops its routes.
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
     }
 }
 
@@ -257,47 +194,16 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             continue;
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let mut replies = Vec::new();
-        let mut to_tun = None;
-        {
-            let mut tunn = peer.tunn.lock();
-            let result = tunn.decapsulate(Some(from.ip()), &datagram[..n], &mut out);
-            if answers_us(&datagram[..n]) && !matches!(result, TunnResult::Err(_)) {
-                peer.rx_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            match result {
-                TunnResult::WriteToTunnelV4(p, src)
-                    if io.peers.allows_source(index, IpAddr::V4(src)) =>
-                {
-                    to_tun = Some(p.to_vec());
-                }
-                TunnResult::WriteToTunnelV6(p, src)
-                    if io.peers.allows_source(index, IpAddr::V6(src)) =>
-                {
-                    to_tun = Some(p.to_vec());
-                }
-                TunnResult::WriteToNetwork(p) => {
-                    replies.push(p.to_vec());
-                    let mut scratch = vec![0u8; MAX_PACKET];
-                    while let TunnResult::WriteToNetwork(p) =
-                        tunn.decapsulate(None, &[], &mut scratch)
-                    {
-                        replies.push(p.to_vec());
-                    }
-                }
-                TunnResult::Err(e) => tracing::debug!(error = ?e, "decapsulate failed"),
-                _ => {}
-            }
-        }
+        let received = plane::receive(&io.peers, index, peer, from.ip(), &datagram[..n], &mut out);
         if matches!(datagram.first(), Some(1 | 2)) {
             io.handshakes.notify_one();
         }
-        for reply in replies {
+        for reply in received.replies {
             io.send(peer, &reply).await;
         }
-        if let Some(p) = to_tun {
+        if let Some(len) = received.plain {
             if !io.paused.load(Ordering::Relaxed) {
-                if let Err(e) = io.device.send(&p).await {
+                if let Err(e) = io.device.send(&out[..len]).await {
                     tracing::debug!(error = %e, "Wintun write failed");
                 }
             }
