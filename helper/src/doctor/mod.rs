@@ -159,6 +159,10 @@ async fn collect(ctx: &Context, options: &DoctorOptions) -> Facts {
         outer.route = lookup(ep.ip(), mark).await;
         if !fresh {
             let target = SocketAddr::new(ep.ip(), UDP_PROBE_PORT);
+            // The kill switch admits the helper's marked UDP only to the session's endpoint
+            // port and to probes in flight: this one is put in the probe sets for a moment.
+            // Without a kill switch there is nothing to open, and the probe just goes.
+            admit_probe(target).await;
             outer.udp = blocking(move || net::udp_probe(target, mark))
                 .await
                 .unwrap_or(Outcome::NotRun);
@@ -316,4 +320,18 @@ fn probe_path_mtu(target: IpAddr, current: u16) -> (Vec<(u16, bool)>, Option<u16
         next = search.next();
     }
     (steps, Some(search.largest()))
+}
+
+/// Opens the kill switch for one probe in flight (a few seconds), where it blocks.
+async fn admit_probe(target: SocketAddr) {
+    use crate::firewall::{Firewall, PlatformFirewall};
+    let admitted = async {
+        PlatformFirewall::open()
+            .await?
+            .admit_probes(&[target], Duration::from_secs(3))
+            .await
+    };
+    if let Err(e) = admitted.await {
+        tracing::debug!(error = %format!("{e:#}"), %target, "probe not admitted by the kill switch");
+    }
 }

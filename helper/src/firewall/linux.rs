@@ -392,7 +392,7 @@ fn output_rules(policy: &FirewallPolicy) -> Vec<Vec<Statement<'static>>> {
     if let Some(t) = &policy.tunnel {
         rules.extend(endpoint_rules(t));
     }
-    rules.extend(measurement_rules());
+    rules.extend(measurement_rules(policy.tunnel.as_ref().map(|t| t.fwmark)));
     if let Some(dns) = &policy.helper_dns {
         rules.extend(helper_dns_rules(dns));
     }
@@ -434,22 +434,25 @@ fn endpoint_rules(t: &TunnelHole) -> Vec<Vec<Statement<'static>>> {
 }
 
 /// A measurement in flight: UDP with the helper's mark to the (address, port) pairs the helper
-/// put in the probe sets, each for a few seconds.
-fn measurement_rules() -> Vec<Vec<Statement<'static>>> {
-    PROBE_SETS
-        .iter()
-        .map(|(name, _, family)| {
-            vec![
-                is(meta(MetaKey::Mark), Expression::Number(HELPER_MARK)),
-                is(
-                    Expression::Named(NamedExpression::Concat(vec![
-                        field(family, "daddr"),
-                        field("udp", "dport"),
-                    ])),
-                    text(format!("@{name}")),
-                ),
-                accept(),
-            ]
+/// put in the probe sets, each for a few seconds; while a session exists, also from sockets with
+/// the session's mark (the doctor's outer-path probe, which must take the physical path).
+fn measurement_rules(session_mark: Option<u32>) -> Vec<Vec<Statement<'static>>> {
+    let marks = std::iter::once(HELPER_MARK).chain(session_mark);
+    marks
+        .flat_map(|mark| {
+            PROBE_SETS.iter().map(move |(name, _, family)| {
+                vec![
+                    is(meta(MetaKey::Mark), Expression::Number(mark)),
+                    is(
+                        Expression::Named(NamedExpression::Concat(vec![
+                            field(family, "daddr"),
+                            field("udp", "dport"),
+                        ])),
+                        text(format!("@{name}")),
+                    ),
+                    accept(),
+                ]
+            })
         })
         .collect()
 }
@@ -672,7 +675,7 @@ mod tests {
             .map(|r| json(vec![r.clone()]))
             .filter(|r| r.contains(r#""meta":{"key":"mark"}"#))
             .collect();
-        assert_eq!(marked.len(), 3, "{marked:#?}");
+        assert_eq!(marked.len(), 5, "{marked:#?}");
         assert!(
             marked[0].contains("30064")
                 && marked[0].contains("192.0.2.10")
@@ -680,9 +683,12 @@ mod tests {
             "{}",
             marked[0]
         );
-        for (m, set) in marked[1..].iter().zip(["@probes4", "@probes6"]) {
+        // The helper's mark, then the session's (the doctor's outer-path probe), to the sets.
+        let sets = ["@probes4", "@probes6", "@probes4", "@probes6"];
+        let marks = [HELPER_MARK, HELPER_MARK, 30064, 30064];
+        for ((m, set), mark) in marked[1..].iter().zip(sets).zip(marks) {
             assert!(
-                m.contains(&HELPER_MARK.to_string()) && m.contains(set) && m.contains("concat"),
+                m.contains(&mark.to_string()) && m.contains(set) && m.contains("concat"),
                 "{m}"
             );
         }
