@@ -195,7 +195,10 @@ impl Daemon {
 
     /// Picks up where the last helper left off: reconnects, keeps blocking, or opens up, as the
     /// persisted intent says. An unreadable intent blocks rather than guess.
-    async fn reconcile(&mut self) {
+    ///
+    /// `ready` fires as soon as the kill switch the intent calls for is in force, before a
+    /// wanted tunnel's (possibly slow) bring-up.
+    async fn reconcile(&mut self, ready: oneshot::Sender<()>) {
         match self.store.load() {
             Ok(Some(intent)) => {
                 self.intent = intent;
@@ -216,6 +219,10 @@ impl Daemon {
         );
         if let Some(config) = &self.intent.wanted {
             let profile = config.profile.clone();
+            if let Err(e) = self.hold_firewall().await {
+                tracing::error!(error = %format!("{e:#}"), "firewall before reconnecting");
+            }
+            let _ = ready.send(());
             self.feed(Input::ConnectRequested { profile }).await;
         } else {
             if let Err(e) = self.dns.restore().await {
@@ -224,6 +231,7 @@ impl Daemon {
             // A failure is logged and shows in the status as an unknown firewall state.
             let _ = self.enforce_firewall(None).await;
             self.publish_state();
+            let _ = ready.send(());
         }
     }
 
@@ -280,6 +288,15 @@ impl Daemon {
     /// kill switch's block when the intent calls for it.
     async fn shutdown(&mut self) {
         self.tear_down().await;
+        if let Err(e) = self.hold_firewall().await {
+            tracing::error!(error = %format!("{e:#}"), "firewall at shutdown");
+        }
+    }
+
+    /// Makes the firewall what the persisted intent calls for with no tunnel up: blocking when a
+    /// tunnel is wanted (or in lockdown), open otherwise. At shutdown, and at start before a
+    /// wanted tunnel is brought up again (after a reboot the old table is gone).
+    async fn hold_firewall(&mut self) -> Result<()> {
         let want = firewall::desired(
             self.intent.kill_switch,
             self.intent.wanted.is_some(),
@@ -287,17 +304,18 @@ impl Daemon {
             self.intent.lan_access,
             Some(&self.helper_dns()),
         );
-        let result = match &want {
-            Some(policy) => self.firewall.apply(policy).await,
-            None => self.firewall.remove().await,
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "firewall at shutdown");
+        match &want {
+            Some(policy) => self.firewall.apply(policy).await?,
+            None => self.firewall.remove().await?,
         }
+        self.firewall_applied = Some(want);
+        Ok(())
     }
 
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        self.reconcile().await;
+    /// Serves commands until shut down. `ready` fires once the persisted intent is reconciled
+    /// (the kill switch in force), which the service manager is told before the network starts.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, ready: oneshot::Sender<()>) {
+        self.reconcile(ready).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;

@@ -171,9 +171,15 @@ async fn run(
         interrupts_rx,
     )
     .await?;
-    let daemon_task = tokio::spawn(daemon.run(commands_rx));
+    let (ready, reconciled) = oneshot::channel();
+    let daemon_task = tokio::spawn(daemon.run(commands_rx, ready));
+    // The kill switch of a lockdown or a wanted tunnel is in force before anyone is told that
+    // the helper is up (a wanted tunnel then comes up in the background): with Type=notify,
+    // systemd holds network-pre.target until then.
+    let _ = reconciled.await;
     let server = listen(&args, commands.clone(), status_rx, events, log, interrupts)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
+    notify_ready();
     stop.await?;
     tracing::info!("shutting down");
     server.abort();
@@ -260,6 +266,31 @@ async fn wait_for_signal() -> Result<()> {
 async fn wait_for_signal() -> Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
 }
+
+/// Tells systemd (`Type=notify`) that the helper is ready; nothing without $NOTIFY_SOCKET.
+#[cfg(target_os = "linux")]
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let sent = (|| -> std::io::Result<()> {
+        let addr = match path.strip_prefix('@') {
+            Some(name) => SocketAddr::from_abstract_name(name.as_bytes())?,
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        UnixDatagram::unbound()?.send_to_addr(b"READY=1", &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, socket = %path, "could not tell systemd that the helper is ready");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn notify_ready() {}
 
 fn prepare_state_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)

@@ -235,14 +235,11 @@ fw=$(grep -m1 'firewall' <<<"$journal" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
 net=$(grep -m1 'host0: Link UP\|host0: Gained carrier\|Started systemd-networkd' <<<"$journal" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
 [ -n "$fw" ] && [ -n "$net" ] || { echo "$journal" | head -30; die "no firewall or network line in the journal after the reboot"; }
 pass "reboot in lockdown: 0 leaked packets after boot"
-# KNOWN GAP, reported and not failed: underpassd is Type=simple, so network-pre.target is reached
-# when it is forked, not when its table is in force; systemd-networkd may bring the link up a
-# few ms first. The fix is Type=notify with READY=1 after the reconcile (daemon.rs, issue 8).
-if awk -v a="$fw" -v b="$net" 'BEGIN { exit !(a < b) }'; then
-  pass "reboot in lockdown: the block is in place at ${fw}s, before systemd-networkd at ${net}s"
-else
-  say "KNOWN GAP: after the reboot the block came at ${fw}s, systemd-networkd started at ${net}s (Type=simple)"
-fi
+# underpassd is Type=notify and says READY=1 only after the reconcile, so network-pre.target (and
+# with it systemd-networkd) waits for the table.
+awk -v a="$fw" -v b="$net" 'BEGIN { exit !(a < b) }' ||
+  die "after the reboot the block came at ${fw}s, after systemd-networkd at ${net}s"
+pass "reboot in lockdown: the block is in place at ${fw}s, before systemd-networkd at ${net}s"
 
 # --- 4. upgrade while connected -------------------------------------------------------------
 cli killswitch auto >/dev/null
