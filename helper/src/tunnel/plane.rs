@@ -98,6 +98,8 @@ pub(super) struct Received {
     pub plain: Option<usize>,
     /// Handshake responses, cookies and packets queued meanwhile, to send back to the peer.
     pub replies: Vec<Vec<u8>>,
+    /// A handshake message arrived (the daemon then sees "connected" at once).
+    pub handshake: bool,
 }
 
 /// Decrypts one datagram that `peer` (at `index` in `peers`) sent from `from` into `out`, and
@@ -114,6 +116,7 @@ pub(super) fn receive(
     let mut received = Received {
         plain: None,
         replies: Vec::new(),
+        handshake: matches!(datagram.first(), Some(1 | 2)),
     };
     let mut tunn = peer.tunn.lock();
     let result = tunn.decapsulate(Some(from), datagram, out);
@@ -138,4 +141,18 @@ pub(super) fn receive(
         _ => {}
     }
     received
+}
+
+/// Waits for the next round of boringtun's timers: true when the daemon forced a handshake,
+/// false on a plain tick, `None` once the data plane is cancelled.
+pub(super) async fn timer_round(
+    tick: &mut tokio::time::Interval,
+    force: &Notify,
+    cancel: &CancellationToken,
+) -> Option<bool> {
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        _ = tick.tick() => Some(false),
+        _ = force.notified() => Some(true),
+    }
 }

@@ -195,7 +195,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         let received = plane::receive(&io.peers, index, peer, from.ip(), &datagram[..n], &mut out);
-        if matches!(datagram.first(), Some(1 | 2)) {
+        if received.handshake {
             io.handshakes.notify_one();
         }
         for reply in received.replies {
@@ -216,10 +216,8 @@ async fn timers(io: Arc<Io>, cancel: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        let forced = tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => false,
-            _ = io.force.notified() => true,
+        let Some(forced) = plane::timer_round(&mut tick, &io.force, &cancel).await else {
+            return;
         };
         for peer in io.peers.peers() {
             if let Some(p) = peer.timer_packet(forced, &mut buf) {
