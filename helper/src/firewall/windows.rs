@@ -262,13 +262,28 @@ impl Firewall for Wfp {
 
     async fn admit_probes(
         &mut self,
-        _targets: &[std::net::SocketAddr],
-        _ttl: std::time::Duration,
+        targets: &[std::net::SocketAddr],
+        ttl: std::time::Duration,
     ) -> Result<()> {
-        anyhow::bail!(
-            "measuring servers while the kill switch blocks is not written for WFP yet; connect \
-             to a named server, or measure while connected"
-        )
+        let plan = WfpPlan::probes(targets);
+        let values = Values {
+            tunnel_luid: 0,
+            app_id: helper_app_id()?,
+        };
+        // A dynamic session of the measurement's own: closing it deletes its filters, so the
+        // holes close when it is due, or with the helper.
+        let session = Engine::open(true)?;
+        session.transaction(|e| {
+            for f in plan.with_lifetime(Lifetime::Session) {
+                add_filter(e, f, &values)?;
+            }
+            Ok(())
+        })?;
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            drop(session);
+        });
+        Ok(())
     }
 }
 
@@ -317,24 +332,29 @@ impl Values {
             Some(hole) => interface_luid(&hole.interface)?,
             None => 0,
         };
-        let exe = std::env::current_exe().context("finding the helper's own executable")?;
-        let mut path = wide(&exe.to_string_lossy());
-        let mut blob: *mut FWP_BYTE_BLOB = ptr::null_mut();
-        // SAFETY: a NUL-terminated path; WFP allocates `blob`, copied and freed here.
-        check(
-            unsafe { FwpmGetAppIdFromFileName0(path.as_mut_ptr(), &mut blob) },
-            "finding the helper's app id (FwpmGetAppIdFromFileName0)",
-        )?;
-        // SAFETY: `blob` is valid until freed.
-        let app_id =
-            unsafe { std::slice::from_raw_parts((*blob).data, (*blob).size as usize) }.to_vec();
-        // SAFETY: allocated by WFP.
-        unsafe { FwpmFreeMemory0(&mut blob as *mut _ as *mut *mut core::ffi::c_void) };
         Ok(Values {
             tunnel_luid,
-            app_id,
+            app_id: helper_app_id()?,
         })
     }
+}
+
+/// The helper's own executable as WFP names it in its app-id condition.
+fn helper_app_id() -> Result<Vec<u8>> {
+    let exe = std::env::current_exe().context("finding the helper's own executable")?;
+    let mut path = wide(&exe.to_string_lossy());
+    let mut blob: *mut FWP_BYTE_BLOB = ptr::null_mut();
+    // SAFETY: a NUL-terminated path; WFP allocates `blob`, copied and freed here.
+    check(
+        unsafe { FwpmGetAppIdFromFileName0(path.as_mut_ptr(), &mut blob) },
+        "finding the helper's app id (FwpmGetAppIdFromFileName0)",
+    )?;
+    // SAFETY: `blob` is valid until freed.
+    let app_id =
+        unsafe { std::slice::from_raw_parts((*blob).data, (*blob).size as usize) }.to_vec();
+    // SAFETY: allocated by WFP.
+    unsafe { FwpmFreeMemory0(&mut blob as *mut _ as *mut *mut core::ffi::c_void) };
+    Ok(app_id)
 }
 
 pub fn interface_luid(alias: &str) -> Result<u64> {
