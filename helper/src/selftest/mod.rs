@@ -15,6 +15,8 @@
 mod bpf;
 mod capture;
 mod evidence;
+#[cfg(any(test, target_os = "macos"))]
+mod frames;
 pub mod gate;
 mod packets;
 mod probes;

@@ -1,5 +1,5 @@
 //! Probes that try to get past the tunnel: UDP, a TCP SYN and an ICMP echo, optionally bound
-//! to one interface (SO_BINDTODEVICE), the way a misbehaving app or a leaky OS path would send.
+//! to one interface (SO_BINDTODEVICE; IP_BOUND_IF on macOS), the way a misbehaving app or a leaky OS path would send.
 //! Whether they are refused locally does not decide anything; the capture does.
 
 use std::net::{IpAddr, SocketAddr};
@@ -72,18 +72,34 @@ fn open(
 ) -> std::io::Result<Socket> {
     let s = Socket::new(domain, ty, Some(protocol))?;
     if let Some(i) = interface {
-        bind(&s, i)?;
+        bind(&s, domain, i)?;
     }
     Ok(s)
 }
 
 #[cfg(target_os = "linux")]
-fn bind(s: &Socket, interface: &str) -> std::io::Result<()> {
+fn bind(s: &Socket, _domain: Domain, interface: &str) -> std::io::Result<()> {
     s.bind_device(Some(interface.as_bytes()))
 }
 
-#[cfg(not(target_os = "linux"))]
-fn bind(_s: &Socket, _interface: &str) -> std::io::Result<()> {
+#[cfg(target_os = "macos")]
+fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(interface).map_err(std::io::Error::from)?;
+    let index = std::num::NonZeroU32::new(index).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no interface {interface}"),
+        )
+    })?;
+    if domain == Domain::IPV6 {
+        s.bind_device_by_index_v6(Some(index))
+    } else {
+        s.bind_device_by_index_v4(Some(index))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn bind(_s: &Socket, _domain: Domain, _interface: &str) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "binding to an interface is not supported on this OS yet",
