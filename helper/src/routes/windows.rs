@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -150,11 +150,83 @@ impl RouteManager for IpHelperRoutes {
     }
 
     fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
-        bail!(
-            "watching routes for the healing is not written for Windows yet (NotifyRouteChange2 \
-             only keeps the endpoint's host routes current)"
-        )
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // The daemon watches for its whole life: the sender and the registrations are never
+        // freed, so no callback can outlive its context.
+        let context: *const tokio::sync::mpsc::UnboundedSender<()> = Box::into_raw(Box::new(tx));
+        let mut handle: HANDLE = std::ptr::null_mut();
+        // SAFETY: `context` is leaked above and stays valid for the process; the callbacks
+        // only read it. AF_UNSPEC covers IPv4 and IPv6.
+        unsafe {
+            check(
+                NotifyRouteChange2(
+                    AF_UNSPEC,
+                    Some(changed_route),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching routes (NotifyRouteChange2)",
+            )?;
+            check(
+                NotifyUnicastIpAddressChange(
+                    AF_UNSPEC,
+                    Some(changed_address),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching addresses (NotifyUnicastIpAddressChange)",
+            )?;
+            check(
+                NotifyIpInterfaceChange(
+                    AF_UNSPEC,
+                    Some(changed_interface),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching interfaces (NotifyIpInterfaceChange)",
+            )?;
+        }
+        Ok(rx)
     }
+}
+
+/// Tells the daemon's watch that something changed (it debounces and looks the routes up).
+///
+/// # Safety
+/// `context` is the sender leaked by `watch_changes`.
+unsafe fn tell(context: *const core::ffi::c_void) {
+    // SAFETY: see above; a closed channel (the daemon gone) is fine to ignore.
+    let _ = unsafe { &*context.cast::<tokio::sync::mpsc::UnboundedSender<()>>() }.send(());
+}
+
+unsafe extern "system" fn changed_route(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_IPFORWARD_ROW2,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: Windows passes back the context `watch_changes` registered.
+    unsafe { tell(context) }
+}
+
+unsafe extern "system" fn changed_address(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_UNICASTIPADDRESS_ROW,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: as above.
+    unsafe { tell(context) }
+}
+
+unsafe extern "system" fn changed_interface(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_IPINTERFACE_ROW,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: as above.
+    unsafe { tell(context) }
 }
 
 /// Removes what is installed and installs the plan again, with the current gateways.
