@@ -12,10 +12,18 @@ pub mod verdict;
 mod linux;
 #[cfg(target_os = "linux")]
 use linux as net;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as net;
+#[cfg(any(test, target_os = "macos"))]
+mod pf_text;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod probes;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 use unsupported as net;
 
 use std::net::{IpAddr, SocketAddr};
@@ -227,6 +235,7 @@ async fn collect(ctx: &Context, options: &DoctorOptions) -> Facts {
     let mut firewall = FirewallFacts {
         kill_switch: status.kill_switch,
         state: status.firewall,
+        ours_name: net::OURS,
         ours,
         foreign_blocks,
         probe: Outcome::NotRun,
