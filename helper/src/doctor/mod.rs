@@ -16,14 +16,18 @@ use linux as net;
 mod macos;
 #[cfg(target_os = "macos")]
 use macos as net;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as net;
 #[cfg(any(test, target_os = "macos"))]
 mod pf_text;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod probes;
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 use unsupported as net;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,4 +1,4 @@
-//! The doctor's packets, the same on Linux and macOS: UDP to a closed port, ICMP echoes with
+//! The doctor's packets, the same on Linux, macOS and Windows: UDP to a closed port, ICMP echoes with
 //! DF set, a DNS query. What differs per OS (the socket mark, how DF is asked for) is in the OS
 //! file (`net`).
 
@@ -47,7 +47,13 @@ pub fn udp_probe(target: SocketAddr, mark: Option<u32>) -> Outcome {
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
             match s.recv(&mut buf) {
                 Ok(_) => return Ok(Outcome::Answered(format!("a UDP reply from {target}"))),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // Windows reports "port unreachable" on a UDP socket as a reset.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     return Ok(Outcome::Answered(format!(
                         "port unreachable from {} after {:.1} ms: UDP reaches the host",
                         target.ip(),

@@ -1,4 +1,4 @@
-//! The doctor's probes on Windows: not written yet. Every probe reports that it did
+//! The doctor's probes on any other OS: not written. Every probe reports that it did
 //! not run, so the layers say "not checked" instead of pretending.
 
 use std::net::{IpAddr, SocketAddr};

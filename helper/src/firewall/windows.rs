@@ -150,6 +150,13 @@ impl Engine {
 
     /// The ids of every filter our provider has on `layer`.
     fn our_filters(&self, layer: Layer) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        self.each_filter(layer, |f| ids.push(f.filterId))?;
+        Ok(ids)
+    }
+
+    /// Calls `f` with every filter of our provider in `layer`.
+    fn each_filter(&self, layer: Layer, mut f: impl FnMut(&FWPM_FILTER0)) -> Result<()> {
         let mut provider = PROVIDER;
         let template = FWPM_FILTER_ENUM_TEMPLATE0 {
             providerKey: &mut provider,
@@ -159,37 +166,36 @@ impl Engine {
             ..Default::default()
         };
         let mut handle: HANDLE = ptr::null_mut();
-        // SAFETY: valid template and out pointer.
+        // SAFETY: valid engine handle and template; the enum handle is destroyed below.
         check(
             unsafe { FwpmFilterCreateEnumHandle0(self.0, &template, &mut handle) },
             "enumerating WFP filters (FwpmFilterCreateEnumHandle0)",
         )?;
-        let mut ids = Vec::new();
         loop {
             let mut entries: *mut *mut FWPM_FILTER0 = ptr::null_mut();
             let mut n = 0u32;
-            // SAFETY: the enum handle is open; WFP allocates `entries`, freed below.
+            // SAFETY: valid handles; WFP allocates `entries`, freed below.
             let rc = unsafe { FwpmFilterEnum0(self.0, handle, 64, &mut entries, &mut n) };
             if rc != ERROR_SUCCESS {
-                // SAFETY: the handle came from FwpmFilterCreateEnumHandle0.
+                // SAFETY: the enum handle from above.
                 unsafe { FwpmFilterDestroyEnumHandle0(self.0, handle) };
                 check(rc, "FwpmFilterEnum0")?;
             }
             for i in 0..n as usize {
-                // SAFETY: WFP returned `n` valid filter pointers.
-                ids.push(unsafe { (**entries.add(i)).filterId });
+                // SAFETY: `n` valid filter pointers.
+                f(unsafe { &**entries.add(i) });
             }
             if !entries.is_null() {
-                // SAFETY: `entries` was allocated by WFP.
+                // SAFETY: allocated by WFP.
                 unsafe { FwpmFreeMemory0(&mut entries as *mut _ as *mut *mut core::ffi::c_void) };
             }
             if n < 64 {
                 break;
             }
         }
-        // SAFETY: as above.
+        // SAFETY: the enum handle from above.
         unsafe { FwpmFilterDestroyEnumHandle0(self.0, handle) };
-        Ok(ids)
+        Ok(())
     }
 }
 
@@ -313,6 +319,38 @@ fn purge(e: &Engine) -> Result<()> {
         check(rc, "deleting the Underpass WFP provider")?;
     }
     Ok(())
+}
+
+/// Every filter of Underpass's provider, one line each (`layer: name, weight N`), for the
+/// doctor's firewall layer.
+pub fn listing() -> Result<Vec<String>> {
+    let e = Engine::open(false)?;
+    let mut lines = Vec::new();
+    for layer in Layer::ALL {
+        e.each_filter(layer, |f| {
+            // SAFETY: WFP's display name is a NUL-terminated UTF-16 string (or null).
+            let name = unsafe { wide_to_string(f.displayData.name) };
+            // SAFETY: our filters all carry an FWP_UINT8 weight (see `add_filter`).
+            let weight = unsafe { f.weight.Anonymous.uint8 };
+            lines.push(format!("{layer:?}: {name}, weight {weight}"));
+        })?;
+    }
+    Ok(lines)
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated UTF-16 string.
+unsafe fn wide_to_string(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut len = 0;
+    // SAFETY: per the contract, the string ends with a NUL within its allocation.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` units before the NUL.
+    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// Removes every WFP object Underpass ever installed (for the uninstaller).
