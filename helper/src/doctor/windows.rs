@@ -13,13 +13,12 @@ use windows_sys::Win32::NetworkManagement::Ndis::{
     IfOperStatusUp, NET_IF_ADMIN_STATUS_UP, NET_LUID_LH,
 };
 use windows_sys::Win32::Networking::WinSock::{
-    setsockopt, AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG,
-    IP_DONTFRAGMENT, SOCKET,
+    setsockopt, AF_INET, AF_INET6, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IP_DONTFRAGMENT, SOCKET,
 };
 
 use super::verdict::{InterfaceAddress, InterfaceFacts};
 use crate::firewall::interface_luid;
-use crate::winutil::{check, ip_of};
+use crate::winutil::{check, unicast_addresses};
 
 pub use super::probes::{dns_query, echo, udp_probe};
 
@@ -48,29 +47,15 @@ pub async fn interface(name: &str) -> InterfaceFacts {
     facts.up = row.AdminStatus == NET_IF_ADMIN_STATUS_UP;
     facts.lower_up = row.OperStatus == IfOperStatusUp;
     facts.mtu = u16::try_from(row.Mtu).ok();
-    let mut table: *mut MIB_UNICASTIPADDRESS_TABLE = std::ptr::null_mut();
-    // SAFETY: a valid out pointer; the table is freed below.
-    if unsafe { GetUnicastIpAddressTable(AF_UNSPEC, &mut table) } == 0 {
-        // SAFETY: NumEntries rows follow the header, valid until FreeMibTable.
-        let rows = unsafe {
-            std::slice::from_raw_parts((*table).Table.as_ptr(), (*table).NumEntries as usize)
-        };
-        for r in rows {
-            // SAFETY: the union's only member is the 64-bit value.
-            if unsafe { r.InterfaceLuid.Value } != luid {
-                continue;
-            }
-            if let Some(local) = ip_of(&r.Address) {
-                facts.addresses.push(InterfaceAddress {
-                    local,
-                    peer: None,
-                    prefix_len: r.OnLinkPrefixLength,
-                });
-            }
-        }
-        // SAFETY: the table GetUnicastIpAddressTable allocated.
-        unsafe { FreeMibTable(table.cast()) };
-    }
+    facts.addresses = unicast_addresses()
+        .into_iter()
+        .filter(|a| a.luid == luid)
+        .map(|a| InterfaceAddress {
+            local: a.address,
+            peer: None,
+            prefix_len: a.prefix_len,
+        })
+        .collect();
     facts
 }
 

@@ -1,5 +1,6 @@
 //! Capturing what the host sends on its physical interfaces: AF_PACKET sockets on Linux, BPF
-//! devices on macOS (`capture/macos.rs`, never run: see the README).
+//! devices on macOS (`capture/macos.rs`) and `SIO_RCVALL` raw sockets on Windows
+//! (`capture/windows.rs`); the last two have never run (see the README).
 //!
 //! On Linux, `SOCK_DGRAM` packet sockets hand over the network-layer packet with the link
 //! header already removed, and tell outgoing packets from incoming ones: exactly what a leak
@@ -20,11 +21,9 @@ pub struct Seen {
 }
 
 /// At most this many packets are kept per interface; a test needs far fewer.
-#[cfg_attr(windows, allow(dead_code))]
 const MAX_PACKETS: usize = 10_000;
 
 /// The tunnel's own traffic, which is never kept.
-#[cfg_attr(windows, allow(dead_code))]
 fn to_endpoint(packet: &[u8], endpoints: &[SocketAddr]) -> bool {
     super::packets::summarize(packet).is_some_and(|s| super::packets::to_endpoint(&s, endpoints))
 }
@@ -42,9 +41,15 @@ mod macos;
 pub use macos::physical_interfaces;
 #[cfg(target_os = "macos")]
 use macos::BpfDevice as Source;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::physical_interfaces;
+#[cfg(windows)]
+use windows::RcvAll as Source;
 
 /// Every interface but loopback and the ones named in `skip`.
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
         .map(|d| {
@@ -61,7 +66,7 @@ pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
 impl Capture {
     /// Captures on `interfaces`, leaving out the tunnel's own encrypted UDP to `endpoints`
     /// before it is kept, so that a busy tunnel can never fill the cap (and hide a leak).
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub fn start(interfaces: &[String], endpoints: &[SocketAddr]) -> Result<Capture> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -88,7 +93,7 @@ impl Capture {
         Ok(Capture { stop, threads })
     }
 
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     pub fn start(_interfaces: &[String], _endpoints: &[SocketAddr]) -> Result<Capture> {
         bail!("packet capture for the self-tests is not supported on this OS yet")
     }

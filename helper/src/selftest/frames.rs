@@ -1,9 +1,10 @@
-//! What a BPF device hands over (macOS), taken apart without I/O so that it is tested on every
-//! OS: the records of one `read(2)` (each a `struct bpf_hdr` and a captured frame, word
-//! aligned), and the IP packet inside a frame of the interface's link type, only when this
-//! host sent it. BPF devices see both directions and do not say which: an Ethernet frame is
-//! ours when its source MAC is the interface's, and a frame without a link header (utun, PPP)
-//! when its source address is one of the interface's addresses.
+//! What the macOS and Windows captures hand over, taken apart without I/O so that it is tested
+//! on every OS: the records of one BPF `read(2)` (each a `struct bpf_hdr` and a captured frame,
+//! word aligned), and the IP packet inside a frame of the interface's link type, only when this
+//! host sent it. BPF devices and `SIO_RCVALL` sockets see both directions and do not say which:
+//! an Ethernet frame is ours when its source MAC is the interface's, and a packet without a
+//! link header (utun, PPP, Windows' raw sockets) when its source address is one of the
+//! interface's addresses.
 
 use std::net::IpAddr;
 
@@ -15,12 +16,17 @@ pub const DLT_EN10MB: u32 = 1;
 pub const DLT_RAW: u32 = 12;
 
 /// BPF_WORDALIGN on Darwin: records start on 4-byte boundaries.
+#[cfg(any(test, target_os = "macos"))]
 const ALIGN: usize = 4;
 /// Where `bh_caplen` and `bh_hdrlen` sit in a `struct bpf_hdr` (after a 32-bit timeval).
+#[cfg(any(test, target_os = "macos"))]
 const CAPLEN_AT: usize = 8;
+#[cfg(any(test, target_os = "macos"))]
 const HDRLEN_AT: usize = 16;
 
-/// The captured frames of one read, in order. A truncated or malformed record ends the walk.
+/// The captured frames of one BPF read, in order. A truncated or malformed record ends the
+/// walk.
+#[cfg(any(test, target_os = "macos"))]
 pub fn records(buf: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut at = 0;

@@ -15,7 +15,7 @@
 mod bpf;
 mod capture;
 mod evidence;
-#[cfg(any(test, target_os = "macos"))]
+#[cfg(any(test, target_os = "macos", windows))]
 mod frames;
 pub mod gate;
 mod packets;

@@ -1,5 +1,5 @@
 //! Probes that try to get past the tunnel: UDP, a TCP SYN and an ICMP echo, optionally bound
-//! to one interface (SO_BINDTODEVICE; IP_BOUND_IF on macOS), the way a misbehaving app or a leaky OS path would send.
+//! to one interface (SO_BINDTODEVICE; IP_BOUND_IF on macOS; IP_UNICAST_IF on Windows), the way a misbehaving app or a leaky OS path would send.
 //! Whether they are refused locally does not decide anything; the capture does.
 
 use std::net::{IpAddr, SocketAddr};
@@ -98,7 +98,46 @@ fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+/// `IP_UNICAST_IF` / `IPV6_UNICAST_IF`: sends leave through the adapter's index (network
+/// byte order for IPv4, host order for IPv6, as Winsock wants them).
+#[cfg(windows)]
+fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::NetworkManagement::IpHelper::ConvertInterfaceLuidToIndex;
+    use windows_sys::Win32::NetworkManagement::Ndis::NET_LUID_LH;
+    use windows_sys::Win32::Networking::WinSock::{
+        setsockopt, IPPROTO_IP, IPPROTO_IPV6, IPV6_UNICAST_IF, IP_UNICAST_IF, SOCKET,
+    };
+    let luid = crate::firewall::interface_luid(interface)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{e:#}")))?;
+    let mut index = 0u32;
+    // SAFETY: a valid LUID and out pointer.
+    let rc = unsafe { ConvertInterfaceLuidToIndex(&NET_LUID_LH { Value: luid }, &mut index) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc as i32));
+    }
+    let (level, opt, value) = if domain == Domain::IPV6 {
+        (IPPROTO_IPV6, IPV6_UNICAST_IF, index)
+    } else {
+        (IPPROTO_IP, IP_UNICAST_IF, index.to_be())
+    };
+    // SAFETY: a valid socket, and a pointer to a live DWORD of the given size.
+    let rc = unsafe {
+        setsockopt(
+            s.as_raw_socket() as SOCKET,
+            level,
+            opt,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as i32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn bind(_s: &Socket, _domain: Domain, _interface: &str) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
