@@ -1,7 +1,7 @@
 //! The self-tests' capture on Windows: a raw socket per address of each adapter, switched to
 //! `SIO_RCVALL`, which hands over every IP packet through that address, both ways. This host's
 //! own are told apart by their source address (`frames.rs`). No driver (Npcap) is needed. It has
-//! never run: Wine does not implement `SIO_RCVALL` (see the README).
+//! never run, not even under Wine (see the README).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::windows::io::AsRawSocket;
