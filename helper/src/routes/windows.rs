@@ -118,6 +118,21 @@ impl RouteManager for IpHelperRoutes {
         Ok(())
     }
 
+    async fn default_gateways(&self) -> Vec<IpAddr> {
+        let tunnel = self.installed.lock().tunnel_luid;
+        let mut out: Vec<IpAddr> = forward_table()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(forward_row)
+            .filter(|r| r.destination.prefix_len() == 0 && r.luid != tunnel)
+            .map(|r| r.next_hop)
+            .filter(|g| !g.is_unspecified())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     async fn lookup(&self, dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         // No marks on Windows: the helper's own traffic follows the host routes to endpoints.
         let route = best_route(dst)?;

@@ -145,45 +145,6 @@ fn bind(_s: &Socket, _domain: Domain, _interface: &str) -> std::io::Result<()> {
     ))
 }
 
-/// The default gateways of the main routing table (v4 and v6): the nearest LAN hosts, which a
-/// kill switch must also hold when LAN access is off.
-#[cfg(target_os = "linux")]
-pub fn default_gateways() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // /proc/net/route: Iface Destination Gateway Flags ..., hex in host (little-endian) order.
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 2 && f[1] == "00000000" {
-                if let Ok(g) = u32::from_str_radix(f[2], 16) {
-                    if g != 0 {
-                        out.push(IpAddr::V4(std::net::Ipv4Addr::from(g.swap_bytes())));
-                    }
-                }
-            }
-        }
-    }
-    // /proc/net/ipv6_route: dest, dest len, src, src len, next hop, ... (hex, network order).
-    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 4 && f[0] == "0".repeat(32) && f[1] == "00" && f[4] != "0".repeat(32) {
-                if let Ok(g) = u128::from_str_radix(f[4], 16) {
-                    out.push(IpAddr::V6(std::net::Ipv6Addr::from(g)));
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn default_gateways() -> Vec<IpAddr> {
-    Vec::new()
-}
-
 /// An ICMP (type 8) or ICMPv6 (type 128) echo request. The kernel fills in the ICMPv6
 /// checksum; the ICMPv4 one is computed here.
 fn icmp_echo(kind: u8) -> Vec<u8> {
@@ -210,14 +171,6 @@ fn checksum(data: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gateways_are_read_from_the_kernels_tables() {
-        // Whatever this machine has, each entry is a real unicast address.
-        for g in default_gateways() {
-            assert!(!g.is_unspecified() && !g.is_multicast(), "{g}");
-        }
-    }
 
     #[test]
     fn icmp_echo_checksums_to_zero() {
