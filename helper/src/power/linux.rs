@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use zbus::zvariant::OwnedFd;
 
-use super::{PowerEvent, PowerEvents, READY_WAIT};
+use super::{PowerEvent, PowerEvents};
 use crate::daemon::Settings;
 
 const DESTINATION: &str = "org.freedesktop.login1";
@@ -30,6 +30,9 @@ const PATH: &str = "/org/freedesktop/login1";
 const MANAGER: &str = "org.freedesktop.login1.Manager";
 /// A logind that does not answer must not keep the watcher from the next signal for long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the watcher waits for the daemon's acknowledgement of a coming sleep before it lets
+/// go of its delay lock anyway (logind itself waits at most InhibitDelayMaxSec, 5 s by default).
+const READY_WAIT: Duration = Duration::from_secs(2);
 const WHY: &str = "Hold the tunnel's state steady, and heal it at once after the resume";
 
 /// Starts following logind in a task of its own; its events arrive on the returned channel.

@@ -36,10 +36,6 @@ pub use unsupported::watch;
 
 /// Reports of one resume closer together than this are one resume.
 pub const SAME_RESUME: Duration = Duration::from_secs(10);
-/// The longest logind waits for the daemon's acknowledgement of a coming sleep before the
-/// watcher lets go of its delay lock anyway (logind itself waits at most InhibitDelayMaxSec,
-/// 5 s by default).
-pub const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// What a watcher tells the daemon.
 #[derive(Debug)]
