@@ -40,21 +40,15 @@ pub fn watch(settings: &Settings) -> Option<PowerEvents> {
     let (tx, rx) = mpsc::unbounded_channel();
     let bus = settings.logind_bus.clone();
     tokio::spawn(async move {
-        let address = bus.clone().unwrap_or_else(system_bus_address);
         if let Err(e) = follow(bus.as_deref(), &tx).await {
             tracing::info!(
-                bus = %address,
+                bus = bus.as_deref().unwrap_or("the system bus"),
                 error = %format!("{e:#}"),
                 "not following logind's sleep signals; a resume is still noticed by the clock gap"
             );
         }
     });
     Some(rx)
-}
-
-fn system_bus_address() -> String {
-    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-        .unwrap_or_else(|_| "unix:path=/run/dbus/system_bus_socket".to_string())
 }
 
 async fn follow(bus: Option<&str>, tx: &mpsc::UnboundedSender<PowerEvent>) -> Result<()> {

@@ -694,3 +694,14 @@ pub fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
         "the capture saw nothing even without the kill switch: it cannot see leaks"
     );
 }
+
+/// The end of a scenario run under `capture` with `load`: the load stops, the capture must
+/// hold nothing but encrypted UDP to server 1, and then the twin must see the leaks.
+pub fn no_leaks_then_twin(sandbox: &Sandbox, capture: Capture, load: Traffic, what: &str) {
+    drop(load);
+    report(
+        what,
+        &leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]),
+    );
+    twin_sees_leaks(sandbox, what);
+}

@@ -153,6 +153,7 @@ fn connected(prefix: &str, extra: &[&str]) -> (Sandbox, Helper) {
     helper.cli_ok(&["import", sandbox.var("PROFILE_1")]);
     helper.set_kill_switch("auto");
     helper.cli_ok(&["connect"]);
+    helper.wait_for_state("connected", 10 * SECOND);
     (sandbox, helper)
 }
 
@@ -243,8 +244,6 @@ fn logind_sleep_releases_the_delay_lock_and_resume_handshakes_at_once_and_puts_d
         return;
     }
     let (logind, sandbox, helper) = with_logind("esl1");
-    let endpoint = sandbox.var("SERVER_ENDPOINT_1").to_string();
-    helper.wait_for_state("connected", 10 * SECOND);
     assert!(
         wait_until(5 * SECOND, || logind.underpass_delays_sleep()),
         "the helper took no delay inhibitor:\n{}",
@@ -262,12 +261,12 @@ fn logind_sleep_releases_the_delay_lock_and_resume_handshakes_at_once_and_puts_d
         .contains("resumed from sleep (the system says so)"));
     helper.wait_for_state("connected", 5 * SECOND);
     assert!(sandbox.ping(sandbox.var("INET_ADDR4_1")));
-    drop(load);
-    report(
+    no_leaks_then_twin(
+        &sandbox,
+        leak_capture,
+        load,
         "sleep and resume announced by logind",
-        &leaks(&sandbox, leak_capture, &[&endpoint]),
     );
-    twin_sees_leaks(&sandbox, "sleep and resume announced by logind");
 }
 
 #[test]
@@ -276,8 +275,6 @@ fn a_helper_frozen_for_30_s_leaks_nothing_and_its_tunnel_comes_back() {
         return;
     }
     let (sandbox, helper) = connected("esl2", &[]);
-    let endpoint = sandbox.var("SERVER_ENDPOINT_1").to_string();
-    helper.wait_for_state("connected", 10 * SECOND);
     let leak_capture = capture(&sandbox, "frozen");
     let load = traffic(&sandbox);
     let pid = helper.pid() as i32;
@@ -298,12 +295,7 @@ fn a_helper_frozen_for_30_s_leaks_nothing_and_its_tunnel_comes_back() {
         thawed.elapsed().as_millis()
     );
     helper.wait_for_state("connected", 10 * SECOND);
-    drop(load);
-    report(
-        "the helper frozen for 30 s",
-        &leaks(&sandbox, leak_capture, &[&endpoint]),
-    );
-    twin_sees_leaks(&sandbox, "the helper frozen for 30 s");
+    no_leaks_then_twin(&sandbox, leak_capture, load, "the helper frozen for 30 s");
 }
 
 #[test]
@@ -313,23 +305,11 @@ fn after_200_s_of_blackhole_the_tunnel_heals_within_5_s_of_the_restore_and_leaks
     }
     let (sandbox, helper) = connected("esl3", &[]);
     let router = sandbox.var("NS_ROUTER").to_string();
-    let endpoint = sandbox.var("SERVER_ENDPOINT_1").to_string();
-    helper.wait_for_state("connected", 10 * SECOND);
     let leak_capture = capture(&sandbox, "blackhole");
     // The router forwards nothing at all, either way.
-    nft(&sandbox, &router, &["add", "table", "inet", "eslhole"]);
-    nft(
-        &sandbox,
-        &router,
-        &[
-            "add",
-            "chain",
-            "inet",
-            "eslhole",
-            "f",
-            "{ type filter hook forward priority -10; policy drop; }",
-        ],
-    );
+    let hole =
+        "table inet eslhole { chain f { type filter hook forward priority -10; policy drop; }; }";
+    nft(&sandbox, &router, &["add", hole]);
     let start = Instant::now();
     let mut load = traffic(&sandbox);
     let mut renewed = false;
@@ -370,12 +350,7 @@ fn after_200_s_of_blackhole_the_tunnel_heals_within_5_s_of_the_restore_and_leaks
         healed.as_millis()
     );
     assert!(healed <= 5 * SECOND, "took {healed:?}");
-    drop(load);
-    report(
-        "a 200 s blackhole",
-        &leaks(&sandbox, leak_capture, &[&endpoint]),
-    );
-    twin_sees_leaks(&sandbox, "a 200 s blackhole");
+    no_leaks_then_twin(&sandbox, leak_capture, load, "a 200 s blackhole");
 }
 
 /// `npm run bench` (bench/bench.sh): the milliseconds from logind's PrepareForSleep(false) to
@@ -388,7 +363,6 @@ fn bench_resume_until_handshake() {
         return;
     }
     let (logind, sandbox, helper) = with_logind("esl9");
-    helper.wait_for_state("connected", 10 * SECOND);
     assert!(wait_until(5 * SECOND, || logind.underpass_delays_sleep()));
     let mut samples = Vec::new();
     for n in 0..5 {
