@@ -74,6 +74,14 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Now, in seconds since the epoch (the clock of a capture's timestamps).
+pub fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
 /// Polls `f` every 50 ms until it returns true or `limit` passes.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -360,7 +368,23 @@ impl Capture {
     }
 
     /// Stops the capture and returns one line per packet matching the BPF `filter`.
-    pub fn stop(mut self, filter: &str) -> Vec<String> {
+    pub fn stop(self, filter: &str) -> Vec<String> {
+        self.stop_reading(&["-n"], filter)
+    }
+
+    /// As [`Capture::stop`], each packet with its time (seconds since the epoch, as
+    /// [`epoch_secs`] counts).
+    pub fn stop_timed(self, filter: &str) -> Vec<(f64, String)> {
+        self.stop_reading(&["-n", "-tt"], filter)
+            .into_iter()
+            .filter_map(|line| {
+                let (t, _) = line.split_once(' ')?;
+                Some((t.parse().ok()?, line))
+            })
+            .collect()
+    }
+
+    fn stop_reading(mut self, flags: &[&str], filter: &str) -> Vec<String> {
         sleep(Duration::from_millis(300));
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child.
@@ -369,7 +393,8 @@ impl Capture {
         }
         let out = run_ok(
             Command::new("tcpdump")
-                .args(["-n", "-r"])
+                .args(flags)
+                .arg("-r")
                 .arg(&self.pcap)
                 .arg(filter),
         );
@@ -622,4 +647,61 @@ pub fn report(what: &str, leaked: &[String]) {
         leaked.len()
     );
     assert!(leaked.is_empty(), "{what} leaked:\n{}", leaked.join("\n"));
+}
+
+/// The healing tests' load: pings through the tunnel to internet host 1 (v4 and v6), and to the
+/// router, which the kill switch must refuse.
+pub fn traffic(sandbox: &Sandbox) -> Traffic {
+    Traffic::start(
+        sandbox,
+        &[
+            sandbox.var("INET_ADDR4_1"),
+            sandbox.var("ROUTER_ADDR4"),
+            sandbox.var("INET_ADDR6_1"),
+        ],
+    )
+}
+
+/// Runs `nft` in namespace `ns` with `args`.
+pub fn nft(sandbox: &Sandbox, ns: &str, args: &[&str]) {
+    run_ok(sandbox.in_ns(ns, "nft").args(args));
+}
+
+/// The twin of a scenario: with the kill switch's table gone, the same traffic must show up in
+/// the same capture, or the capture proves nothing.
+pub fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
+    nft(
+        sandbox,
+        sandbox.client_ns(),
+        &["delete", "table", "inet", "underpass"],
+    );
+    let capture = Capture::start(
+        sandbox,
+        sandbox.client_ns(),
+        sandbox.var("CLIENT_IF"),
+        "twin",
+    );
+    let load = traffic(sandbox);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(load);
+    let leaked = leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]);
+    println!(
+        "{what}, twin without the kill switch's table: {} packets got out",
+        leaked.len()
+    );
+    assert!(
+        !leaked.is_empty(),
+        "the capture saw nothing even without the kill switch: it cannot see leaks"
+    );
+}
+
+/// The end of a scenario run under `capture` with `load`: the load stops, the capture must
+/// hold nothing but encrypted UDP to server 1, and then the twin must see the leaks.
+pub fn no_leaks_then_twin(sandbox: &Sandbox, capture: Capture, load: Traffic, what: &str) {
+    drop(load);
+    report(
+        what,
+        &leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]),
+    );
+    twin_sees_leaks(sandbox, what);
 }
