@@ -1,5 +1,5 @@
-//! Linux routing through rtnetlink: one table for the tunnel's routes, two policy rules per
-//! address family, and the `src_valid_mark` sysctl that lets replies to the marked socket pass
+//! Linux routing through rtnetlink: one table for the tunnel's routes, up to three policy rules
+//! per address family (the helper's own mark to main, suppress, the tunnel's), and the `src_valid_mark` sysctl that lets replies to the marked socket pass
 //! reverse-path filtering. Nothing here runs `ip`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

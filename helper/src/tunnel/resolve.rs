@@ -31,7 +31,7 @@ use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
 use hickory_resolver::Resolver;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::firewall::HELPER_MARK;
+use crate::firewall::{HELPER_DNS_PORT, HELPER_MARK};
 
 /// The whole lookup, A and AAAA, over every server: a Connect or Disconnect interrupts it
 /// sooner (the daemon selects on its interrupt counter).
@@ -39,8 +39,6 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One query to one server; with [`ATTEMPTS`], a dead first server leaves time for a second.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const ATTEMPTS: usize = 2;
-/// The only port the kill switch opens for the helper's lookups.
-pub const DNS_PORT: u16 = 53;
 
 /// Where endpoint names are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +64,7 @@ impl Resolvers {
         Resolvers::Servers {
             servers: system
                 .into_iter()
-                .map(|ip| SocketAddr::new(ip, DNS_PORT))
+                .map(|ip| SocketAddr::new(ip, HELPER_DNS_PORT))
                 .collect(),
             mark: Some(HELPER_MARK),
         }
