@@ -15,20 +15,15 @@ const NAME: &str = "vpn.moving.test";
 /// What another process in the client namespace tries to resolve (the resolver knows it): it
 /// must never arrive.
 const INTRUDER: &str = "intruder.moving.test";
+/// The client's resolver before the tunnel: on the router, one hop away.
+const RESOLVER: &str = "203.0.113.53";
 /// The helper's mark (`firewall::HELPER_MARK`).
 const HELPER_MARK: &str = "0x75700d05";
 
 /// Tries `INTRUDER` through the system's resolver from an ordinary process, now; true when it
 /// got an answer.
 fn intruder_resolves(sandbox: &Sandbox) -> bool {
-    dns_query(
-        sandbox,
-        sandbox.client_ns(),
-        sandbox.var("ROUTER_ADDR4"),
-        INTRUDER,
-        None,
-    )
-    .is_some()
+    dns_query(sandbox, sandbox.client_ns(), RESOLVER, INTRUDER, None).is_some()
 }
 
 #[test]
@@ -65,14 +60,28 @@ fn a_hostname_endpoint_resolves_in_lockdown_and_is_followed_when_it_moves() {
             .args(["addr", "add", "10.64.1.1/24", "dev", &wg2]),
     );
 
-    // The "ISP" resolver on the router answers the server's name from a hosts file.
+    // The "ISP" resolver lives on the router, off the client's link (as ISPs' resolvers are,
+    // so the client reaches it by its default route), and answers the server's name from a
+    // hosts file.
+    run_ok(sandbox.in_ns(&router, "ip").args([
+        "addr",
+        "add",
+        &format!("{RESOLVER}/32"),
+        "dev",
+        "lo",
+    ]));
+    std::fs::write(
+        client_resolv_conf(&sandbox),
+        format!("# the sandbox's ISP resolver\nnameserver {RESOLVER}\n"),
+    )
+    .unwrap();
     let hosts = sandbox.dir.join("moving.hosts");
     let answers = |ip: &str| format!("{ip} {NAME}\n203.0.113.9 {INTRUDER}\n");
     std::fs::write(&hosts, answers(old_ip)).unwrap();
     let resolver = Resolver::start_with(
         &sandbox,
         &router,
-        sandbox.var("ROUTER_ADDR4"),
+        RESOLVER,
         "moving",
         &[&format!("--addn-hosts={}", hosts.display())],
     );
@@ -121,17 +130,24 @@ fn a_hostname_endpoint_resolves_in_lockdown_and_is_followed_when_it_moves() {
     assert_eq!(status["endpoint"], old_endpoint.as_str(), "{status}");
     assert!(sandbox.ping(sandbox.var("INET_ADDR4_1")));
 
-    // While a session exists, the helper's marked packets still take the physical path.
-    let path = run_ok(sandbox.in_ns(&client, "ip").args([
-        "route",
-        "get",
-        sandbox.var("ROUTER_ADDR4"),
-        "mark",
-        HELPER_MARK,
-    ]));
+    // While a session exists, the helper's marked packets to the resolver still take the
+    // physical path, while everyone else's enter the tunnel.
+    let route = |mark: Option<&str>| {
+        let mut cmd = sandbox.in_ns(&client, "ip");
+        cmd.args(["route", "get", RESOLVER]);
+        if let Some(m) = mark {
+            cmd.args(["mark", m]);
+        }
+        run_ok(&mut cmd)
+    };
+    let (marked, unmarked) = (route(Some(HELPER_MARK)), route(None));
     assert!(
-        path.contains(&uplink),
-        "the helper's lookups would go: {path}"
+        marked.contains(&format!("dev {uplink}")),
+        "the helper's lookups would go: {marked}"
+    );
+    assert!(
+        !unmarked.contains(&format!("dev {uplink}")),
+        "an ordinary packet to the resolver would not enter the tunnel: {unmarked}"
     );
     assert!(
         !intruder_resolves(&sandbox),
@@ -143,8 +159,7 @@ fn a_hostname_endpoint_resolves_in_lockdown_and_is_followed_when_it_moves() {
     resolver.reload();
     assert!(
         wait_until(5 * SECOND, || {
-            dns_query(&sandbox, &router, sandbox.var("ROUTER_ADDR4"), NAME, None).as_deref()
-                == Some(new_ip)
+            dns_query(&sandbox, &router, RESOLVER, NAME, None).as_deref() == Some(new_ip)
         }),
         "the resolver does not answer with the new address"
     );
@@ -182,7 +197,7 @@ fn a_hostname_endpoint_resolves_in_lockdown_and_is_followed_when_it_moves() {
     drop(load);
 
     // Nothing but encrypted UDP to the two endpoints, and the helper's DNS, left the client.
-    let resolver_udp = format!("{}:53", sandbox.var("ROUTER_ADDR4"));
+    let resolver_udp = format!("{RESOLVER}:53");
     report(
         "a hostname endpoint in lockdown, moved",
         &leaks(
