@@ -464,3 +464,26 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_mark_rule_is_recognised_as_ours_and_a_lookalike_is_not() {
+        let rule = |priority, mark| {
+            let mut r = rule_message(true, RouteHeader::RT_TABLE_MAIN as u32, priority);
+            r.attributes.push(RuleAttribute::FwMark(mark));
+            r
+        };
+        assert_eq!(
+            stale_rule_table(&rule(PRIORITY_HELPER, HELPER_MARK)),
+            Some(RouteHeader::RT_TABLE_MAIN as u32)
+        );
+        assert_eq!(stale_rule_table(&rule(PRIORITY_HELPER, 0x1234)), None);
+        assert_eq!(stale_rule_table(&rule(32000, HELPER_MARK)), None);
+        let mut elsewhere = rule(PRIORITY_HELPER, HELPER_MARK);
+        elsewhere.header.table = 100;
+        assert_eq!(stale_rule_table(&elsewhere), None);
+    }
+}
