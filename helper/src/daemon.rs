@@ -27,7 +27,7 @@ use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
 use crate::tunnel::peers::PeerSpec;
-use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig};
+use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig, Resolvers};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Counters go to subscribers, and liveness is checked, every this many ticks (a second).
@@ -1053,8 +1053,10 @@ impl Daemon {
         // Lookups may hang on a dead resolver: a Connect or Disconnect sent meanwhile wins.
         self.interrupts.borrow_and_update();
         let mut interrupts = self.interrupts.clone();
+        // The helper's own marked lookups, to the system's resolvers: the kill switch admits them.
+        let resolvers = Resolvers::helper(self.dns.system_resolvers());
         let peers = tokio::select! {
-            peers = resolve_peers(config) => peers?,
+            peers = resolve_peers(config, &resolvers) => peers?,
             _ = interrupts.changed() => return Err(Interrupted.into()),
         };
         let mut routes = PlatformRoutes::open().await?;
@@ -1163,13 +1165,13 @@ impl Daemon {
 
 /// Every peer with its endpoint resolved (before any route exists, so no lookup can go through
 /// the tunnel it is needed to build).
-async fn resolve_peers(config: &TunnelConfig) -> Result<Vec<PeerSpec>> {
+async fn resolve_peers(config: &TunnelConfig, resolvers: &Resolvers) -> Result<Vec<PeerSpec>> {
     let mut peers = Vec::with_capacity(config.peers.len());
     for p in &config.peers {
         peers.push(PeerSpec {
             public_key: p.public_key.clone(),
             preshared_key: p.preshared_key.clone(),
-            endpoint: resolve_endpoint(&p.endpoint).await?,
+            endpoint: resolve_endpoint(&p.endpoint, resolvers).await?,
             allowed_ips: p.allowed_ips.clone(),
             persistent_keepalive: p.persistent_keepalive,
         });

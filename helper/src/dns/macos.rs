@@ -97,7 +97,8 @@ impl DnsManager for MacDns {
     }
 
     fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
-        // The PF anchor lets the helper's own lookups out by its uid, to any resolver.
+        // None named: the helper resolves endpoint names through the system's resolver
+        // (mDNSResponder), which the PF anchor refuses like anyone's while it blocks.
         Vec::new()
     }
 

@@ -72,8 +72,8 @@ impl DnsManager for WindowsDns {
     }
 
     fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
-        // The helper's own endpoint lookups go through the system resolver on Windows, which
-        // the WFP filters admit for the helper's app id.
+        // None named: the helper resolves endpoint names through the system's resolver (the
+        // DNS Client service), which the WFP filters refuse like anyone's while they block.
         Vec::new()
     }
 

@@ -41,7 +41,9 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 use libnftables::Libnftables;
 use parking_lot::Mutex;
 
-use super::{lan_prefixes, Firewall, FirewallPolicy, HelperDns, TunnelHole, HELPER_MARK};
+use super::{
+    lan_prefixes, Firewall, FirewallPolicy, HelperDns, TunnelHole, HELPER_DNS_PORT, HELPER_MARK,
+};
 
 pub const TABLE: &str = "underpass";
 const DNS_PORTS: [u32; 2] = [53, 853];
@@ -457,8 +459,8 @@ fn measurement_rules(session_mark: Option<u32>) -> Vec<Vec<Statement<'static>>> 
         .collect()
 }
 
-/// The helper's own lookups (endpoint names): DNS from its marked sockets to the system's
-/// resolvers, on whatever interface routing picks.
+/// The helper's own lookups (endpoint names, `tunnel/resolve.rs`): plain DNS (port 53 only)
+/// from its marked sockets to the system's resolvers, on whatever interface routing picks.
 fn helper_dns_rules(dns: &HelperDns) -> Vec<Vec<Statement<'static>>> {
     let mut rules = Vec::new();
     for r in &dns.resolvers {
@@ -466,7 +468,10 @@ fn helper_dns_rules(dns: &HelperDns) -> Vec<Vec<Statement<'static>>> {
             rules.push(vec![
                 is(meta(MetaKey::Mark), Expression::Number(dns.mark)),
                 is(field(family_of(*r), "daddr"), text(r.to_string())),
-                dns_ports(l4),
+                is(
+                    field(l4, "dport"),
+                    Expression::Number(u32::from(HELPER_DNS_PORT)),
+                ),
                 accept(),
             ]);
         }
@@ -761,6 +766,12 @@ mod tests {
         assert!(to_resolver
             .iter()
             .all(|r| r.contains(&HELPER_MARK.to_string())));
+        assert!(
+            to_resolver
+                .iter()
+                .all(|r| r.contains(r#""right":53"#) && !r.contains("853")),
+            "port 53 only: {to_resolver:#?}"
+        );
         let mut split = policy(true, false);
         split.tunnel.as_mut().unwrap().include = vec!["198.18.1.0/24".parse().unwrap()];
         split.helper_dns = Some(dns);

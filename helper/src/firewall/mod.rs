@@ -62,8 +62,12 @@ pub trait Firewall: Sized {
 /// it never counts as a session's own traffic. Only CAP_NET_ADMIN can set a mark.
 pub const HELPER_MARK: u32 = 0x7570_0d05;
 
+/// The one port the helper's own lookups use (plain DNS, UDP and TCP), and the only one its
+/// hole to the system's resolvers opens.
+pub const HELPER_DNS_PORT: u16 = 53;
+
 /// The DNS the helper itself may send outside the tunnel: from sockets with `mark`, to the
-/// system's own resolvers (the ones it had before the tunnel).
+/// system's own resolvers (the ones it had before the tunnel), on [`HELPER_DNS_PORT`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelperDns {
     pub mark: u32,

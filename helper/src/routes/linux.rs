@@ -1,5 +1,5 @@
-//! Linux routing through rtnetlink: one table for the tunnel's routes, two policy rules per
-//! address family, and the `src_valid_mark` sysctl that lets replies to the marked socket pass
+//! Linux routing through rtnetlink: one table for the tunnel's routes, up to three policy rules
+//! per address family (the helper's own mark to main, suppress, the tunnel's), and the `src_valid_mark` sysctl that lets replies to the marked socket pass
 //! reverse-path filtering. Nothing here runs `ip`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,11 +17,15 @@ use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
 use super::{RouteLookup, RouteManager, RoutePlan};
+use crate::firewall::HELPER_MARK;
 
 /// Where the search for a free table id and firewall mark starts ("up" in ASCII).
 const TABLE_BASE: u32 = 0x7570;
-/// `lookup main suppress_prefixlength 0`, then `not fwmark M lookup T`. Both sit just ahead of
-/// the main table's own rule (32766).
+/// `fwmark HELPER_MARK lookup main`, then `lookup main suppress_prefixlength 0`, then
+/// `not fwmark M lookup T`. All sit just ahead of the main table's own rule (32766). The first
+/// keeps the helper's own lookups of endpoint names (issue 8) on the physical path while a
+/// session's rules would send them into the tunnel, which may be dead (reconnecting).
+const PRIORITY_HELPER: u32 = 32759;
 const PRIORITY_SUPPRESS: u32 = 32760;
 const PRIORITY_TUNNEL: u32 = 32761;
 const SRC_VALID_MARK: &str = "/proc/sys/net/ipv4/conf/all/src_valid_mark";
@@ -114,6 +118,14 @@ impl LinuxRoutes {
                 continue;
             }
             let v = if family_v4 { "-4" } else { "-6" };
+            let mut rule = rule_message(
+                family_v4,
+                RouteHeader::RT_TABLE_MAIN as u32,
+                PRIORITY_HELPER,
+            );
+            rule.attributes.push(RuleAttribute::FwMark(HELPER_MARK));
+            self.add_rule(rule, &format!("{v} fwmark {HELPER_MARK:#x} lookup main"))
+                .await?;
             if full {
                 let mut rule = rule_message(
                     family_v4,
@@ -206,6 +218,9 @@ fn stale_rule_table(msg: &RuleMessage) -> Option<u32> {
                 && mark.is_some_and(|m| (TABLE_BASE..TABLE_BASE + 256).contains(&m))
         }
         Some(PRIORITY_SUPPRESS) => suppress && table == RouteHeader::RT_TABLE_MAIN as u32,
+        Some(PRIORITY_HELPER) => {
+            mark == Some(HELPER_MARK) && table == RouteHeader::RT_TABLE_MAIN as u32
+        }
         _ => false,
     };
     ours.then_some(table)
@@ -496,5 +511,23 @@ mod tests {
         for g in main_table_gateways() {
             assert!(!g.is_unspecified() && !g.is_multicast(), "{g}");
         }
+    }
+
+    #[test]
+    fn the_helper_mark_rule_is_recognised_as_ours_and_a_lookalike_is_not() {
+        let rule = |priority, mark| {
+            let mut r = rule_message(true, RouteHeader::RT_TABLE_MAIN as u32, priority);
+            r.attributes.push(RuleAttribute::FwMark(mark));
+            r
+        };
+        assert_eq!(
+            stale_rule_table(&rule(PRIORITY_HELPER, HELPER_MARK)),
+            Some(RouteHeader::RT_TABLE_MAIN as u32)
+        );
+        assert_eq!(stale_rule_table(&rule(PRIORITY_HELPER, 0x1234)), None);
+        assert_eq!(stale_rule_table(&rule(32000, HELPER_MARK)), None);
+        let mut elsewhere = rule(PRIORITY_HELPER, HELPER_MARK);
+        elsewhere.header.table = 100;
+        assert_eq!(stale_rule_table(&elsewhere), None);
     }
 }

@@ -9,7 +9,9 @@
 //! packets never loop back into the tunnel. Excluded prefixes are `throw` routes in that table,
 //! which hand the lookup back to the main table. In a full tunnel a rule ahead of it consults the
 //! main table with `suppress_prefixlength 0`, so the LAN's own routes keep working while the
-//! default route is the tunnel's.
+//! default route is the tunnel's. Ahead of both, packets with the helper's own mark
+//! (`firewall::HELPER_MARK`: its lookups of endpoint names) go to the main table, so they take
+//! the physical path even while the tunnel is dead.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -5,6 +5,7 @@
 pub mod mtu;
 pub mod peers;
 pub mod probe;
+pub mod resolve;
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -27,8 +28,7 @@ mod unsupported;
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 pub use unsupported::DataPlane;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+pub use resolve::{resolve_endpoint, Resolvers};
 
 /// Tunnel interfaces are named PREFIX0, PREFIX1, ...; on macOS a utun's name is fixed by the
 /// kernel as `utunN`, so the prefix must be `utun` there.
@@ -46,7 +46,6 @@ pub fn interface_exists(name: &str) -> bool {
 #[cfg(target_os = "macos")]
 pub use macos::interface_exists;
 
-use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
 use underpass_proto::Key;
 
@@ -66,59 +65,14 @@ pub struct DataPlaneConfig {
     pub fwmark: u32,
 }
 
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Resolves `host:port` (or `[v6]:port`) before any route exists, so the lookup cannot go
-/// through the tunnel that it is needed to build.
-pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let addrs: Vec<SocketAddr> =
-        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(endpoint))
-            .await
-            .map_err(|_| {
-                anyhow!("resolving endpoint {endpoint}: no answer within {RESOLVE_TIMEOUT:?}")
-            })?
-            .with_context(|| format!("resolving endpoint {endpoint}"))?
-            .collect();
-    // Prefer IPv4: it works on more networks, and the choice is stable.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| anyhow!("endpoint {endpoint} resolves to no address"))
+/// Sets the firewall mark on one of the helper's sockets (Linux; needs CAP_NET_ADMIN). Other
+/// OSes have no mark: their firewalls admit the helper by identity, so this does nothing there.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_mark(socket: &socket2::Socket, mark: u32) -> std::io::Result<()> {
+    socket.set_mark(mark)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn literal_endpoints_need_no_lookup() {
-        assert_eq!(
-            resolve_endpoint("192.0.2.10:51820").await.unwrap(),
-            "192.0.2.10:51820".parse().unwrap()
-        );
-        assert_eq!(
-            resolve_endpoint("[2001:db8::1]:51820").await.unwrap(),
-            "[2001:db8::1]:51820".parse().unwrap()
-        );
-    }
-
-    #[tokio::test]
-    async fn hostnames_are_resolved() {
-        let addr = resolve_endpoint("localhost:51820").await.unwrap();
-        assert!(addr.ip().is_loopback());
-        assert_eq!(addr.port(), 51820);
-    }
-
-    #[tokio::test]
-    async fn an_unresolvable_endpoint_names_itself() {
-        let err = resolve_endpoint("no-such-host.invalid:51820")
-            .await
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("no-such-host.invalid:51820"));
-    }
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_mark(_socket: &socket2::Socket, _mark: u32) -> std::io::Result<()> {
+    Ok(())
 }

@@ -26,7 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use underpass_proto::{ErrorBody, ErrorCode, ProbeCandidate, ProbeResult, MAX_PROBE_CANDIDATES};
 
-use super::resolve_endpoint;
+use super::{resolve_endpoint, Resolvers};
 use crate::firewall::{Firewall, PlatformFirewall, TunnelHole, HELPER_MARK};
 use crate::limits::PerUid;
 
@@ -191,7 +191,7 @@ async fn measure_on(candidates: Vec<ProbeCandidate>, route: &Route) -> Vec<Probe
     let mut results = Vec::with_capacity(candidates.len());
     let mut go = Vec::new();
     for c in candidates {
-        let endpoint = match resolve_endpoint(&c.endpoint).await {
+        let endpoint = match resolve_endpoint(&c.endpoint, &Resolvers::System).await {
             Ok(e) => e,
             Err(e) => {
                 results.push(Some(failed(&c.id, None, format!("{e:#}"))));
@@ -344,23 +344,11 @@ fn bind(endpoint: SocketAddr, fwmark: Option<u32>) -> std::io::Result<UdpSocket>
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if let Some(mark) = fwmark {
-        set_mark(&socket, mark)?;
+        super::set_mark(&socket, mark)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&any.into())?;
     UdpSocket::from_std(socket.into())
-}
-
-/// Without a tunnel but behind the kill switch, the probe carries the helper's mark, which
-/// the measurement sets admit.
-#[cfg(target_os = "linux")]
-fn set_mark(socket: &Socket, mark: u32) -> std::io::Result<()> {
-    socket.set_mark(mark)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_mark(_socket: &Socket, _mark: u32) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

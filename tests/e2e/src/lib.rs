@@ -557,6 +557,24 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn start(sandbox: &Sandbox, ns: &str, listen: &str, name: &str) -> Resolver {
+        Resolver::start_with(
+            sandbox,
+            ns,
+            listen,
+            name,
+            &["--address=/example.test/192.0.2.99"],
+        )
+    }
+
+    /// A dnsmasq whose answers come from `answers` (dnsmasq options such as `--address=...` or
+    /// `--addn-hosts=FILE`) instead.
+    pub fn start_with(
+        sandbox: &Sandbox,
+        ns: &str,
+        listen: &str,
+        name: &str,
+        answers: &[&str],
+    ) -> Resolver {
         let log = sandbox.dir.join(format!("dnsmasq-{name}.log"));
         let _ = std::fs::remove_file(&log);
         let child = sandbox
@@ -569,8 +587,8 @@ impl Resolver {
                 "--bind-interfaces",
                 "--user=root",
                 "--log-queries",
-                "--address=/example.test/192.0.2.99",
             ])
+            .args(answers)
             .arg(format!("--listen-address={listen}"))
             .arg(format!("--log-facility={}", log.display()))
             .arg(format!(
@@ -613,6 +631,13 @@ impl Resolver {
     pub fn other(sandbox: &Sandbox) -> Resolver {
         let (ns, addr) = (sandbox.var("NS_INET_1"), sandbox.var("INET_ADDR4_1"));
         Resolver::start(sandbox, ns, addr, "other")
+    }
+
+    /// Makes dnsmasq read its hosts files again and forget its cache (SIGHUP).
+    pub fn reload(&self) {
+        // `ip netns exec` execs dnsmasq, so the child's pid is dnsmasq's.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
     }
 
     /// The names this resolver was asked for.
