@@ -17,14 +17,13 @@ describe("the troubleshooter's verdict logic", () => {
     expect(Object.keys(LAYERS).sort()).toEqual(Object.keys(layerIds).sort());
   });
   it("says all steps passed when every layer is ok", () => {
-    expect(summary(healthy)).toEqual({ verdict: "ok", text: "Everything checks out: all 7 steps passed.", fix: null });
+    expect(summary(healthy)).toEqual({ verdict: "ok", text: "Everything checks out: all 7 steps passed." });
     expect(firstFailure(healthy)).toBeUndefined();
   });
-  it("names the first failing layer by step and plain name, with its fix", () => {
+  it("names the first failing layer by step and plain name", () => {
     const s = summary(report);
     expect(s.verdict).toBe("fail");
     expect(s.text).toBe("Found the problem at step 4 of 7: Routes.");
-    expect(s.fix).toBe("routes: what to do");
   });
   it("picks the first of several failures, not a later one or a warning", () => {
     const r = withVerdicts("ok", "warn", "fail", "fail", "skipped");
@@ -81,11 +80,17 @@ describe("the layer stack", () => {
   });
   it("keeps the evidence behind a click, and an ok layer's explanation with it", () => {
     const ok = stack(report).querySelector('[data-layer="control-plane"]')!;
-    const details = ok.querySelector("details")!;
-    expect(details.open).toBe(false);
+    const details = ok.querySelector(".layer-evidence") as HTMLElement;
+    const toggle = ok.querySelector(".layer-toggle") as HTMLElement;
+    expect(details.hidden).toBe(true);
     expect(details.textContent).toContain("control-plane: what was seen");
     expect(details.textContent).toContain("control-plane: what it means");
     expect(ok.querySelector(".layer-explanation")).toBeNull();
+    toggle.click();
+    expect(details.hidden).toBe(false);
+    expect(toggle.getAttribute("aria-expanded")).toBe("true");
+    toggle.click();
+    expect(details.hidden).toBe(true);
   });
   it("shows no highlight on a healthy tunnel", () => {
     const box = stack(healthy);

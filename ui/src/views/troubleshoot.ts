@@ -32,19 +32,20 @@ export function firstFailure(r: DoctorReport): Layer | undefined {
   return r.layers.find((l) => l.verdict === "fail");
 }
 
-/** The one line on top: all good, only warnings, or where the problem is and what to do. */
-export function summary(r: DoctorReport): { verdict: LayerVerdict; text: string; fix: string | null } {
+/** The one line on top: all good, only warnings, or where the problem is (its layer below
+ * says what to do). */
+export function summary(r: DoctorReport): { verdict: LayerVerdict; text: string } {
   const fail = firstFailure(r);
   if (fail) {
     const n = r.layers.indexOf(fail) + 1;
-    return { verdict: "fail", text: `Found the problem at step ${n} of ${r.layers.length}: ${LAYERS[fail.id].title}.`, fix: fail.fix ?? fail.explanation };
+    return { verdict: "fail", text: `Found the problem at step ${n} of ${r.layers.length}: ${LAYERS[fail.id].title}.` };
   }
   const warns = r.layers.filter((l) => l.verdict === "warn");
   if (warns.length) {
     const names = warns.map((l) => LAYERS[l.id].title).join(", ");
-    return { verdict: "warn", text: `No problem found, but ${warns.length === 1 ? "one step has" : `${warns.length} steps have`} a warning: ${names}.`, fix: null };
+    return { verdict: "warn", text: `No problem found, but ${warns.length === 1 ? "one step has" : `${warns.length} steps have`} a warning: ${names}.` };
   }
-  return { verdict: "ok", text: `Everything checks out: all ${r.layers.length} steps passed.`, fix: null };
+  return { verdict: "ok", text: `Everything checks out: all ${r.layers.length} steps passed.` };
 }
 
 /** What the app offers about the MTU the probe measured (the CLI's `--apply-mtu`). */
@@ -70,37 +71,56 @@ function skippedText(r: DoctorReport, l: Layer): string {
   return `Not checked, because step ${n} (${LAYERS[l.depends_on].title}) has to work first.`;
 }
 
+/** A layer's one-line head: step number, plain name, a line beside it, an optional toggle and
+ * the verdict. */
+function head(index: number, id: LayerId, beside: string, verdict: string, toggle: HTMLElement | null): HTMLElement {
+  return h(
+    "div",
+    { class: "layer-head" },
+    h("span", { class: "layer-step", "aria-hidden": "true" }, String(index + 1)),
+    h("span", { class: "layer-title" }, LAYERS[id].title, h("span", { class: "layer-question" }, beside)),
+    toggle,
+    h("span", { class: "layer-verdict" }, verdict),
+  );
+}
+
 export function renderLayer(r: DoctorReport, l: Layer, index: number, first: boolean): HTMLElement {
-  const plain = LAYERS[l.id];
   const judged = l.verdict !== "skipped";
   // A problem or warning is explained right away; for a layer that is fine the explanation
   // sits with the evidence, one click away.
   const upfront = l.verdict === "fail" || l.verdict === "warn";
+  const hasDetails = l.evidence.length > 0 || (judged && !upfront);
+  const evidence = hasDetails
+    ? h(
+        "div",
+        { class: "layer-evidence", id: `evidence-${l.id}`, hidden: true },
+        judged && !upfront ? h("p", {}, l.explanation) : null,
+        l.fix && !upfront ? h("p", { class: "layer-fix" }, h("strong", {}, "What to do: "), l.fix) : null,
+        l.evidence.length ? h("ul", {}, l.evidence.map((e) => h("li", {}, h("code", {}, e)))) : null,
+        h("p", { class: "muted" }, `Layer "${l.id}" of \`underpass doctor\`.`),
+      )
+    : null;
+  const toggle = evidence
+    ? h("button", {
+        class: "layer-toggle",
+        "aria-expanded": "false",
+        "aria-controls": evidence.id,
+        onclick: (e: Event) => {
+          evidence.hidden = !evidence.hidden;
+          const b = e.currentTarget as HTMLElement;
+          b.setAttribute("aria-expanded", String(!evidence.hidden));
+          b.textContent = evidence.hidden ? "Details" : "Hide details";
+        },
+      }, "Details")
+    : null;
   return h(
     "li",
     { class: `layer verdict-${l.verdict}${first ? " first-fail" : ""}`, "data-layer": l.id, "data-verdict": l.verdict },
-    h(
-      "div",
-      { class: "layer-head" },
-      h("span", { class: "layer-step", "aria-hidden": "true" }, String(index + 1)),
-      h("span", { class: "layer-title" }, plain.title, h("span", { class: "layer-question" }, plain.question)),
-      h("span", { class: "layer-verdict" }, verdictWord(l.verdict)),
-    ),
+    head(index, l.id, judged ? LAYERS[l.id].question : skippedText(r, l), verdictWord(l.verdict), toggle),
     first ? h("p", { class: "layer-flag" }, "This is where it breaks: start here.") : null,
-    !judged ? h("p", { class: "layer-note muted" }, skippedText(r, l)) : null,
     upfront ? h("p", { class: "layer-explanation" }, l.explanation) : null,
     upfront && l.fix ? h("p", { class: "layer-fix" }, h("strong", {}, "What to do: "), l.fix) : null,
-    l.evidence.length || (judged && !upfront)
-      ? h(
-          "details",
-          { class: "layer-evidence" },
-          h("summary", {}, "Show details"),
-          judged && !upfront ? h("p", {}, l.explanation) : null,
-          l.fix && !upfront ? h("p", { class: "layer-fix" }, h("strong", {}, "What to do: "), l.fix) : null,
-          l.evidence.length ? h("ul", {}, l.evidence.map((e) => h("li", {}, h("code", {}, e)))) : null,
-          h("p", { class: "muted" }, `Layer "${l.id}" in \`underpass doctor\`.`),
-        )
-      : null,
+    evidence,
   );
 }
 
@@ -110,17 +130,7 @@ export function renderPending(): HTMLElement {
     "ol",
     { class: "layer-stack checking", id: "doctor-layers", "aria-busy": "true" },
     (Object.keys(LAYERS) as LayerId[]).map((id, i) =>
-      h(
-        "li",
-        { class: "layer verdict-pending", "data-layer": id, "data-verdict": "pending" },
-        h(
-          "div",
-          { class: "layer-head" },
-          h("span", { class: "layer-step", "aria-hidden": "true" }, String(i + 1)),
-          h("span", { class: "layer-title" }, LAYERS[id].title, h("span", { class: "layer-question" }, LAYERS[id].question)),
-          h("span", { class: "layer-verdict" }, "Checking…"),
-        ),
-      ),
+      h("li", { class: "layer verdict-pending", "data-layer": id, "data-verdict": "pending" }, head(i, id, LAYERS[id].question, "Checking…", null)),
     ),
   );
 }
@@ -133,7 +143,6 @@ export function renderReport(r: DoctorReport): HTMLElement[] {
       "div",
       { class: `doctor-summary verdict-${s.verdict}`, id: "doctor-summary", role: s.verdict === "fail" ? "alert" : "status" },
       h("p", { class: "doctor-headline" }, s.text),
-      s.fix ? h("p", { class: "layer-fix" }, h("strong", {}, "What to do: "), s.fix) : null,
     ),
     h("ol", { class: "layer-stack", id: "doctor-layers" }, r.layers.map((l, i) => renderLayer(r, l, i, l === fail))),
   ];
@@ -191,7 +200,7 @@ export class TroubleshootCard {
       h(
         "p",
         { class: "muted" },
-        "Something not working? The troubleshooter checks your connection one step at a time, from reaching the server to the size of the packets, and shows the first step that fails and what to do about it.",
+        "Something not working? This checks your connection one step at a time and shows the first step that fails, and what to do about it.",
       ),
       this.button,
       this.note,
