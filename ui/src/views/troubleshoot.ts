@@ -153,7 +153,7 @@ export function precondition(status: Status | null, helperMessage: string | null
   if (!status)
     return {
       blocking: true,
-      text: `The Underpass helper is not reachable, so nothing can be checked${helperMessage ? ` (${helperMessage})` : ""}. The banner above says how to start it.`,
+      text: `The Underpass helper is not reachable, so nothing can be checked${helperMessage ? ` (${helperMessage})` : ""}. The Connect screen says how to start it.`,
     };
   if (status.state === "disconnected")
     return {
