@@ -20,6 +20,8 @@ fn main() {
             "self_test",
             "take_open_requests",
             "export_report",
+            "run_doctor",
+            "apply_mtu",
             "window_ready",
         ]),
     ))

@@ -10,7 +10,8 @@ use underpass_profile::{Catalog, ProfileSummary};
 use underpass_proto::{KillSwitchMode, Request, Response, SelfTestKind, SelfTestReport};
 
 use crate::connect::{Connecting, Target};
-use crate::helper::{self, HelperView, REQUEST_TIMEOUT, SELF_TEST_TIMEOUT};
+use crate::doctor::DoctorRun;
+use crate::helper::{self, HelperView, DOCTOR_TIMEOUT, REQUEST_TIMEOUT, SELF_TEST_TIMEOUT};
 use crate::links::OpenRequest;
 use crate::profiles::ImportOutcome;
 use crate::settings::{Settings, SettingsForm};
@@ -22,11 +23,11 @@ fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-async fn ask(state: &AppState, request: Request) -> Answer<Response> {
-    let limit = if matches!(request, Request::SelfTest { .. }) {
-        SELF_TEST_TIMEOUT
-    } else {
-        REQUEST_TIMEOUT
+pub(crate) async fn ask(state: &AppState, request: Request) -> Answer<Response> {
+    let limit = match request {
+        Request::SelfTest { .. } => SELF_TEST_TIMEOUT,
+        Request::Doctor { .. } => DOCTOR_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
     };
     helper::request(&state.options.socket, request, limit)
         .await
@@ -232,8 +233,20 @@ pub async fn self_test(state: State<'_, AppState>, test: SelfTestKind) -> Answer
     }
 }
 
-/// Writes a diagnostics report (the helper's status, the last self-tests, the app's and the
-/// helper's logs) to the Downloads folder, or the home folder, and returns its path.
+/// Runs the troubleshooter in the helper (Diagnostics → Troubleshoot).
+#[tauri::command]
+pub async fn run_doctor(state: State<'_, AppState>) -> Answer<DoctorRun> {
+    crate::doctor::run(&state).await
+}
+
+/// Applies the MTU the troubleshooter measured, and runs it again.
+#[tauri::command]
+pub async fn apply_mtu(state: State<'_, AppState>, mtu: u16) -> Answer<DoctorRun> {
+    crate::doctor::apply_mtu(&state, mtu).await
+}
+
+/// Writes a diagnostics report (the helper's status, the last self-tests and troubleshooter
+/// run, the app's and the helper's logs) to the Downloads folder, or the home folder, and returns its path.
 #[tauri::command]
 pub async fn export_report(app: AppHandle, state: State<'_, AppState>) -> Answer<String> {
     use tauri::Manager as _;
@@ -251,6 +264,7 @@ pub async fn export_report(app: AppHandle, state: State<'_, AppState>) -> Answer
             .unwrap_or_default()
     };
     let self_tests = state.self_tests.lock().unwrap().clone();
+    let doctor = state.doctor.lock().unwrap().clone();
     let unreachable = view
         .message
         .clone()
@@ -262,6 +276,7 @@ pub async fn export_report(app: AppHandle, state: State<'_, AppState>) -> Answer
         helper_version: view.helper_version.as_deref(),
         status: view.status.as_ref().ok_or(unreachable.as_str()),
         self_tests: &self_tests,
+        doctor: doctor.as_ref(),
         app_log: state
             .options
             .log_dir

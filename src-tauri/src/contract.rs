@@ -17,12 +17,13 @@ use underpass_profile::{
     BundleInfo, Catalog, CatalogServer, Keystore, Policy, ProfileName, ProfileSummary, SignerKey,
 };
 use underpass_proto::{
-    DnsStatus, FirewallState, Key, KillSwitchMode, LeakedPacket, PeerStatus, ReconnectReason,
-    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, Status,
-    TunnelState, Verdict,
+    DnsStatus, DoctorReport, FirewallState, Key, KillSwitchMode, Layer, LayerId, LayerVerdict,
+    LeakedPacket, MtuFinding, PeerStatus, ReconnectReason, ReconnectStatus, ResolverRoute,
+    RoutingSummary, SelfTestKind, SelfTestReport, Status, TunnelState, Verdict,
 };
 
 use crate::connect::{Connecting, Target};
+use crate::doctor::DoctorRun;
 use crate::helper::{HelperView, LinkState, SelfTestProgress};
 use crate::links::OpenRequest;
 use crate::profiles::{ImportOutcome, UntrustedSigner};
@@ -112,6 +113,36 @@ fn connected_status() -> Status {
     }
 }
 
+/// A troubleshooter report with every verdict: the routes fail, so what follows is skipped.
+pub(crate) fn doctor_report() -> DoctorReport {
+    let layer = |id: LayerId, verdict: LayerVerdict| Layer {
+        id,
+        verdict,
+        depends_on: (verdict == LayerVerdict::Skipped).then_some(LayerId::Routes),
+        evidence: vec![format!("{id}: what was seen")],
+        explanation: format!("{id}: what it means"),
+        fix: matches!(verdict, LayerVerdict::Fail | LayerVerdict::Warn)
+            .then(|| format!("{id}: what to do")),
+    };
+    DoctorReport {
+        layers: vec![
+            layer(LayerId::ControlPlane, LayerVerdict::Ok),
+            layer(LayerId::OuterPath, LayerVerdict::Ok),
+            layer(LayerId::Interface, LayerVerdict::Warn),
+            layer(LayerId::Routes, LayerVerdict::Fail),
+            layer(LayerId::Firewall, LayerVerdict::Skipped),
+            layer(LayerId::Dns, LayerVerdict::Skipped),
+            layer(LayerId::Mtu, LayerVerdict::Skipped),
+        ],
+        mtu: Some(MtuFinding {
+            current: 1420,
+            explicit: None,
+            largest_packet: Some(1312),
+            suggested: Some(1312),
+        }),
+    }
+}
+
 fn summary(bundle: Option<BundleInfo>) -> ProfileSummary {
     ProfileSummary {
         name: ProfileName::new("se-sto-wg-001").unwrap(),
@@ -169,6 +200,16 @@ fn generate() -> String {
         "keystores",
         "Keystore",
         &all_variants!(Keystore: Keyring, File),
+    );
+    o.variants(
+        "layerIds",
+        "LayerId",
+        &all_variants!(LayerId: ControlPlane, OuterPath, Interface, Routes, Firewall, Dns, Mtu),
+    );
+    o.variants(
+        "layerVerdicts",
+        "LayerVerdict",
+        &all_variants!(LayerVerdict: Ok, Warn, Fail, Skipped),
     );
     o.variants("linkStates", "LinkState", &all_variants!(LinkState: Connecting, Connected, NotRunning, NotInstalled, PermissionDenied, Incompatible, Lost));
 
@@ -253,6 +294,28 @@ fn generate() -> String {
             ],
             notes: vec!["example".into()],
         },
+    );
+    o.value("doctorRun", "DoctorRun", &DoctorRun::new(doctor_report()));
+    o.value(
+        "doctorRunExplicitMtu",
+        "DoctorRun",
+        &DoctorRun::new(DoctorReport {
+            mtu: Some(MtuFinding {
+                current: 1380,
+                explicit: Some(1380),
+                largest_packet: None,
+                suggested: None,
+            }),
+            ..doctor_report()
+        }),
+    );
+    o.value(
+        "doctorRunNoMtu",
+        "DoctorRun",
+        &DoctorRun::new(DoctorReport {
+            mtu: None,
+            ..doctor_report()
+        }),
     );
     let bundle = BundleInfo {
         organization: "ACME IT".into(),

@@ -22,6 +22,8 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Plain requests answer at once; a self-test captures for a few seconds.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// The troubleshooter probes for a few seconds (longer when packets are lost).
+pub const DOCTOR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether the app can talk to the helper, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@
 //!   renders only that, and shows "no helper" (never a stale state) when the link is down.
 //!   It retries by itself, so the app recovers when the helper comes back.
 //! - **Commands stay thin** ([`commands`]); the logic lives in plain modules with their own
-//!   tests ([`helper`], [`profiles`], [`settings`], [`desktop`]).
+//!   tests ([`helper`], [`profiles`], [`settings`], [`desktop`], [`doctor`]).
 //! - **Strict webview**: a CSP without inline scripts or styles, and a capability that lists
 //!   exactly the app's commands plus event listening and the file dialog.
 //! - **Desktop extras degrade**: no tray host, no notification server or no session bus
@@ -23,6 +23,7 @@
 pub mod commands;
 pub mod connect;
 pub mod desktop;
+pub mod doctor;
 pub mod helper;
 pub mod links;
 pub mod options;
@@ -45,7 +46,7 @@ use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
-use underpass_proto::{SelfTestReport, Status, TunnelState};
+use underpass_proto::{DoctorReport, SelfTestReport, Status, TunnelState};
 
 use crate::helper::{HelperView, Update};
 use crate::links::OpenRequest;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub pending_open: Mutex<Vec<OpenRequest>>,
     /// The last report of each self-test run in this session (for the diagnostics report).
     pub self_tests: Mutex<Vec<SelfTestReport>>,
+    /// The last troubleshooter report of this session (for the diagnostics report).
+    pub doctor: Mutex<Option<DoctorReport>>,
     /// Set once connect-on-launch has been considered (it happens at most once per run).
     launch_connect_done: AtomicBool,
     /// The tray icon's menu, once built. Never behind a lock: changing a menu item waits for
@@ -227,6 +230,7 @@ pub fn run(options: Options) {
         settings: Mutex::new(settings),
         pending_open: Mutex::new(Vec::new()),
         self_tests: Mutex::new(Vec::new()),
+        doctor: Mutex::new(None),
         launch_connect_done: AtomicBool::new(false),
         tray: OnceLock::new(),
         tray_host: AtomicBool::new(false),
@@ -270,6 +274,8 @@ pub fn run(options: Options) {
             commands::self_test,
             commands::take_open_requests,
             commands::export_report,
+            commands::run_doctor,
+            commands::apply_mtu,
             commands::window_ready,
         ])
         .setup(|app| {

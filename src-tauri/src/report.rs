@@ -1,12 +1,13 @@
 //! The diagnostics report ("Export the logs"): one text file a user can attach to a bug
 //! report. It holds what the helper reports (status, routes, DNS, firewall), the last
-//! self-test reports, the app's log and the helper's recent log. It holds no keys: statuses
+//! self-test reports, the last troubleshooter report (as `underpass doctor` prints it), the
+//! app's log and the helper's recent log. It holds no keys: statuses
 //! and logs never contain them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use underpass_proto::{SelfTestReport, Status};
+use underpass_proto::{DoctorReport, SelfTestReport, Status};
 
 /// The app's log files: `gui.log.YYYY-MM-DD` in the log dir, one per day, three kept.
 pub const LOG_PREFIX: &str = "gui.log";
@@ -23,6 +24,8 @@ pub struct Parts<'a> {
     /// The helper's status, or why it could not be had.
     pub status: Result<&'a Status, &'a str>,
     pub self_tests: &'a [SelfTestReport],
+    /// The last troubleshooter run of this session.
+    pub doctor: Option<&'a DoctorReport>,
     pub app_log: Vec<String>,
     /// The helper's recent log, or why it could not be had.
     pub helper_log: Result<Vec<String>, String>,
@@ -48,6 +51,10 @@ pub fn render(p: &Parts<'_>) -> String {
     }
     for r in p.self_tests {
         section(&mut out, &format!("Self-test: {:?}", r.test), &json(r));
+    }
+    match p.doctor {
+        Some(d) => section(&mut out, "Troubleshooter (underpass doctor)", &d.to_text()),
+        None => section(&mut out, "Troubleshooter", "not run in this session"),
     }
     section(
         &mut out,
@@ -141,6 +148,7 @@ mod tests {
             helper_version: None,
             status: Ok(&status),
             self_tests: &[],
+            doctor: None,
             app_log: vec!["line".into()],
             helper_log: Err("the helper is not running".into()),
         });
@@ -151,6 +159,10 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("== Troubleshooter ==\nnot run in this session"),
+            "{text}"
+        );
+        assert!(
             text.contains("== App log (newest 1 lines) ==\nline"),
             "{text}"
         );
@@ -158,5 +170,28 @@ mod tests {
             text.contains("== Helper log ==\nthe helper is not running"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_report_carries_the_troubleshooter_as_the_cli_prints_it() {
+        let status = Status::disconnected();
+        let doctor = crate::contract::doctor_report();
+        let text = render(&Parts {
+            generated_at: "2026-11-22T08:00:00Z",
+            app_version: "0.1.0",
+            os: "Debian".into(),
+            helper_version: Some("0.1.0"),
+            status: Ok(&status),
+            self_tests: &[],
+            doctor: Some(&doctor),
+            app_log: vec![],
+            helper_log: Ok(vec![]),
+        });
+        let expected = format!(
+            "== Troubleshooter (underpass doctor) ==\n{}",
+            doctor.to_text()
+        );
+        assert!(text.contains(expected.trim_end()), "{text}");
+        assert!(text.contains(">> 4. routes"), "{text}");
     }
 }

@@ -83,6 +83,32 @@ function blockServers(on) {
     nft("delete", "table", "inet", "guitest");
   }
 }
+/** The verdict each layer of the troubleshooter's stack shows, in order. */
+async function layerVerdicts() {
+  const ids = await wd.find("#doctor-layers li.layer");
+  const attr = (id, name) => wd.cmd("GET", `/element/${id}/attribute/${name}`);
+  return Promise.all(ids.map(async (id) => `${await attr(id, "data-layer")}=${await attr(id, "data-verdict")}`));
+}
+/** Runs the troubleshooter in the app and waits for a verdict line other than `before` (on a
+ * healthy tunnel it answers within the click's round trip, so its progress is not awaited). */
+async function troubleshoot(before = null) {
+  await wd.click("#run-doctor");
+  return wd.waitText("#doctor-summary", (t) => t.length > 0 && t !== before, "the troubleshooter's verdict", 60000);
+}
+/** A rule in the client's firewall that drops everything sent into the tunnel. */
+function dropTunnelTraffic(on) {
+  const nft = (...a) => execFileSync("ip", ["netns", "exec", NS_CLIENT, "nft", ...a], { timeout: 10000 });
+  if (on) {
+    const links = JSON.parse(execFileSync("ip", ["-n", NS_CLIENT, "-j", "-d", "link", "show"], { encoding: "utf8" }));
+    const tun = links.find((l) => l.linkinfo?.info_kind === "tun")?.ifname;
+    assert.ok(tun, "the tunnel's TUN device in the client namespace");
+    nft("add", "table", "inet", "guidoctor");
+    nft("add", "chain", "inet", "guidoctor", "out", "{ type filter hook output priority -10; }");
+    nft("add", "rule", "inet", "guidoctor", "out", "oifname", tun, "counter", "drop");
+  } else {
+    nft("delete", "table", "inet", "guidoctor");
+  }
+}
 async function prop(css, name) {
   return wd.cmd("GET", `/element/${await wd.el(css)}/property/${name}`);
 }
@@ -231,6 +257,41 @@ async function scenario() {
   assert.match(ks, /Passed: nothing leaked/, ks);
   await shot("04-diagnostics");
 
+  // The troubleshooter asks the helper to walk the seven layers: on this healthy tunnel all
+  // pass. Then a firewall rule dropping what enters the tunnel, and it names the firewall as the
+  // first failure (what depends on it is not checked), with the evidence one click away.
+  const doctorStart = Date.now();
+  const healthy = await troubleshoot();
+  assert.match(healthy, /Everything checks out: all 7 steps passed/, (await layerVerdicts()).join(" "));
+  const seven = ["control-plane", "outer-path", "interface", "routes", "firewall", "dns", "mtu"];
+  assert.deepEqual(await layerVerdicts(), seven.map((id) => `${id}=ok`));
+  assert.equal((await wd.find(".first-fail")).length, 0);
+  dropTunnelTraffic(true);
+  try {
+    const broken = await troubleshoot(healthy);
+    assert.match(broken, /^Found the problem at step 5 of 7: Firewall\./, broken);
+    assert.deepEqual((await layerVerdicts()).slice(0, 5), [...seven.slice(0, 4).map((id) => `${id}=ok`), "firewall=fail"]);
+    assert.equal((await wd.find(".first-fail")).length, 1);
+    assert.match(await wd.text(".first-fail"), /^5\s*Firewall[\s\S]*This is where it breaks[\s\S]*What to do: Remove the rule/);
+    assert.match(await wd.text('[data-layer="dns"]'), /Not checked, because step 5 \(Firewall\) has to work first/);
+    assert.equal(await prop(".first-fail .layer-evidence", "hidden"), true);
+    // "Copy for support" puts the CLI's text of the report on the clipboard.
+    await wd.click("#copy-doctor");
+    await wd.waitText("#doctor-copy-message", (t) => t.startsWith("Copied"), "the copy");
+    const pasted = desk("clipboard");
+    assert.match(pasted, /^>> 5\. firewall +FAIL +Do the firewall rules allow the tunnel's traffic\?$/m, pasted);
+    assert.match(pasted, /\nFirst failing layer: firewall — Remove the rule/, pasted);
+    await wd.cmd("POST", "/execute/sync", { script: "document.getElementById('troubleshoot').scrollIntoView()", args: [] });
+    await shot("04c-troubleshoot");
+    // The evidence, on demand.
+    await wd.click(".first-fail .layer-toggle");
+    assert.equal(await prop(".first-fail .layer-evidence", "hidden"), false);
+    assert.match(await wd.text(".first-fail .layer-evidence"), /table inet guidoctor chain out/);
+  } finally {
+    dropTunnelTraffic(false);
+  }
+  console.log(`# troubleshooter step (two runs, copy, screenshot): ${Date.now() - doctorStart} ms`);
+
   // The same test with the kill switch off fails, shows the escaped packets, and notifies.
   await go("settings");
   await wd.click("#ks-off");
@@ -250,6 +311,7 @@ async function scenario() {
   const report = readFileSync(reportPath, "utf8");
   assert.match(report, /== Helper status \(routes, DNS, firewall\) ==\n\{\n  "state": "connected"/);
   assert.match(report, /== Self-test: KillSwitch ==[\s\S]*"verdict": "fail"/);
+  assert.match(report, /== Troubleshooter \(underpass doctor\) ==\n[\s\S]*\nFirst failing layer: firewall — /);
   assert.match(report, /== App log \(newest \d+ lines\) ==[\s\S]*connecting to se-sto-wg-001 \(chosen as Fastest \{ country: Some\("SE"\) \}\)/);
   assert.match(report, /== Helper log \(newest \d+ lines\) ==[\s\S]*underpassd ready/);
   assert.ok(!report.includes(CLIENT_KEY), "the report holds the private key");

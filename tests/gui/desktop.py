@@ -11,6 +11,7 @@
   desktop.py resize NAME W H      resize it, as a user dragging its border
   desktop.py drop NAME PATH...    drag these files from a file manager and drop them on the
                                   window (the XDND protocol, as a file manager speaks it)
+  desktop.py clipboard            print the text on the CLIPBOARD selection, as a paste gets it
 
 Uses /usr/bin/python3 (Debian's gi and Xlib), DBUS_SESSION_BUS_ADDRESS and DISPLAY from the
 environment. Every call is bounded (5 s on the bus).
@@ -240,7 +241,33 @@ def drop(name, *paths):
     sys.exit("the drop did not finish within 10 s")
 
 
+def clipboard():
+    """Asks the CLIPBOARD's owner for UTF8_STRING, as a program pasting does (no INCR: the
+    texts copied here are far below the X request size)."""
+    from Xlib import X, display
+    d = display.Display()
+    atom = d.intern_atom
+    me = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+    me.convert_selection(atom("CLIPBOARD"), atom("UTF8_STRING"), atom("UNDERPASS_PASTE"),
+                         X.CurrentTime)
+    d.flush()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if not d.pending_events():
+            time.sleep(0.02)
+            continue
+        ev = d.next_event()
+        if ev.type == X.SelectionNotify:
+            if ev.property == X.NONE:
+                sys.exit("nothing on the clipboard (or not as text)")
+            prop = me.get_full_property(atom("UNDERPASS_PASTE"), X.AnyPropertyType)
+            sys.stdout.write(prop.value.decode() if isinstance(prop.value, bytes) else str(prop.value))
+            return
+    sys.exit("the clipboard's owner did not answer within 5 s")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"watcher": watcher, "tray-menu": tray_menu, "tray-click": tray_click,
-     "window": window, "close": close, "resize": resize, "drop": drop}[cmd](*args)
+     "window": window, "close": close, "resize": resize, "drop": drop,
+     "clipboard": clipboard}[cmd](*args)

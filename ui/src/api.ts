@@ -4,6 +4,7 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   Catalog,
   Connecting,
+  DoctorRun,
   OpenRequest,
   SettingsForm,
   Target,
@@ -38,6 +39,10 @@ export const api = {
   /** The window shows the helper's state (the app logs how long opening it took). */
   windowReady: () => invoke<void>("window_ready"),
   onOpenRequests: (f: () => void): Promise<UnlistenFn> => listen<null>("open-requests", () => f()),
+  /** The troubleshooter: the helper walks the tunnel's seven layers (a few seconds). */
+  runDoctor: () => invoke<DoctorRun>("run_doctor"),
+  /** Applies the MTU the troubleshooter measured, then runs it again. */
+  applyMtu: (mtu: number) => invoke<DoctorRun>("apply_mtu", { mtu }),
   selfTest: (test: SelfTestKind) => invoke<SelfTestReport>("self_test", { test }),
   onHelperView: (f: (v: HelperView) => void): Promise<UnlistenFn> =>
     listen<HelperView>("helper-view", (e) => f(e.payload)),

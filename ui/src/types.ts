@@ -152,6 +152,40 @@ export interface SelfTestProgress {
   step: string;
 }
 
+/** The troubleshooter's seven layers, in the order the helper walks them. */
+export type LayerId = "control-plane" | "outer-path" | "interface" | "routes" | "firewall" | "dns" | "mtu";
+export type LayerVerdict = "ok" | "warn" | "fail" | "skipped";
+
+export interface Layer {
+  id: LayerId;
+  verdict: LayerVerdict;
+  /** For `skipped`: the layer whose failure keeps this one from being judged. */
+  depends_on: LayerId | null;
+  evidence: string[];
+  explanation: string;
+  fix: string | null;
+}
+
+/** What the path-MTU probe found. `suggested` is set only when applying it helps and the
+ * profile sets no MTU of its own (`explicit`, which always wins). */
+export interface MtuFinding {
+  current: number;
+  explicit: number | null;
+  largest_packet: number | null;
+  suggested: number | null;
+}
+
+export interface DoctorReport {
+  layers: Layer[];
+  mtu: MtuFinding | null;
+}
+
+/** One troubleshooter run: the report and its text as `underpass doctor` prints it. */
+export interface DoctorRun {
+  report: DoctorReport;
+  text: string;
+}
+
 export interface SignerKey {
   public_key: string;
   key_id: string;

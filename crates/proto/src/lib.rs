@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod codec;
+mod doctor_text;
 mod key;
 mod messages;
 #[cfg(windows)]

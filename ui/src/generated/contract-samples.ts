@@ -50,6 +50,23 @@ export const keystores: Record<T.Keystore, true> = {
   "file": true,
 };
 
+export const layerIds: Record<T.LayerId, true> = {
+  "control-plane": true,
+  "outer-path": true,
+  "interface": true,
+  "routes": true,
+  "firewall": true,
+  "dns": true,
+  "mtu": true,
+};
+
+export const layerVerdicts: Record<T.LayerVerdict, true> = {
+  "ok": true,
+  "warn": true,
+  "fail": true,
+  "skipped": true,
+};
+
 export const linkStates: Record<T.LinkState, true> = {
   "connecting": true,
   "connected": true,
@@ -298,6 +315,253 @@ export const selfTestReport: T.SelfTestReport = {
   "notes": [
     "example"
   ]
+};
+
+export const doctorRun: T.DoctorRun = {
+  "report": {
+    "layers": [
+      {
+        "id": "control-plane",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "control-plane: what was seen"
+        ],
+        "explanation": "control-plane: what it means",
+        "fix": null
+      },
+      {
+        "id": "outer-path",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "outer-path: what was seen"
+        ],
+        "explanation": "outer-path: what it means",
+        "fix": null
+      },
+      {
+        "id": "interface",
+        "verdict": "warn",
+        "depends_on": null,
+        "evidence": [
+          "interface: what was seen"
+        ],
+        "explanation": "interface: what it means",
+        "fix": "interface: what to do"
+      },
+      {
+        "id": "routes",
+        "verdict": "fail",
+        "depends_on": null,
+        "evidence": [
+          "routes: what was seen"
+        ],
+        "explanation": "routes: what it means",
+        "fix": "routes: what to do"
+      },
+      {
+        "id": "firewall",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "firewall: what was seen"
+        ],
+        "explanation": "firewall: what it means",
+        "fix": null
+      },
+      {
+        "id": "dns",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "dns: what was seen"
+        ],
+        "explanation": "dns: what it means",
+        "fix": null
+      },
+      {
+        "id": "mtu",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "mtu: what was seen"
+        ],
+        "explanation": "mtu: what it means",
+        "fix": null
+      }
+    ],
+    "mtu": {
+      "current": 1420,
+      "explicit": null,
+      "largest_packet": 1312,
+      "suggested": 1312
+    }
+  },
+  "text": "   1. control-plane  ok       Is the control plane healthy: peer authenticated, keys current?\n         - control-plane: what was seen\n         control-plane: what it means\n   2. outer-path     ok       Do packets reach the endpoint over the real network?\n         - outer-path: what was seen\n         outer-path: what it means\n   3. interface      WARN     Is the virtual interface up and addressed correctly?\n         - interface: what was seen\n         interface: what it means\n         Fix: interface: what to do\n>> 4. routes         FAIL     Are the expected routes present?\n         - routes: what was seen\n         routes: what it means\n         Fix: routes: what to do\n   5. firewall       skipped  Do the firewall rules allow the tunnel's traffic?\n         (depends on routes)\n         - firewall: what was seen\n   6. dns            skipped  Is DNS aligned with the routing?\n         (depends on routes)\n         - dns: what was seen\n   7. mtu            skipped  Is the MTU small enough for the real path?\n         (depends on routes)\n         - mtu: what was seen\n\nFirst failing layer: routes — routes: what to do\n"
+};
+
+export const doctorRunExplicitMtu: T.DoctorRun = {
+  "report": {
+    "layers": [
+      {
+        "id": "control-plane",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "control-plane: what was seen"
+        ],
+        "explanation": "control-plane: what it means",
+        "fix": null
+      },
+      {
+        "id": "outer-path",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "outer-path: what was seen"
+        ],
+        "explanation": "outer-path: what it means",
+        "fix": null
+      },
+      {
+        "id": "interface",
+        "verdict": "warn",
+        "depends_on": null,
+        "evidence": [
+          "interface: what was seen"
+        ],
+        "explanation": "interface: what it means",
+        "fix": "interface: what to do"
+      },
+      {
+        "id": "routes",
+        "verdict": "fail",
+        "depends_on": null,
+        "evidence": [
+          "routes: what was seen"
+        ],
+        "explanation": "routes: what it means",
+        "fix": "routes: what to do"
+      },
+      {
+        "id": "firewall",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "firewall: what was seen"
+        ],
+        "explanation": "firewall: what it means",
+        "fix": null
+      },
+      {
+        "id": "dns",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "dns: what was seen"
+        ],
+        "explanation": "dns: what it means",
+        "fix": null
+      },
+      {
+        "id": "mtu",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "mtu: what was seen"
+        ],
+        "explanation": "mtu: what it means",
+        "fix": null
+      }
+    ],
+    "mtu": {
+      "current": 1380,
+      "explicit": 1380,
+      "largest_packet": null,
+      "suggested": null
+    }
+  },
+  "text": "   1. control-plane  ok       Is the control plane healthy: peer authenticated, keys current?\n         - control-plane: what was seen\n         control-plane: what it means\n   2. outer-path     ok       Do packets reach the endpoint over the real network?\n         - outer-path: what was seen\n         outer-path: what it means\n   3. interface      WARN     Is the virtual interface up and addressed correctly?\n         - interface: what was seen\n         interface: what it means\n         Fix: interface: what to do\n>> 4. routes         FAIL     Are the expected routes present?\n         - routes: what was seen\n         routes: what it means\n         Fix: routes: what to do\n   5. firewall       skipped  Do the firewall rules allow the tunnel's traffic?\n         (depends on routes)\n         - firewall: what was seen\n   6. dns            skipped  Is DNS aligned with the routing?\n         (depends on routes)\n         - dns: what was seen\n   7. mtu            skipped  Is the MTU small enough for the real path?\n         (depends on routes)\n         - mtu: what was seen\n\nFirst failing layer: routes — routes: what to do\n"
+};
+
+export const doctorRunNoMtu: T.DoctorRun = {
+  "report": {
+    "layers": [
+      {
+        "id": "control-plane",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "control-plane: what was seen"
+        ],
+        "explanation": "control-plane: what it means",
+        "fix": null
+      },
+      {
+        "id": "outer-path",
+        "verdict": "ok",
+        "depends_on": null,
+        "evidence": [
+          "outer-path: what was seen"
+        ],
+        "explanation": "outer-path: what it means",
+        "fix": null
+      },
+      {
+        "id": "interface",
+        "verdict": "warn",
+        "depends_on": null,
+        "evidence": [
+          "interface: what was seen"
+        ],
+        "explanation": "interface: what it means",
+        "fix": "interface: what to do"
+      },
+      {
+        "id": "routes",
+        "verdict": "fail",
+        "depends_on": null,
+        "evidence": [
+          "routes: what was seen"
+        ],
+        "explanation": "routes: what it means",
+        "fix": "routes: what to do"
+      },
+      {
+        "id": "firewall",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "firewall: what was seen"
+        ],
+        "explanation": "firewall: what it means",
+        "fix": null
+      },
+      {
+        "id": "dns",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "dns: what was seen"
+        ],
+        "explanation": "dns: what it means",
+        "fix": null
+      },
+      {
+        "id": "mtu",
+        "verdict": "skipped",
+        "depends_on": "routes",
+        "evidence": [
+          "mtu: what was seen"
+        ],
+        "explanation": "mtu: what it means",
+        "fix": null
+      }
+    ],
+    "mtu": null
+  },
+  "text": "   1. control-plane  ok       Is the control plane healthy: peer authenticated, keys current?\n         - control-plane: what was seen\n         control-plane: what it means\n   2. outer-path     ok       Do packets reach the endpoint over the real network?\n         - outer-path: what was seen\n         outer-path: what it means\n   3. interface      WARN     Is the virtual interface up and addressed correctly?\n         - interface: what was seen\n         interface: what it means\n         Fix: interface: what to do\n>> 4. routes         FAIL     Are the expected routes present?\n         - routes: what was seen\n         routes: what it means\n         Fix: routes: what to do\n   5. firewall       skipped  Do the firewall rules allow the tunnel's traffic?\n         (depends on routes)\n         - firewall: what was seen\n   6. dns            skipped  Is DNS aligned with the routing?\n         (depends on routes)\n         - dns: what was seen\n   7. mtu            skipped  Is the MTU small enough for the real path?\n         (depends on routes)\n         - mtu: what was seen\n\nFirst failing layer: routes — routes: what to do\n"
 };
 
 export const profileSigned: T.ProfileSummary = {

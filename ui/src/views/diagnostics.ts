@@ -1,9 +1,11 @@
-// Diagnostics: the helper's self-tests, rendered from its report (nothing made up), and the
-// routing, DNS and firewall state as the helper reports them.
+// Diagnostics: the troubleshooter (views/troubleshoot.ts), the helper's self-tests, rendered
+// from its report (nothing made up), and the routing, DNS and firewall state as the helper
+// reports them.
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
 import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../types";
+import { TroubleshootCard } from "./troubleshoot";
 
 const TESTS: { kind: SelfTestKind; title: string; run: string; what: string }[] = [
   { kind: "dns", title: "DNS-leak test", run: "Run the DNS-leak test", what: "Resolves fresh random names while capturing on every interface except the tunnel: any DNS packet seen there is a leak." },
@@ -74,8 +76,10 @@ export class DiagnosticsView {
   private boxes = new Map<SelfTestKind, HTMLElement>();
   private buttons = new Map<SelfTestKind, HTMLButtonElement>();
   private system = h("section", { class: "card" });
+  private troubleshoot: TroubleshootCard;
 
   constructor(private store: Store) {
+    this.troubleshoot = new TroubleshootCard(() => ({ status: store.state.view.status, message: store.state.view.message }));
     const cards = TESTS.map((t) => {
       const box = h("div", { id: `result-${t.kind}`, "aria-live": "polite" });
       const button = h("button", { id: `run-${t.kind}`, class: "primary", onclick: () => void this.run(t.kind) }, t.run);
@@ -91,7 +95,7 @@ export class DiagnosticsView {
       h(
         "p",
         { class: "muted" },
-        "One text file with the helper's state, the self-test results of this session, and the app's and the helper's recent logs. It holds no keys.",
+        "One text file with the helper's state, the self-test and troubleshooter results of this session, and the app's and the helper's recent logs. It holds no keys.",
       ),
       h(
         "button",
@@ -113,7 +117,7 @@ export class DiagnosticsView {
       ),
       reportMsg,
     );
-    this.el = h("div", { class: "screen diagnostics" }, h("h1", {}, "Diagnostics"), ...cards, this.system, exportCard);
+    this.el = h("div", { class: "screen diagnostics" }, h("h1", {}, "Diagnostics"), this.troubleshoot.el, ...cards, this.system, exportCard);
   }
 
   progress(p: SelfTestProgress): void {
@@ -149,6 +153,7 @@ export class DiagnosticsView {
   }
 
   update(): void {
+    this.troubleshoot.update();
     for (const t of TESTS) this.renderResult(t.kind);
     const s = this.store.state.view.status;
     const key = JSON.stringify(s && [s.interface, s.mtu, s.routing, s.dns, s.firewall, s.lan_access, s.kill_switch]);
