@@ -26,7 +26,7 @@ for t in "${OTHER_TARGETS[@]}" x86_64-pc-windows-msvc "${MAC_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
-step "front end: npm ci (the lock holds every OS's optional binaries), TypeScript check (incl. the Rust/TS contract samples), unit tests, build"
+step "front end: npm ci (the lock holds every OS's optional binaries), TypeScript check (against the types generated from Rust: src-tauri/src/contract.rs), unit tests, build"
 npm ci --no-audit --no-fund --loglevel=error
 npm run -s ui:check
 npm run -s ui:test

@@ -26,6 +26,7 @@ pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// Whether the app can talk to the helper, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum LinkState {
     /// First attempt under way.
     Connecting,
@@ -45,6 +46,7 @@ pub enum LinkState {
 
 /// What the UI shows about the helper. Sent whole on every change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HelperView {
     pub link: LinkState,
     /// Why the helper cannot be reached and what to do, in the client library's words.
@@ -98,6 +100,7 @@ fn helper_installed() -> bool {
 
 /// A self-test step, forwarded as the helper reported it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SelfTestProgress {
     pub test: SelfTestKind,
     pub step: String,

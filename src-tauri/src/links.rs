@@ -33,6 +33,7 @@ pub const MAX_LINK_BUNDLE: usize = 64 * 1024;
 /// One thing to open, for the webview.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum OpenRequest {
     /// Select this on the Connect screen.
     Select { target: Target },

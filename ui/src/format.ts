@@ -1,6 +1,6 @@
 // Pure presentation helpers: turning what the helper reported into words. No state is made
 // up here: every function maps a reported value to text.
-import type { HelperView, ReconnectReason, Status } from "./types";
+import type { HelperView, ReconnectReason, Status } from "./generated/contract";
 
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -3,7 +3,7 @@ import { api, errorText } from "../api";
 import { h, replace, replaceKeyed, svg } from "../dom";
 import { age, bytes, display, explainAddresses, flagOrGlobe, rate } from "../format";
 import { HISTORY_MS, sameTarget, type Sample, type Store } from "../store";
-import type { Catalog, Connecting, Status, Target } from "../types";
+import type { Catalog, Connecting, Status, Target } from "../generated/contract";
 
 export function filterCatalog(catalog: Catalog, query: string): Catalog {
   const q = query.trim().toLowerCase();

@@ -3,7 +3,7 @@
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
-import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../types";
+import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../generated/contract";
 
 const TESTS: { kind: SelfTestKind; title: string; run: string; what: string }[] = [
   { kind: "dns", title: "DNS-leak test", run: "Run the DNS-leak test", what: "Resolves fresh random names while capturing on every interface except the tunnel: any DNS packet seen there is a leak." },

@@ -5,7 +5,7 @@ import { api, errorText } from "../api";
 import { h, replace, replaceKeyed } from "../dom";
 import { flagOrGlobe } from "../format";
 import type { Store } from "../store";
-import type { ImportOutcome, ProfileSummary } from "../types";
+import type { ImportOutcome, ProfileSummary } from "../generated/contract";
 
 export function signatureText(p: ProfileSummary): string {
   const b = p.bundle;
