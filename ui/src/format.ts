@@ -160,7 +160,3 @@ export function explainAddresses(s: Status): string[] {
   if (s.dns?.servers.length) out.push(`Names are resolved by ${s.dns.servers.join(", ")} inside the tunnel (${s.dns.method}).`);
   return out;
 }
-
-export function flagOrGlobe(flag: string | null): string {
-  return flag ?? "🌐";
-}
