@@ -321,9 +321,12 @@ mod tests {
             panic!("{out:?}")
         };
         assert!(paths[0].ends_with("x.conf"));
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&inbox).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&inbox).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
         clear_inbox(&inbox);
         assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0);
     }

@@ -515,7 +515,11 @@ mod tests {
                 !std::fs::read_to_string(&path).is_ok_and(|svg| svg.starts_with("<svg"))
             })
             .collect();
-        assert!(missing.is_empty(), "no flag in {}: {missing:?}", dir.display());
+        assert!(
+            missing.is_empty(),
+            "no flag in {}: {missing:?}",
+            dir.display()
+        );
         assert!(dir.join("unknown.svg").is_file());
     }
 }
