@@ -17,6 +17,7 @@ use crate::AppState;
 /// What to connect to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Target {
     /// The server that answers a handshake fastest: among all servers, or in one country
     /// (ISO code).
@@ -36,6 +37,7 @@ impl Default for Target {
 
 /// Where a connect request went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Connecting {
     pub profile: String,
     pub server: Option<String>,

@@ -12,6 +12,7 @@ use crate::AppState;
 
 /// One troubleshooter run as the webview gets it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DoctorRun {
     pub report: DoctorReport,
     /// The plain-text form, for "Copy for support".

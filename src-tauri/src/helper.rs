@@ -28,6 +28,7 @@ pub const DOCTOR_TIMEOUT: Duration = Duration::from_secs(60);
 /// Whether the app can talk to the helper, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum LinkState {
     /// First attempt under way.
     Connecting,
@@ -47,6 +48,7 @@ pub enum LinkState {
 
 /// What the UI shows about the helper. Sent whole on every change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HelperView {
     pub link: LinkState,
     /// Why the helper cannot be reached and what to do, in the client library's words.
@@ -100,6 +102,7 @@ fn helper_installed() -> bool {
 
 /// A self-test step, forwarded as the helper reported it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SelfTestProgress {
     pub test: SelfTestKind,
     pub step: String,
@@ -194,110 +197,116 @@ pub async fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::{SinkExt, StreamExt};
-    use std::sync::Mutex;
-    use tokio::net::UnixListener;
-    use tokio_util::codec::Framed;
-    use underpass_proto::codec::JsonFrames;
-    use underpass_proto::{ClientMessage, ServerMessage, TunnelState, PROTOCOL_VERSION};
+    /// The app against a fake helper on a Unix socket; on Windows the client speaks a named
+    /// pipe, which this fake does not.
+    #[cfg(unix)]
+    mod over_a_unix_socket {
+        use super::*;
+        use futures::{SinkExt, StreamExt};
+        use std::sync::Mutex;
+        use tokio::net::UnixListener;
+        use tokio_util::codec::Framed;
+        use underpass_proto::codec::JsonFrames;
+        use underpass_proto::{ClientMessage, ServerMessage, TunnelState, PROTOCOL_VERSION};
 
-    /// A fake helper that accepts one client and answers hello, subscribe and status.
-    async fn fake_helper(listener: UnixListener, state: TunnelState) {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut framed: Framed<_, JsonFrames<ClientMessage, ServerMessage>> =
-            Framed::new(stream, JsonFrames::default());
-        let mut status = Status::disconnected();
-        status.state = state;
-        while let Some(Ok(msg)) = framed.next().await {
-            let reply = match msg {
-                ClientMessage::Hello { .. } => ServerMessage::Hello {
-                    protocol: PROTOCOL_VERSION,
-                    helper_version: "test".into(),
-                },
-                ClientMessage::Request { id, request } => {
-                    let response = match request {
-                        Request::Subscribe => Response::Subscribed,
-                        _ => Response::Status {
-                            status: Box::new(status.clone()),
-                        },
-                    };
-                    ServerMessage::Response {
-                        id,
-                        result: Ok(response),
+        /// A fake helper that accepts one client and answers hello, subscribe and status.
+        async fn fake_helper(listener: UnixListener, state: TunnelState) {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut framed: Framed<_, JsonFrames<ClientMessage, ServerMessage>> =
+                Framed::new(stream, JsonFrames::default());
+            let mut status = Status::disconnected();
+            status.state = state;
+            while let Some(Ok(msg)) = framed.next().await {
+                let reply = match msg {
+                    ClientMessage::Hello { .. } => ServerMessage::Hello {
+                        protocol: PROTOCOL_VERSION,
+                        helper_version: "test".into(),
+                    },
+                    ClientMessage::Request { id, request } => {
+                        let response = match request {
+                            Request::Subscribe => Response::Subscribed,
+                            _ => Response::Status {
+                                status: Box::new(status.clone()),
+                            },
+                        };
+                        ServerMessage::Response {
+                            id,
+                            result: Ok(response),
+                        }
                     }
+                };
+                framed.send(reply).await.unwrap();
+            }
+        }
+
+        fn recorder() -> (Arc<Mutex<Vec<Update>>>, impl FnMut(Update) + Send) {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            (seen, move |u| s.lock().unwrap().push(u))
+        }
+
+        async fn wait_for(seen: &Arc<Mutex<Vec<Update>>>, what: impl Fn(&HelperView) -> bool) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|u| matches!(u, Update::View(v) if what(v)))
+                {
+                    return;
                 }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "timed out; saw {:?}",
+                    seen.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        #[tokio::test]
+        async fn no_helper_is_reported_then_the_app_recovers_when_it_starts() {
+            let dir = tempfile::tempdir().unwrap();
+            let socket = dir.path().join("helper.sock");
+            let (seen, sink) = recorder();
+            let retry = Arc::new(Notify::new());
+            let watcher = tokio::spawn(watch(socket.clone(), retry, sink));
+            // Never seen, and (on a test machine) not installed under /usr/sbin.
+            let first = if helper_installed() {
+                LinkState::NotRunning
+            } else {
+                LinkState::NotInstalled
             };
-            framed.send(reply).await.unwrap();
-        }
-    }
-
-    fn recorder() -> (Arc<Mutex<Vec<Update>>>, impl FnMut(Update) + Send) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        (seen, move |u| s.lock().unwrap().push(u))
-    }
-
-    async fn wait_for(seen: &Arc<Mutex<Vec<Update>>>, what: impl Fn(&HelperView) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if seen
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|u| matches!(u, Update::View(v) if what(v)))
-            {
-                return;
+            wait_for(&seen, |v| {
+                v.link == first
+                    && v.status.is_none()
+                    && v.message.as_deref().unwrap_or("").contains("not running")
+            })
+            .await;
+            let listener = UnixListener::bind(&socket).unwrap();
+            let helper = tokio::spawn(fake_helper(listener, TunnelState::Connected));
+            wait_for(&seen, |v| {
+                v.link == LinkState::Connected
+                    && v.status.as_ref().map(|s| s.state) == Some(TunnelState::Connected)
+                    && v.helper_version.as_deref() == Some("test")
+            })
+            .await;
+            // The helper goes away: the app must drop the status, not keep showing "connected".
+            helper.abort();
+            let _ = std::fs::remove_file(&socket);
+            let n = seen.lock().unwrap().len();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let last = seen.lock().unwrap()[n - 1..].to_vec();
+                if last.iter().any(|u| matches!(u, Update::View(v) if v.link != LinkState::Connected && v.status.is_none())) {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out; saw {:?}",
-                seen.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            watcher.abort();
         }
-    }
-
-    #[tokio::test]
-    async fn no_helper_is_reported_then_the_app_recovers_when_it_starts() {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("helper.sock");
-        let (seen, sink) = recorder();
-        let retry = Arc::new(Notify::new());
-        let watcher = tokio::spawn(watch(socket.clone(), retry, sink));
-        // Never seen, and (on a test machine) not installed under /usr/sbin.
-        let first = if helper_installed() {
-            LinkState::NotRunning
-        } else {
-            LinkState::NotInstalled
-        };
-        wait_for(&seen, |v| {
-            v.link == first
-                && v.status.is_none()
-                && v.message.as_deref().unwrap_or("").contains("not running")
-        })
-        .await;
-        let listener = UnixListener::bind(&socket).unwrap();
-        let helper = tokio::spawn(fake_helper(listener, TunnelState::Connected));
-        wait_for(&seen, |v| {
-            v.link == LinkState::Connected
-                && v.status.as_ref().map(|s| s.state) == Some(TunnelState::Connected)
-                && v.helper_version.as_deref() == Some("test")
-        })
-        .await;
-        // The helper goes away: the app must drop the status, not keep showing "connected".
-        helper.abort();
-        let _ = std::fs::remove_file(&socket);
-        let n = seen.lock().unwrap().len();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let last = seen.lock().unwrap()[n - 1..].to_vec();
-            if last.iter().any(|u| matches!(u, Update::View(v) if v.link != LinkState::Connected && v.status.is_none())) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        watcher.abort();
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ pub const MAX_LINK_BUNDLE: usize = 64 * 1024;
 /// One thing to open, for the webview.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum OpenRequest {
     /// Select this on the Connect screen.
     Select { target: Target },
@@ -320,9 +321,12 @@ mod tests {
             panic!("{out:?}")
         };
         assert!(paths[0].ends_with("x.conf"));
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&inbox).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&inbox).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
         clear_inbox(&inbox);
         assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0);
     }

@@ -21,6 +21,7 @@ use crate::settings::Settings;
 
 /// The result of importing one path (a file, a folder or a zip).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ImportOutcome {
     /// The file or folder name, as the user sees it.
     pub source: String,
@@ -36,6 +37,7 @@ pub struct ImportOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UntrustedSigner {
     pub organization: String,
     pub signer: SignerKey,

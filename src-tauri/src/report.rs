@@ -172,10 +172,35 @@ mod tests {
         );
     }
 
+    /// A troubleshooter report whose routes fail, so what follows is skipped.
+    fn doctor_report() -> underpass_proto::DoctorReport {
+        use underpass_proto::{Layer, LayerId, LayerVerdict};
+        let layer = |id: LayerId, verdict: LayerVerdict| Layer {
+            id,
+            verdict,
+            depends_on: (verdict == LayerVerdict::Skipped).then_some(LayerId::Routes),
+            evidence: vec![format!("{id}: what was seen")],
+            explanation: format!("{id}: what it means"),
+            fix: (verdict == LayerVerdict::Fail).then(|| format!("{id}: what to do")),
+        };
+        underpass_proto::DoctorReport {
+            layers: vec![
+                layer(LayerId::ControlPlane, LayerVerdict::Ok),
+                layer(LayerId::OuterPath, LayerVerdict::Ok),
+                layer(LayerId::Interface, LayerVerdict::Ok),
+                layer(LayerId::Routes, LayerVerdict::Fail),
+                layer(LayerId::Firewall, LayerVerdict::Skipped),
+                layer(LayerId::Dns, LayerVerdict::Skipped),
+                layer(LayerId::Mtu, LayerVerdict::Skipped),
+            ],
+            mtu: None,
+        }
+    }
+
     #[test]
     fn a_report_carries_the_troubleshooter_as_the_cli_prints_it() {
         let status = Status::disconnected();
-        let doctor = crate::contract::doctor_report();
+        let doctor = doctor_report();
         let text = render(&Parts {
             generated_at: "2026-11-22T08:00:00Z",
             app_version: "0.1.0",

@@ -13,10 +13,13 @@ use crate::connect::Target;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Settings {
     /// Prefixes routed into the tunnel; empty means a full tunnel.
+    #[cfg_attr(test, ts(as = "Vec<String>"))]
     pub split_include: Vec<IpNet>,
     /// Prefixes kept out of the tunnel.
+    #[cfg_attr(test, ts(as = "Vec<String>"))]
     pub split_exclude: Vec<IpNet>,
     /// Desktop notifications on connect, unexpected disconnect, kill-switch block and a
     /// failed self-test.
@@ -52,6 +55,7 @@ impl Default for Settings {
 /// The Settings screen's form, as typed: lists are text, validated here.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SettingsForm {
     pub include: String,
     pub exclude: String,

@@ -16,7 +16,7 @@ import type {
   SelfTestProgress,
   SelfTestReport,
   Settings,
-} from "./types";
+} from "./generated/contract";
 
 export const api = {
   helperView: () => invoke<HelperView>("helper_view"),

@@ -14,8 +14,8 @@ import {
   profileSigned,
   statusConnected,
   statusDisconnected,
-} from "./generated/contract-samples";
-import type { HelperView, OpenRequest, ProfileSummary } from "./types";
+} from "./fixtures";
+import type { HelperView, OpenRequest, ProfileSummary } from "./generated/contract";
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 let calls: { cmd: string; args: unknown }[] = [];

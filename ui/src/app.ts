@@ -7,7 +7,7 @@ import { ConnectView } from "./views/connect";
 import { DiagnosticsView } from "./views/diagnostics";
 import { ProfilesView } from "./views/profiles";
 import { SettingsView } from "./views/settings";
-import type { OpenRequest } from "./types";
+import type { OpenRequest } from "./generated/contract";
 
 type Screen = "connect" | "profiles" | "settings" | "diagnostics";
 const SCREENS: { id: Screen; label: string }[] = [

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { age, bytes, display, explainAddresses, rate } from "./format";
-import { helperViewConnected, helperViewNotRunning, statusConnected, statusDisconnected } from "./generated/contract-samples";
+import { helperViewConnected, helperViewNotRunning, statusConnected, statusDisconnected } from "./fixtures";
 import { checkPrefixes } from "./validate";
-import type { HelperView } from "./types";
+import type { HelperView } from "./generated/contract";
 
 const view = (status: HelperView["status"]): HelperView => ({ ...helperViewConnected, status });
 

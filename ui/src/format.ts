@@ -1,6 +1,6 @@
 // Pure presentation helpers: turning what the helper reported into words. No state is made
 // up here: every function maps a reported value to text.
-import type { HelperView, ReconnectReason, Status } from "./types";
+import type { HelperView, ReconnectReason, Status } from "./generated/contract";
 
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -159,8 +159,4 @@ export function explainAddresses(s: Status): string[] {
     );
   if (s.dns?.servers.length) out.push(`Names are resolved by ${s.dns.servers.join(", ")} inside the tunnel (${s.dns.method}).`);
   return out;
-}
-
-export function flagOrGlobe(flag: string | null): string {
-  return flag ?? "🌐";
 }

@@ -1,6 +1,6 @@
 // The app's state: the helper's latest report (exactly as received), the profile list and
 // catalog, and a throughput history computed from successive counters.
-import type { Catalog, HelperView, ProfileSummary, Settings, Target } from "./types";
+import type { Catalog, HelperView, ProfileSummary, Settings, Target } from "./generated/contract";
 
 export interface Sample {
   t: number; // ms

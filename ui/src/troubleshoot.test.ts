@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
-import { doctorRun, doctorRunExplicitMtu, doctorRunNoMtu, layerIds, statusConnected, statusDisconnected } from "./generated/contract-samples";
+import { doctorRun, doctorRunExplicitMtu, doctorRunNoMtu, layerIds, statusConnected, statusDisconnected } from "./fixtures";
 import { LAYERS, firstFailure, mtuOffer, precondition, renderReport, summary, TroubleshootCard } from "./views/troubleshoot";
-import type { DoctorReport, DoctorRun, LayerVerdict, Status } from "./types";
+import type { DoctorReport, DoctorRun, LayerVerdict, Status } from "./generated/contract";
 
 const report = doctorRun.report;
 const healthy: DoctorReport = { layers: report.layers.map((l) => ({ ...l, verdict: "ok", depends_on: null, fix: null })), mtu: null };

@@ -18,6 +18,7 @@ pub const UNKNOWN_COUNTRY: &str = "Unknown location";
 
 /// One server a user can connect to: `underpass connect PROFILE [--server SERVER]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CatalogServer {
     pub profile: ProfileName,
     /// The bundle's server id; `None` for a wg-quick profile.
@@ -32,6 +33,7 @@ pub struct CatalogServer {
 
 /// The servers of one country.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CatalogCountry {
     /// ISO 3166-1 alpha-2; `None` for the unknown group.
     pub code: Option<String>,
@@ -42,6 +44,7 @@ pub struct CatalogCountry {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Catalog {
     pub countries: Vec<CatalogCountry>,
 }

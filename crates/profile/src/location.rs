@@ -501,4 +501,25 @@ mod tests {
         assert_eq!(COUNTRIES.len(), 249);
         assert!(COUNTRIES.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
+
+    /// The app's picker shows `assets/flags/xx.svg` (ui/src/flags.ts) for every country here,
+    /// and the globe only for servers of no known country.
+    #[test]
+    fn every_country_has_a_flag_image() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/flags");
+        let missing: Vec<&str> = COUNTRIES
+            .iter()
+            .map(|(code, _)| *code)
+            .filter(|code| {
+                let path = dir.join(format!("{}.svg", code.to_ascii_lowercase()));
+                !std::fs::read_to_string(&path).is_ok_and(|svg| svg.starts_with("<svg"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "no flag in {}: {missing:?}",
+            dir.display()
+        );
+        assert!(dir.join("unknown.svg").is_file());
+    }
 }

@@ -21,6 +21,7 @@ use underpass_proto::Key;
 /// Which store holds private keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Keystore {
     /// The OS keyring (the default).
     Keyring,

@@ -109,6 +109,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// It doubles as a file name in the store, which is why it is this strict.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProfileName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +206,7 @@ impl AsRef<str> for ProfileName {
 
 /// Who signed a profile, and what it requires: shown by `underpass profiles` and the app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BundleInfo {
     pub organization: String,
     #[serde(default)]
@@ -234,12 +236,14 @@ pub struct ServerInfo {
 
 /// What `underpass profiles` shows, and what the app's profile list needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProfileSummary {
     pub name: ProfileName,
     /// The file name it was imported from, if known.
     pub source: Option<String>,
     /// The first peer's endpoint.
     pub endpoint: String,
+    #[cfg_attr(feature = "ts", ts(as = "Vec<String>"))]
     pub addresses: Vec<IpNet>,
     pub peers: usize,
     pub full_tunnel: bool,

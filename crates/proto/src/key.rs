@@ -64,6 +64,21 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// In TypeScript a key is its base64 text, as it is serialized.
+#[cfg(feature = "ts")]
+impl ts_rs::TS for Key {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "string".into()
+    }
+
+    fn inline(cfg: &ts_rs::Config) -> String {
+        Self::name(cfg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

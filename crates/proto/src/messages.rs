@@ -106,6 +106,7 @@ pub const MAX_PROBE_CANDIDATES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum SelfTestKind {
     /// Resolve fresh random names through the system resolver while capturing on every
     /// non-tunnel interface: any DNS packet seen there is a leak.
@@ -136,6 +137,7 @@ pub struct SelfTestOptions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Verdict {
     Pass,
     Fail,
@@ -145,6 +147,7 @@ pub enum Verdict {
 
 /// The evidence of one self-test: what it sent, where it listened, what it saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SelfTestReport {
     pub test: SelfTestKind,
     pub verdict: Verdict,
@@ -162,6 +165,7 @@ pub struct SelfTestReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LeakedPacket {
     pub interface: String,
     /// `udp`, `tcp`, `icmp`, `icmpv6` or the EtherType.
@@ -173,6 +177,7 @@ pub struct LeakedPacket {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ResolverRoute {
     pub server: IpAddr,
     /// The interface the kernel routes queries to this server through.
@@ -199,6 +204,7 @@ pub struct DoctorOptions {
 /// The seven layers, in the order the doctor walks them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum LayerId {
     ControlPlane,
     OuterPath,
@@ -256,6 +262,7 @@ impl std::fmt::Display for LayerId {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum LayerVerdict {
     Ok,
     Warn,
@@ -266,6 +273,7 @@ pub enum LayerVerdict {
 
 /// One layer's finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Layer {
     pub id: LayerId,
     pub verdict: LayerVerdict,
@@ -282,6 +290,7 @@ pub struct Layer {
 
 /// What the path-MTU probe found, so a client can offer to apply it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MtuFinding {
     /// The tunnel's MTU now.
     pub current: u16,
@@ -295,6 +304,7 @@ pub struct MtuFinding {
 
 /// `underpass doctor --json` prints exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DoctorReport {
     /// All seven, in [`LayerId::ALL`] order.
     pub layers: Vec<Layer>,
@@ -313,6 +323,7 @@ impl DoctorReport {
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum KillSwitchMode {
     /// Never.
     Off,
@@ -352,6 +363,7 @@ impl std::str::FromStr for KillSwitchMode {
 /// before asking; the helper holds the whole session to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Policy {
     /// The weakest kill-switch mode the user may choose.
     pub min_kill_switch: KillSwitchMode,
@@ -405,6 +417,7 @@ impl Policy {
 /// The policy a connect request carries, with who set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SessionPolicy {
     pub organization: String,
     pub serial: u64,
@@ -493,6 +506,7 @@ pub enum ErrorCode {
 /// The tunnel's state machine, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum TunnelState {
     Disconnected,
     Connecting,
@@ -536,10 +550,12 @@ impl std::fmt::Display for TunnelState {
 
 /// Everything a client can see about the tunnel. `underpass status --json` prints exactly this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     pub state: TunnelState,
     pub profile: Option<String>,
     pub interface: Option<String>,
+    #[cfg_attr(feature = "ts", ts(as = "Vec<String>"))]
     pub addresses: Vec<IpNet>,
     /// The endpoint of the first peer (the server), as resolved.
     pub endpoint: Option<SocketAddr>,
@@ -564,6 +580,7 @@ pub struct Status {
     // ---- issue 9 ----
     /// Set when the machine obeys a managed policy: who manages it and what is locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub managed: Option<ManagedStatus>,
     /// While reconnecting or offline: why, which attempt, and for how long.
     #[serde(default)]
@@ -574,6 +591,7 @@ pub struct Status {
 /// [`TunnelState::Offline`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReconnectStatus {
     pub reason: ReconnectReason,
     /// 1 for the first attempt; reset when the tunnel works again or the network comes back.
@@ -590,6 +608,7 @@ pub struct ReconnectStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ReconnectReason {
     /// The server stopped answering (counters and probes say so).
     ServerNotResponding,
@@ -621,6 +640,7 @@ impl ReconnectReason {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum FirewallState {
     /// No Underpass rules: traffic flows as the system routes it.
     Open,
@@ -631,6 +651,7 @@ pub enum FirewallState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DnsStatus {
     pub servers: Vec<IpAddr>,
     /// `resolv.conf` (rewritten in place) or `systemd-resolved`.
@@ -664,9 +685,11 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PeerStatus {
     pub public_key: Key,
     pub endpoint: Option<SocketAddr>,
+    #[cfg_attr(feature = "ts", ts(as = "Vec<String>"))]
     pub allowed_ips: Vec<IpNet>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -674,12 +697,15 @@ pub struct PeerStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RoutingSummary {
     /// True when a default route (v4 or v6) goes through the tunnel.
     pub full_tunnel: bool,
     /// Prefixes routed into the tunnel.
+    #[cfg_attr(feature = "ts", ts(as = "Vec<String>"))]
     pub include: Vec<IpNet>,
     /// Prefixes carved back out of the tunnel.
+    #[cfg_attr(feature = "ts", ts(as = "Vec<String>"))]
     pub exclude: Vec<IpNet>,
     /// Firewall mark on the helper's own encrypted UDP, and the policy-routing table.
     pub fwmark: u32,
@@ -905,6 +931,7 @@ pub struct SignedBundle {
 /// What a managed machine's policy locks, for the CLI and the app to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ManagedStatus {
     pub organization: String,
     /// The file the policy comes from (`/etc/underpass/policy.json`).
@@ -915,6 +942,7 @@ pub struct ManagedStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LockedSetting {
     /// `kill_switch`, `split_tunnel`, `lan_access`, `dns`, `servers` or `profiles`.
     pub setting: String,

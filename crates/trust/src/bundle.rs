@@ -116,6 +116,7 @@ pub struct BundlePayload {
 
 /// A minisign public key: its 8-byte id and its `RW...` text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SignerKey {
     /// `RW...`, 56 characters: the fingerprint the user compares.
     pub public_key: String,

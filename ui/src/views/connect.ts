@@ -1,9 +1,10 @@
 // Connect: the big button, the state, the country picker and the live details.
 import { api, errorText } from "../api";
 import { h, replace, replaceKeyed, svg } from "../dom";
-import { age, bytes, display, explainAddresses, flagOrGlobe, rate } from "../format";
+import { age, bytes, display, explainAddresses, rate } from "../format";
+import { flagIcon } from "../flags";
 import { HISTORY_MS, sameTarget, type Sample, type Store } from "../store";
-import type { Catalog, Connecting, Status, Target } from "../types";
+import type { Catalog, Connecting, Status, Target } from "../generated/contract";
 
 export function filterCatalog(catalog: Catalog, query: string): Catalog {
   const q = query.trim().toLowerCase();
@@ -203,7 +204,7 @@ export class ConnectView {
         return h(
           "div",
           { class: "country", "data-country": c.code ?? "" },
-          h("h3", {}, h("span", { class: "flag", "aria-hidden": "true" }, flagOrGlobe(c.flag)), ` ${c.name} `, h("span", { class: "count" }, `${c.servers.length}`)),
+          h("h3", {}, flagIcon(c.code), ` ${c.name} `, h("span", { class: "count" }, `${c.servers.length}`)),
           inCountry
             ? h(
                 "button",

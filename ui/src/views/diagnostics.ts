@@ -4,7 +4,7 @@
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
-import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../types";
+import type { SelfTestKind, SelfTestProgress, SelfTestReport, Status } from "../generated/contract";
 import { TroubleshootCard } from "./troubleshoot";
 
 const TESTS: { kind: SelfTestKind; title: string; run: string; what: string }[] = [

@@ -3,9 +3,9 @@ import { open, save } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { api, errorText } from "../api";
 import { h, replace, replaceKeyed } from "../dom";
-import { flagOrGlobe } from "../format";
+import { flagIcon } from "../flags";
 import type { Store } from "../store";
-import type { ImportOutcome, ProfileSummary } from "../types";
+import type { ImportOutcome, ProfileSummary } from "../generated/contract";
 
 export function signatureText(p: ProfileSummary): string {
   const b = p.bundle;
@@ -175,7 +175,7 @@ export class ProfilesView {
       this.store.state.catalog.countries.find((c) => c.code !== null && c.code === p.country);
     // Rebuilt only when something shown changes (not on every statistics event), so a
     // selected public key or a focused button stays as it is.
-    const key = JSON.stringify([profiles, profiles.map((p) => country(p)?.flag), this.confirming, [...this.keys], Math.floor(now / 60)]);
+    const key = JSON.stringify([profiles, profiles.map((p) => country(p)?.code), this.confirming, [...this.keys], Math.floor(now / 60)]);
     replaceKeyed(this.list, key, () =>
       profiles.map((p) => {
         const exp = expiryText(p, now);
@@ -187,7 +187,7 @@ export class ProfilesView {
           h(
             "header",
             {},
-            h("h3", {}, h("span", { class: "flag", "aria-hidden": "true" }, flagOrGlobe(c?.flag ?? null)), ` ${p.name}`),
+            h("h3", {}, flagIcon(c?.code ?? null), ` ${p.name}`),
             h(
               "button",
               {

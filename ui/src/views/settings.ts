@@ -4,7 +4,7 @@
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
 import type { Store } from "../store";
-import type { KillSwitchMode, Policy, ProfileSummary, Status } from "../types";
+import type { KillSwitchMode, Policy, ProfileSummary, Status } from "../generated/contract";
 import { checkAddresses, checkPrefixes } from "../validate";
 
 const MODES: { mode: KillSwitchMode; title: string; text: string }[] = [

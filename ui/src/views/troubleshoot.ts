@@ -4,7 +4,7 @@
 // the helper's report; the words around it are for people who never heard of a route.
 import { api, errorText } from "../api";
 import { h, replaceKeyed } from "../dom";
-import type { DoctorReport, DoctorRun, Layer, LayerId, LayerVerdict, Status } from "../types";
+import type { DoctorReport, DoctorRun, Layer, LayerId, LayerVerdict, Status } from "../generated/contract";
 
 /** Each layer in plain words: a short name and the question it answers. */
 export const LAYERS: Record<LayerId, { title: string; question: string }> = {
