@@ -26,9 +26,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::peers::{
-    answers_us, authenticated, packet_addresses, path_is_gone, Peer, PeerTable,
-};
+use super::peers::{answers_us, authenticated, packet_addresses, path_is_gone, Peer, PeerTable};
 use super::DataPlaneConfig;
 
 /// WireGuard's data header (16) + Poly1305 tag (16) + up to 15 bytes of padding.

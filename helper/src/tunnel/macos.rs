@@ -226,14 +226,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             continue;
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let received = plane::receive(
-            &io.peers,
-            index,
-            peer,
-            from,
-            datagram,
-            &mut out,
-        );
+        let received = plane::receive(&io.peers, index, peer, from, datagram, &mut out);
         if received.handshake {
             io.handshakes.notify_one();
         }

@@ -344,11 +344,7 @@ mod tests {
 
     #[test]
     fn no_route_without_a_covering_allowed_ip() {
-        let table = PeerTable::new(
-            &key(1),
-            &[spec(key(2), &["10.64.1.0/24"])],
-            Roaming::Free,
-        );
+        let table = PeerTable::new(&key(1), &[spec(key(2), &["10.64.1.0/24"])], Roaming::Free);
         assert!(table.route("10.65.0.1".parse().unwrap()).is_none());
         assert!(table.route("fd00::1".parse().unwrap()).is_none());
     }
@@ -513,7 +509,11 @@ mod tests {
         ];
         let (table, mut server) = established(Roaming::Within(admitted.clone()));
         // Authenticated, but to a destination the firewall refuses: not followed.
-        assert!(receive(&table, "203.0.113.7:40001", &data_from(&mut server)));
+        assert!(receive(
+            &table,
+            "203.0.113.7:40001",
+            &data_from(&mut server)
+        ));
         assert_eq!(table.peers()[0].endpoint(), admitted[0]);
         // Among the admitted endpoints it roams as usual.
         assert!(receive(&table, "192.0.2.11:51820", &data_from(&mut server)));
@@ -556,9 +556,15 @@ mod tests {
         let init = [1u8, 0, 0, 0];
         // A handshake initiation answered with a cookie (boringtun under load).
         let mut reply = [3u8, 0, 0, 0];
-        assert!(!authenticated(&init, &TunnResult::WriteToNetwork(&mut reply)));
+        assert!(!authenticated(
+            &init,
+            &TunnResult::WriteToNetwork(&mut reply)
+        ));
         let mut response = [2u8, 0, 0, 0];
-        assert!(authenticated(&init, &TunnResult::WriteToNetwork(&mut response)));
+        assert!(authenticated(
+            &init,
+            &TunnResult::WriteToNetwork(&mut response)
+        ));
     }
 
     #[test]

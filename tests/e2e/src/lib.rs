@@ -139,11 +139,23 @@ impl Sandbox {
     /// The MAC address of the client's physical link: what the client itself sends, whatever
     /// its IP source address.
     pub fn client_mac(&self) -> String {
+        self.client_mac_of(self.var("CLIENT_IF"))
+    }
+
+    /// The MAC address of the client's link `interface`.
+    pub fn client_mac_of(&self, interface: &str) -> String {
         let out = run_ok(
             self.in_ns(self.client_ns(), "cat")
-                .arg(format!("/sys/class/net/{}/address", self.var("CLIENT_IF"))),
+                .arg(format!("/sys/class/net/{interface}/address")),
         );
         out.trim().to_string()
+    }
+
+    /// The client's physical links: the first, and the second uplink when the sandbox has one.
+    pub fn client_uplinks(&self) -> Vec<String> {
+        let mut links = vec![self.var("CLIENT_IF").to_string()];
+        links.extend(self.env.get("CLIENT_IF_2").cloned());
+        links
     }
 
     /// `ping` from the client namespace; true when a reply came back.
@@ -390,10 +402,14 @@ impl Drop for Capture {
 /// `endpoints` (and the ARP/NDP housekeeping IP needs). Masqueraded traffic of a guest behind
 /// the client carries the client's MAC too, so it counts.
 pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    leaks_from(&sandbox.client_mac(), capture, endpoints)
+}
+
+/// [`leaks`] on any link: what `mac` sent other than encrypted UDP to one of `endpoints`.
+pub fn leaks_from(mac: &str, capture: Capture, endpoints: &[&str]) -> Vec<String> {
     let mut filter = format!(
-        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
-         and not ip6 multicast",
-        sandbox.client_mac()
+        "ether src {mac} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
+         and not ip6 multicast"
     );
     for ep in endpoints {
         let (ip, port) = ep.rsplit_once(':').unwrap();
@@ -513,6 +529,101 @@ impl Traffic {
         }
         Traffic { children }
     }
+}
+
+/// The leak check's probe loop: pings to an internet host (v4 and v6) and to the router,
+/// plus, every 200 ms, a UDP datagram and a TCP SYN to the internet host and a DNS query to the
+/// router's resolver (tests/e2e/tools/probe_loop.py). Bounded like [`Traffic::start`].
+pub fn traffic(sandbox: &Sandbox) -> Traffic {
+    let mut load = Traffic::start(
+        sandbox,
+        &[
+            sandbox.var("INET_ADDR4_1"),
+            sandbox.var("ROUTER_ADDR4"),
+            sandbox.var("INET_ADDR6_1"),
+        ],
+    );
+    load.children.push(
+        sandbox
+            .in_ns(sandbox.client_ns(), "python3")
+            .arg(repo_root().join("tests/e2e/tools/probe_loop.py"))
+            .args([
+                sandbox.var("INET_ADDR4_1"),
+                sandbox.var("ROUTER_ADDR4"),
+                "600",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("probe loop"),
+    );
+    load
+}
+
+/// Runs `nft` in namespace `ns` with `args`.
+pub fn nft(sandbox: &Sandbox, ns: &str, args: &[&str]) {
+    run_ok(sandbox.in_ns(ns, "nft").args(args));
+}
+
+/// Captures on every client uplink at once, read back together.
+pub struct Captures(Vec<(String, Capture)>);
+
+impl Captures {
+    pub fn start(sandbox: &Sandbox, name: &str) -> Captures {
+        Captures(
+            sandbox
+                .client_uplinks()
+                .into_iter()
+                .map(|link| {
+                    let c = Capture::start(
+                        sandbox,
+                        sandbox.client_ns(),
+                        &link,
+                        &format!("{name}-{link}"),
+                    );
+                    (sandbox.client_mac_of(&link), c)
+                })
+                .collect(),
+        )
+    }
+
+    /// Everything the client sent on any uplink other than encrypted UDP to `endpoints`.
+    pub fn leaks(self, endpoints: &[&str]) -> Vec<String> {
+        self.0
+            .into_iter()
+            .flat_map(|(mac, c)| leaks_from(&mac, c, endpoints))
+            .collect()
+    }
+}
+
+/// The twin of a scenario: with the kill switch's table gone, the same traffic must show up in
+/// the same capture (on every client uplink), or the capture proves nothing.
+pub fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
+    nft(
+        sandbox,
+        sandbox.client_ns(),
+        &["delete", "table", "inet", "underpass"],
+    );
+    let capture = Captures::start(sandbox, "twin");
+    let load = traffic(sandbox);
+    sleep(Duration::from_secs(2));
+    drop(load);
+    let leaked = capture.leaks(&[sandbox.var("SERVER_ENDPOINT_1")]);
+    println!(
+        "{what}, twin without the kill switch's table: {} packets got out",
+        leaked.len()
+    );
+    assert!(
+        !leaked.is_empty(),
+        "the capture saw nothing even without the kill switch: it cannot see leaks"
+    );
+}
+
+/// Waits for `state` and says how long it took.
+pub fn wait_for(helper: &Helper, state: &str, limit: Duration) -> (serde_json::Value, Duration) {
+    let start = Instant::now();
+    let status = helper.wait_for_state(state, limit);
+    (status, start.elapsed())
 }
 
 impl Drop for Traffic {

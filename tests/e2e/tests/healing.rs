@@ -18,56 +18,6 @@ fn setup(prefix: &str) -> (Sandbox, Helper) {
     (sandbox, helper)
 }
 
-fn traffic(sandbox: &Sandbox) -> Traffic {
-    Traffic::start(
-        sandbox,
-        &[
-            sandbox.var("INET_ADDR4_1"),
-            sandbox.var("ROUTER_ADDR4"),
-            sandbox.var("INET_ADDR6_1"),
-        ],
-    )
-}
-
-/// Runs `nft` in namespace `ns` with `args`.
-fn nft(sandbox: &Sandbox, ns: &str, args: &[&str]) {
-    run_ok(sandbox.in_ns(ns, "nft").args(args));
-}
-
-/// The twin of a scenario: with the kill switch's table gone, the same traffic must show up in
-/// the same capture, or the capture proves nothing.
-fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
-    nft(
-        sandbox,
-        sandbox.client_ns(),
-        &["delete", "table", "inet", "underpass"],
-    );
-    let capture = Capture::start(
-        sandbox,
-        sandbox.client_ns(),
-        sandbox.var("CLIENT_IF"),
-        "twin",
-    );
-    let load = traffic(sandbox);
-    std::thread::sleep(2 * SECOND);
-    drop(load);
-    let leaked = leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]);
-    println!(
-        "{what}, twin without the kill switch's table: {} packets got out",
-        leaked.len()
-    );
-    assert!(
-        !leaked.is_empty(),
-        "the capture saw nothing even without the kill switch: it cannot see leaks"
-    );
-}
-
-fn wait_for(helper: &Helper, state: &str, limit: Duration) -> (serde_json::Value, Duration) {
-    let start = Instant::now();
-    let status = helper.wait_for_state(state, limit);
-    (status, start.elapsed())
-}
-
 #[test]
 fn a_silent_server_is_noticed_within_21_s_and_the_tunnel_heals_within_5_s_of_its_return() {
     if !can_run() {
