@@ -361,6 +361,19 @@ if [ "$app" = 1 ]; then
   fi
 fi
 
+# ---------------------------------------------------------------- healing: a network change
+# bench/netchange.sh moves the default route between two uplinks of its own sandbox, with the
+# tunnel idle: the time until the first packet from the server on the new path, median of 5.
+NET_JSON=null
+if [[ " ${clients[*]} " == *" underpass "* ]]; then
+  if UNDERPASS_BIN_DIR="$BIN_DIR" bash "$ROOT/bench/netchange.sh" --rounds 5 \
+    --json "$WORK/netchange.json" >"$WORK/netchange.md"; then
+    NET_JSON=$(cat "$WORK/netchange.json")
+  else
+    log "network change: not measured (bench/netchange.sh failed)"
+  fi
+fi
+
 # ---------------------------------------------------------------- results
 mkdir -p "$RESULTS_DIR"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -372,7 +385,8 @@ first_direction=${directions%% *}
 jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(nproc)" \
   --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
   --arg directions "$directions" --arg first "$first_direction" --arg floor "${FLOOR:-}" \
-  --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" '
+  --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" \
+  --argjson net_change "$NET_JSON" '
   def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -387,7 +401,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(
   | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
      directions: ($directions | split(" ")), notes: $notes,
      floor_cpu_s_per_gb: (if $floor == "" then null else ($floor | tonumber) end),
-     runs: $runs, app_memory: $app,
+     runs: $runs, app_memory: $app, net_change: $net_change,
      summary: [($clients | split(" "))[] as $c | ($directions | split(" "))[] as $d
        | ($runs | map(select(.client == $c and .direction == $d))) as $all
        | ($all | map(select(.ok))) as $ok
@@ -421,6 +435,12 @@ echo "| floor: ChaCha20-Poly1305, one core (openssl speed) | | | | | $(fmt "${FL
 if [ "$APP_JSON" != null ]; then
   echo
   cat "$WORK/app-memory.md"
+fi
+if [ "$NET_JSON" != null ]; then
+  echo
+  echo "| underpass, time to recover | median | runs |"
+  echo "|---|---:|---|"
+  cat "$WORK/netchange.md"
 fi
 echo
 echo "Raw numbers: ${out#"$ROOT"/}"

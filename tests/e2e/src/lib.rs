@@ -334,6 +334,8 @@ impl Drop for Helper {
 pub struct Capture {
     child: Option<Child>,
     pcap: PathBuf,
+    /// Reads tcpdump's stderr; ends with the "N packets dropped by kernel" it prints at exit.
+    stderr: Option<std::thread::JoinHandle<Option<u64>>>,
 }
 
 impl Capture {
@@ -350,8 +352,9 @@ impl Capture {
         // tcpdump says "listening on" once the capture is live; only then may traffic start.
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::BufRead;
+            let mut dropped = None;
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -359,7 +362,11 @@ impl Capture {
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
+                if let Some(n) = line.strip_suffix(" packets dropped by kernel") {
+                    dropped = n.trim().parse().ok();
+                }
             }
+            dropped
         });
         assert!(
             rx.recv_timeout(Duration::from_secs(5)).is_ok(),
@@ -368,17 +375,29 @@ impl Capture {
         Capture {
             child: Some(child),
             pcap,
+            stderr: Some(reader),
         }
     }
 
     /// Stops the capture and returns one line per packet matching the BPF `filter`.
-    pub fn stop(mut self, filter: &str) -> Vec<String> {
+    pub fn stop(self, filter: &str) -> Vec<String> {
+        self.stop_counting_drops(filter).0
+    }
+
+    /// [`Capture::stop`], and how many packets the kernel dropped before tcpdump saw them
+    /// (None when tcpdump did not say).
+    pub fn stop_counting_drops(mut self, filter: &str) -> (Vec<String>, Option<u64>) {
         sleep(Duration::from_millis(300));
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             let _ = child.wait();
         }
+        let dropped = self.stderr.take().and_then(|t| t.join().ok()).flatten();
+        (self.read(filter), dropped)
+    }
+
+    fn read(&self, filter: &str) -> Vec<String> {
         let out = run_ok(
             Command::new("tcpdump")
                 .args(["-n", "-r"])
@@ -407,6 +426,17 @@ pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<Str
 
 /// [`leaks`] on any link: what `mac` sent other than encrypted UDP to one of `endpoints`.
 pub fn leaks_from(mac: &str, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    let (leaked, dropped) = capture.stop_counting_drops(&leak_filter(mac, endpoints));
+    assert_eq!(
+        dropped,
+        Some(0),
+        "the capture lost packets (or tcpdump did not say): it may have missed leaks"
+    );
+    leaked
+}
+
+/// The BPF filter for what `mac` sent other than encrypted UDP to one of `endpoints`.
+fn leak_filter(mac: &str, endpoints: &[&str]) -> String {
     let mut filter = format!(
         "ether src {mac} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
          and not ip6 multicast"
@@ -417,7 +447,7 @@ pub fn leaks_from(mac: &str, capture: Capture, endpoints: &[&str]) -> Vec<String
             " and not (udp and dst host {ip} and dst port {port})"
         ));
     }
-    capture.stop(&filter)
+    filter
 }
 
 /// One DNS query from namespace `ns` (tests/e2e/tools/dns_query.py), from a socket with
