@@ -712,55 +712,16 @@ mod tests {
     use std::collections::VecDeque;
     use std::os::fd::AsRawFd;
 
-    use boringtun::noise::Tunn;
-    use boringtun::x25519::{PublicKey, StaticSecret};
     use parking_lot::Mutex;
     use tokio::time::Instant;
-    use underpass_proto::Key;
 
-    use super::super::peers::{PeerSpec, Roaming};
+    use super::super::peers::testing::established;
+    use super::super::peers::Roaming;
     use super::*;
 
-    fn public(k: &Key) -> Key {
-        Key(PublicKey::from(&StaticSecret::from(k.0)).to_bytes())
-    }
-
-    /// A client table with one peer at `endpoint` whose session is established: the handshake
-    /// runs in memory against a server session, so `encapsulate` produces data messages.
+    /// A client table with one peer at `endpoint` whose session is established.
     fn connected_peers(endpoint: SocketAddr) -> PeerTable {
-        let (client, server) = (Key([1; 32]), Key([2; 32]));
-        let table = PeerTable::new(
-            &client,
-            &[PeerSpec {
-                public_key: public(&server),
-                preshared_key: None,
-                endpoint,
-                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-                persistent_keepalive: None,
-            }],
-            Roaming::Free,
-        );
-        let mut server = Tunn::new(
-            StaticSecret::from(server.0),
-            PublicKey::from(&StaticSecret::from(client.0)),
-            None,
-            None,
-            7,
-            None,
-        );
-        let mut buf = vec![0u8; 2048];
-        let tunn = &table.peers()[0].tunn;
-        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected an initiation, got {other:?}"),
-        };
-        let response = match server.decapsulate(None, &init, &mut buf) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected a response, got {other:?}"),
-        };
-        let _keepalive = tunn.lock().decapsulate(None, &response, &mut buf);
-        assert!(tunn.lock().time_since_last_handshake().is_some());
-        table
+        established(endpoint, Roaming::Free).0
     }
 
     /// An IPv4 packet of `len` bytes to 198.18.1.2 (only the header fields routing reads).

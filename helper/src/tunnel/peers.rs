@@ -286,8 +286,58 @@ pub fn packet_addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// Sessions established in memory, for the data planes' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A client table whose one peer (the server, at `endpoint`, allowed everything) has an
+    /// established session, and the server's side of it: the handshake runs in memory, so
+    /// `encapsulate` produces data messages both ways.
+    pub(crate) fn established(endpoint: SocketAddr, roaming: Roaming) -> (PeerTable, Tunn) {
+        let (client_priv, server_priv) = (Key([1; 32]), Key([9; 32]));
+        let table = PeerTable::new(
+            &client_priv,
+            &[PeerSpec {
+                public_key: Key(PublicKey::from(&StaticSecret::from(server_priv.0)).to_bytes()),
+                preshared_key: None,
+                endpoint,
+                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
+                persistent_keepalive: None,
+            }],
+            roaming,
+        );
+        let mut server = Tunn::new(
+            StaticSecret::from(server_priv.0),
+            PublicKey::from(&StaticSecret::from(client_priv.0)),
+            None,
+            None,
+            3,
+            None,
+        );
+        let mut buf = vec![0u8; 2048];
+        let tunn = &table.peers()[0].tunn;
+        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected an initiation, got {other:?}"),
+        };
+        let response = match server.decapsulate(None, &init, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        let keepalive = match tunn.lock().decapsulate(None, &response, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a keepalive, got {other:?}"),
+        };
+        let _ = server.decapsulate(None, &keepalive, &mut buf);
+        assert!(tunn.lock().time_since_last_handshake().is_some());
+        (table, server)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::established;
     use super::*;
     use boringtun::noise::TunnResult;
 
@@ -399,39 +449,8 @@ mod tests {
         assert!(server.time_since_last_handshake().is_some());
     }
 
-    /// A client table whose one peer (the server, configured at 192.0.2.10:51820) has an
-    /// established session, and the server's side of it.
-    fn established(roaming: Roaming) -> (PeerTable, Tunn) {
-        let (client_priv, server_priv) = (key(1), key(9));
-        let table = PeerTable::new(
-            &client_priv,
-            &[spec(public_of(&server_priv), &["0.0.0.0/0"])],
-            roaming,
-        );
-        let mut server = Tunn::new(
-            StaticSecret::from(server_priv.0),
-            PublicKey::from(&StaticSecret::from(client_priv.0)),
-            None,
-            None,
-            3,
-            None,
-        );
-        let mut buf = vec![0u8; 2048];
-        let tunn = &table.peers()[0].tunn;
-        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected an initiation, got {other:?}"),
-        };
-        let response = match server.decapsulate(None, &init, &mut buf) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected a response, got {other:?}"),
-        };
-        let keepalive = match tunn.lock().decapsulate(None, &response, &mut buf) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected a keepalive, got {other:?}"),
-        };
-        let _ = server.decapsulate(None, &keepalive, &mut buf);
-        (table, server)
+    fn configured() -> SocketAddr {
+        "192.0.2.10:51820".parse().unwrap()
     }
 
     /// A data message from the server carrying an IPv4 packet from 10.64.1.1.
@@ -468,7 +487,7 @@ mod tests {
 
     #[test]
     fn an_authenticated_packet_from_a_new_source_moves_the_endpoint_there() {
-        let (table, mut server) = established(Roaming::Free);
+        let (table, mut server) = established(configured(), Roaming::Free);
         let moved = "203.0.113.7:40001";
         assert!(receive(&table, moved, &data_from(&mut server)));
         assert_eq!(table.peers()[0].endpoint(), moved.parse().unwrap());
@@ -486,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_packet_that_does_not_authenticate_moves_nothing() {
-        let (table, mut server) = established(Roaming::Free);
+        let (table, mut server) = established(configured(), Roaming::Free);
         let mut forged = data_from(&mut server);
         let last = forged.len() - 1;
         forged[last] ^= 1; // the tag no longer matches
@@ -507,7 +526,7 @@ mod tests {
             "192.0.2.10:51820".parse().unwrap(),
             "192.0.2.11:51820".parse().unwrap(),
         ];
-        let (table, mut server) = established(Roaming::Within(admitted.clone()));
+        let (table, mut server) = established(configured(), Roaming::Within(admitted.clone()));
         // Authenticated, but to a destination the firewall refuses: not followed.
         assert!(receive(
             &table,
