@@ -31,6 +31,8 @@
 #   cpu_s_per_gb  (utime+stime of the client process and its descendants during the iperf3 run)
 #                 / GB received (underpass: underpassd, which owns the data plane)
 #   rss_mib       VmHWM of the client process (summed over its descendants) after the run
+# and once, for Underpass, a resume until the handshake: from logind's PrepareForSleep(false)
+# (a stand-in on a private bus) to the server's handshake response on the client's link, 5 times.
 # and once, after the rounds, the desktop app's memory: underpass-gui on the Connect screen of a
 # live tunnel under Xvfb, VmRSS after 10 s idle and VmHWM after an iperf3 run (its throughput
 # plot updating), for the app process and each WebKit child process.
@@ -374,6 +376,23 @@ if [[ " ${clients[*]} " == *" underpass "* ]]; then
   fi
 fi
 
+# ---------------------------------------------------------------- resume until the handshake
+# Underpass only: logind's PrepareForSleep(false), from a stand-in on a private bus, until the
+# server's handshake response on the client's link, 5 times (tests/e2e/tests/sleep.rs, in its
+# own sandbox "esl9"; cargo builds that small test driver if needed). About a minute; bounded.
+RESUME_JSON=null
+if [[ " ${clients[*]} " == *" underpass "* ]]; then
+  log "resume until the handshake (5 times, logind stand-in)"
+  if (cd "$ROOT" && UNDERPASS_BIN_DIR="$BIN_DIR" UNDERPASS_BENCH_JSON="$WORK/resume.json" \
+    timeout 600 cargo test -q -p underpass-e2e --test sleep -- --ignored --exact \
+    bench_resume_until_handshake --nocapture) >"$WORK/resume.log" 2>&1 && [ -s "$WORK/resume.json" ]; then
+    RESUME_JSON=$(cat "$WORK/resume.json")
+    log "resume until the handshake: median $(jq -r '.median_ms | round' <<<"$RESUME_JSON") ms"
+  else
+    log "resume: not measured: $(tail -5 "$WORK/resume.log")"
+  fi
+fi
+
 # ---------------------------------------------------------------- results
 mkdir -p "$RESULTS_DIR"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -386,7 +405,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(
   --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
   --arg directions "$directions" --arg first "$first_direction" --arg floor "${FLOOR:-}" \
   --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" \
-  --argjson net_change "$NET_JSON" '
+  --argjson net_change "$NET_JSON" --argjson resume "$RESUME_JSON" '
   def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -401,7 +420,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(
   | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
      directions: ($directions | split(" ")), notes: $notes,
      floor_cpu_s_per_gb: (if $floor == "" then null else ($floor | tonumber) end),
-     runs: $runs, app_memory: $app, net_change: $net_change,
+     runs: $runs, app_memory: $app, net_change: $net_change, resume_until_handshake: $resume,
      summary: [($clients | split(" "))[] as $c | ($directions | split(" "))[] as $d
        | ($runs | map(select(.client == $c and .direction == $d))) as $all
        | ($all | map(select(.ok))) as $ok
@@ -432,6 +451,10 @@ jq -r '.summary[] | [.client, .direction, .median_mbps, .median_ratio_vs_wiregua
   done
 for n in "${notes[@]+"${notes[@]}"}"; do echo "| ${n%%:*} | skipped: ${n#*: } | | | | | | | | 0/$rounds |"; done
 echo "| floor: ChaCha20-Poly1305, one core (openssl speed) | | | | | $(fmt "${FLOOR:-}" 2) | | | | |"
+if [ "$RESUME_JSON" != null ]; then
+  echo
+  echo "Underpass, a resume until the handshake (logind's PrepareForSleep(false) to the server's response on the wire): median $(fmt "$(jq -r .median_ms <<<"$RESUME_JSON")" 0) ms of 5 ($(jq -r '.samples_ms | map(round | tostring) | join(", ")' <<<"$RESUME_JSON") ms)"
+fi
 if [ "$APP_JSON" != null ]; then
   echo
   cat "$WORK/app-memory.md"

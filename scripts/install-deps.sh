@@ -37,8 +37,9 @@ PKGS=(
   # headless session bus with gnome-keyring for its tests; minisign for the bundle interop test
   libdbus-1-dev pkg-config dbus-daemon gnome-keyring minisign
   # the helper's systemd-resolved backend is tested against a python-dbusmock stand-in for
-  # org.freedesktop.resolve1 on a private dbus-daemon (helper/src/dns/resolved.rs)
-  python3-dbusmock
+  # org.freedesktop.resolve1 on a private dbus-daemon (helper/src/dns/resolved.rs), and its
+  # sleep and resume against dbusmock's logind template, driven by gdbus (tests/e2e/tests/sleep.rs)
+  python3-dbusmock libglib2.0-bin
   # the desktop app: Tauri's build dependencies, its tray library, and the GUI test's world
   # (Xvfb, WebKit's WebDriver, X11 and D-Bus tools for the window, the tray and deep links)
   libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev libssl-dev libayatana-appindicator3-1
@@ -96,7 +97,7 @@ fi
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout \
   dbus-run-session gnome-keyring-daemon minisign dbus-daemon rpmbuild lintian systemd-nspawn \
-  debootstrap dpkg-shlibdeps; do
+  debootstrap dpkg-shlibdeps gdbus; do
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done
 /usr/bin/python3 -c 'import dbusmock' 2>/dev/null || { say "missing after install: python3 dbusmock"; exit 1; }

@@ -22,6 +22,7 @@ use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHo
 use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
 use crate::intent::{Intent, IntentStore};
 use crate::policy;
+use crate::power::{self, PowerEvent};
 use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
@@ -68,6 +69,9 @@ pub struct Settings {
     pub resolv_conf: std::path::PathBuf,
     /// IT's directory: pinned keys and the managed policy (issue 9).
     pub system_dir: std::path::PathBuf,
+    /// The bus where logind's sleep signals are followed, instead of the system bus (tests).
+    #[cfg(target_os = "linux")]
+    pub logind_bus: Option<String>,
 }
 
 struct Session {
@@ -122,6 +126,9 @@ struct Healing {
     unreachable: u64,
     /// When the last handshake was forced while healing.
     forced_at: Option<Instant>,
+    /// The system's sleep and resume events (`power`), and one resume acted on once.
+    power: Option<power::PowerEvents>,
+    resumes: power::ResumeGate,
 }
 
 pub struct Daemon {
@@ -176,6 +183,8 @@ impl Daemon {
                 path: None,
                 unreachable: 0,
                 forced_at: None,
+                power: power::watch(&settings),
+                resumes: power::ResumeGate::default(),
             },
             firewall: PlatformFirewall::open().await?,
             system: policy::System::new(&settings.system_dir, &settings.state_dir),
@@ -323,6 +332,7 @@ impl Daemon {
         loop {
             let handshakes = self.session.as_ref().map(|s| s.plane.handshakes());
             let changes = self.healing.changes.as_mut();
+            let power = &mut self.healing.power;
             tokio::select! {
                 _ = async {
                     match &handshakes {
@@ -339,6 +349,7 @@ impl Daemon {
                     Some(()) => self.healing.network.changed(Instant::now()),
                     None => self.healing.changes = None,
                 },
+                event = power::next(power) => self.on_power(event).await,
                 command = commands.recv() => match command {
                     Some(Command::Connect(mut config, reply)) => {
                         if let Err(e) = policy::admit(&mut config, &mut self.system, policy::now()) {
@@ -657,11 +668,8 @@ impl Daemon {
     /// Once a second: sleep detection, liveness while connected, the ladder while healing.
     async fn monitor(&mut self, now: Instant) {
         if self.healing.sleep.resumed(health::suspended_so_far()) {
-            tracing::info!("resumed from sleep");
-            self.on_network_change(now, true).await;
-            if let Err(e) = self.dns.reassert().await {
-                tracing::error!(error = %format!("{e:#}"), "re-asserting DNS after a resume");
-            }
+            tracing::info!("resumed from sleep (the clock jumped)");
+            self.on_resume(now).await;
         }
         let Some(session) = &self.session else {
             return self.climb_if_due(now).await;
@@ -783,6 +791,39 @@ impl Daemon {
                     .await;
                 }
             }
+        }
+    }
+
+    /// The system is about to sleep, or woke up (`power`).
+    async fn on_power(&mut self, event: PowerEvent) {
+        match event {
+            // The actor makes one system change at a time, so here it is between two: sleep
+            // cuts none in half, and the intent on disk is current (saved on every change).
+            PowerEvent::Suspending { ready } => {
+                tracing::info!(state = %self.state.public(), "the machine is going to sleep");
+                let _ = ready.send(());
+            }
+            PowerEvent::Resumed => {
+                tracing::info!("resumed from sleep (the system says so)");
+                self.on_resume(Instant::now()).await;
+            }
+        }
+    }
+
+    /// The machine woke up (however many sources say so, acted on once): probe the server at
+    /// once with a handshake (its session may have expired while the clock that dates it stood
+    /// still), look at the network as after a change, and put the tunnel's DNS back, which
+    /// other daemons rewrite on wake.
+    async fn on_resume(&mut self, now: Instant) {
+        if !self.healing.resumes.admit(now) {
+            return;
+        }
+        if let (Some(s), State::Connected { .. }) = (&self.session, &self.state) {
+            s.plane.force_handshake();
+        }
+        self.on_network_change(now, true).await;
+        if let Err(e) = self.dns.reassert().await {
+            tracing::error!(error = %format!("{e:#}"), "re-asserting DNS after a resume");
         }
     }
 

@@ -24,6 +24,7 @@ mod ipc;
 mod limits;
 mod logring;
 mod policy;
+mod power;
 mod routes;
 mod selftest;
 #[cfg(windows)]
@@ -88,6 +89,11 @@ struct Args {
     /// optional managed policy (policy.json) the whole machine obeys.
     #[arg(long, default_value = underpass_trust::system::DEFAULT_SYSTEM_DIR)]
     system_dir: PathBuf,
+    /// Follow logind's sleep signals (PrepareForSleep) on this D-Bus address instead of the
+    /// system bus. For tests with a stand-in on a private bus.
+    #[cfg(target_os = "linux")]
+    #[arg(long, value_name = "ADDRESS")]
+    logind_bus: Option<String>,
 }
 
 #[cfg(unix)]
@@ -165,6 +171,8 @@ async fn run(
             state_dir: args.state_dir.clone(),
             resolv_conf: args.resolv_conf.clone(),
             system_dir: args.system_dir.clone(),
+            #[cfg(target_os = "linux")]
+            logind_bus: args.logind_bus.clone(),
         },
         status_tx,
         events.clone(),

@@ -144,11 +144,18 @@ pub fn uninstall_cleanup(state_dir: &std::path::Path) -> Result<()> {
     result
 }
 
+/// Hands suspend and resume to the daemon (`power::windows`), which heals the tunnel on resume
+/// as on Linux. Windows has no delay lock to release: nobody waits for the acknowledgement.
 fn on_power(event: PowerEventParam) {
     match event {
-        PowerEventParam::Suspend => tracing::info!("the system is going to sleep"),
+        PowerEventParam::Suspend => {
+            tracing::info!("the system is going to sleep");
+            let (ready, _) = tokio::sync::oneshot::channel();
+            crate::power::notify(crate::power::PowerEvent::Suspending { ready });
+        }
         PowerEventParam::ResumeAutomatic | PowerEventParam::ResumeSuspend => {
-            tracing::info!("the system woke up: handshakes will be refreshed by the timers")
+            tracing::info!("the system woke up");
+            crate::power::notify(crate::power::PowerEvent::Resumed);
         }
         _ => {}
     }

@@ -80,3 +80,41 @@ pub fn proc_address(dll: &str, name: &str) -> Option<unsafe extern "system" fn()
 pub fn under_wine() -> bool {
     proc_address("ntdll.dll", "wine_get_version").is_some()
 }
+
+/// One unicast address of an adapter, as IP Helper lists them.
+pub struct UnicastAddress {
+    pub luid: u64,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Every unicast address of every adapter (`GetUnicastIpAddressTable`).
+pub fn unicast_addresses() -> Vec<UnicastAddress> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_TABLE,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
+    let mut table: *mut MIB_UNICASTIPADDRESS_TABLE = std::ptr::null_mut();
+    // SAFETY: a valid out pointer; the table is freed below.
+    if unsafe { GetUnicastIpAddressTable(AF_UNSPEC, &mut table) } != 0 {
+        return Vec::new();
+    }
+    // SAFETY: NumEntries rows follow the header, valid until FreeMibTable.
+    let rows = unsafe {
+        std::slice::from_raw_parts((*table).Table.as_ptr(), (*table).NumEntries as usize)
+    };
+    let out = rows
+        .iter()
+        .filter_map(|r| {
+            Some(UnicastAddress {
+                // SAFETY: the union's only member is the 64-bit value.
+                luid: unsafe { r.InterfaceLuid.Value },
+                address: ip_of(&r.Address)?,
+                prefix_len: r.OnLinkPrefixLength,
+            })
+        })
+        .collect();
+    // SAFETY: the table GetUnicastIpAddressTable allocated.
+    unsafe { FreeMibTable(table.cast()) };
+    out
+}

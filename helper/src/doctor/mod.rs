@@ -12,10 +12,22 @@ pub mod verdict;
 mod linux;
 #[cfg(target_os = "linux")]
 use linux as net;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as net;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as net;
+#[cfg(any(test, target_os = "macos"))]
+mod pf_text;
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+mod probes;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 use unsupported as net;
 
 use std::net::{IpAddr, SocketAddr};
@@ -227,6 +239,7 @@ async fn collect(ctx: &Context, options: &DoctorOptions) -> Facts {
     let mut firewall = FirewallFacts {
         kill_switch: status.kill_switch,
         state: status.firewall,
+        ours_name: net::OURS,
         ours,
         foreign_blocks,
         probe: Outcome::NotRun,

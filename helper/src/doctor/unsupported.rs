@@ -1,4 +1,4 @@
-//! The doctor's probes on macOS and Windows: not written yet. Every probe reports that it did
+//! The doctor's probes on any other OS: not written. Every probe reports that it did
 //! not run, so the layers say "not checked" instead of pretending.
 
 use std::net::{IpAddr, SocketAddr};
@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::verdict::{InterfaceFacts, Outcome};
+
+/// How the evidence names the kill switch's rules.
+pub const OURS: &str = "the kill switch's filters";
 
 pub async fn interface(name: &str) -> InterfaceFacts {
     InterfaceFacts::absent(name)

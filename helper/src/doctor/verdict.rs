@@ -125,6 +125,8 @@ pub struct RouteFacts {
 pub struct FirewallFacts {
     pub kill_switch: KillSwitchMode,
     pub state: FirewallState,
+    /// What the kill switch's rules are called here ("table inet underpass").
+    pub ours_name: &'static str,
     /// The kill switch's table as the kernel holds it (rule lines), when it is there.
     pub ours: Option<Vec<String>>,
     /// Rules of other tables that drop or reject traffic, with their counters.
@@ -717,15 +719,16 @@ fn firewall(f: &Facts) -> Layer {
     )];
     match &w.ours {
         Some(rules) => evidence.push(format!(
-            "table inet underpass: {} rules{}",
+            "{}: {} rules{}",
+            w.ours_name,
             rules.len(),
             rules
                 .iter()
-                .filter(|r| r.contains("counter"))
+                .filter(|r| r.contains("counter") || r.contains("Packets:"))
                 .map(|r| format!("; {r}"))
                 .collect::<String>()
         )),
-        None => evidence.push("table inet underpass: absent".into()),
+        None => evidence.push(format!("{}: absent", w.ours_name)),
     }
     for b in &w.foreign_blocks {
         evidence.push(format!("other rule: {b}"));
@@ -1108,6 +1111,7 @@ mod tests {
             firewall: FirewallFacts {
                 kill_switch: KillSwitchMode::Auto,
                 state: FirewallState::TunnelOnly,
+                ours_name: "table inet underpass",
                 ours: Some(vec!["oifname \"underpass0\" accept".into()]),
                 foreign_blocks: vec![],
                 probe: Outcome::Answered("echo reply from 10.64.1.1".into()),

@@ -8,18 +8,23 @@
 //!   holders want it. The token and whether PF ran before are kept in a file under /var/run
 //!   (gone at reboot, like the token), so a helper restarted after a crash releases the old one.
 //! - PF's own ruleset, and other programs' anchors, are never touched.
+//! - A measurement while PF blocks (`admit_probes`) reloads the anchor with a pass rule per
+//!   server for the helper's uid, and again without it once due: PF rules have no timeouts.
 //! - Not verified on a Mac: nothing here has run (see the README).
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use pfctl::{AnchorKind, FilterRuleAction, FilterRuleBuilder, Interface, PfCtl};
 use serde::{Deserialize, Serialize};
 
-use super::pf::{self, Action, Direction, Icmp6, Proto, ANCHOR};
+use super::pf::{self, Action, Direction, Icmp6, ProbeHoles, Proto, ANCHOR};
 use super::{Firewall, FirewallPolicy};
 
 const TOKEN_FILE: &str = "/var/run/underpassd.pf.json";
@@ -45,6 +50,52 @@ nix::ioctl_readwrite!(pf_stop_ref, b'D', 9, RemoveToken);
 pub struct PfFirewall {
     pf: PfCtl,
     hold: Option<Hold>,
+}
+
+/// What the anchor holds, shared by every handle in the helper (a measurement opens its own):
+/// the policy last applied, and the holes of measurements in flight.
+struct Loaded {
+    policy: Option<FirewallPolicy>,
+    probes: ProbeHoles,
+}
+
+static LOADED: Mutex<Loaded> = Mutex::new(Loaded {
+    policy: None,
+    probes: ProbeHoles::new(),
+});
+
+fn loaded() -> MutexGuard<'static, Loaded> {
+    LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Replaces the anchor's rules with what `loaded` calls for (nothing without a policy).
+fn load(pf: &mut PfCtl, loaded: &Loaded) -> Result<()> {
+    let Some(policy) = &loaded.policy else {
+        return Ok(());
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let rules = pf::anchor_rules(policy, uid, &loaded.probes.targets())
+        .iter()
+        .map(to_pfctl)
+        .collect::<Result<Vec<_>>>()?;
+    pf.try_add_anchor(ANCHOR, AnchorKind::Filter)
+        .with_context(|| format!("adding PF anchor {ANCHOR} to the main ruleset"))?;
+    let mut change = pfctl::AnchorChange::new();
+    change.set_filter_rules(rules);
+    pf.set_rules(ANCHOR, change)
+        .with_context(|| format!("loading the rules of PF anchor {ANCHOR}"))
+}
+
+/// Reloads the anchor without the measurement holes that are due.
+fn close_due_probes() -> Result<()> {
+    let mut state = loaded();
+    if state.probes.expire(Instant::now()) && state.policy.is_some() {
+        let mut pf = PfCtl::new().context("opening /dev/pf")?;
+        load(&mut pf, &state)?;
+    }
+    Ok(())
 }
 
 impl PfFirewall {
@@ -109,23 +160,22 @@ impl Firewall for PfFirewall {
     }
 
     async fn apply(&mut self, policy: &FirewallPolicy) -> Result<()> {
-        let rules = pf::anchor_rules(policy, nix::unistd::geteuid().as_raw())
-            .iter()
-            .map(to_pfctl)
-            .collect::<Result<Vec<_>>>()?;
-        self.pf
-            .try_add_anchor(ANCHOR, AnchorKind::Filter)
-            .with_context(|| format!("adding PF anchor {ANCHOR} to the main ruleset"))?;
-        let mut change = pfctl::AnchorChange::new();
-        change.set_filter_rules(rules);
-        self.pf
-            .set_rules(ANCHOR, change)
-            .with_context(|| format!("loading the rules of PF anchor {ANCHOR}"))?;
+        {
+            let mut state = loaded();
+            state.policy = Some(policy.clone());
+            state.probes.expire(Instant::now());
+            load(&mut self.pf, &state)?;
+        }
         self.take_reference()?;
         self.flush_states()
     }
 
     async fn remove(&mut self) -> Result<()> {
+        {
+            let mut state = loaded();
+            state.policy = None;
+            state.probes.clear();
+        }
         self.pf
             .flush_rules(ANCHOR, pfctl::RulesetKind::Filter)
             .or_else(|e| match e.kind() {
@@ -146,15 +196,24 @@ impl Firewall for PfFirewall {
         Ok(())
     }
 
-    async fn admit_probes(
-        &mut self,
-        _targets: &[std::net::SocketAddr],
-        _ttl: std::time::Duration,
-    ) -> Result<()> {
-        anyhow::bail!(
-            "measuring servers while the kill switch blocks is not written for PF yet; connect \
-             to a named server, or measure while connected"
-        )
+    async fn admit_probes(&mut self, targets: &[SocketAddr], ttl: Duration) -> Result<()> {
+        {
+            let mut state = loaded();
+            anyhow::ensure!(
+                state.policy.is_some(),
+                "no kill switch is installed, so nothing needs opening"
+            );
+            state.probes.admit(targets, Instant::now() + ttl);
+            // No state flush: only pass rules are added, and no connection predates them.
+            load(&mut self.pf, &state)?;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Err(e) = close_due_probes() {
+                tracing::warn!(error = %format!("{e:#}"), "closing the measurement's PF holes");
+            }
+        });
+        Ok(())
     }
 }
 

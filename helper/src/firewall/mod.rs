@@ -19,7 +19,7 @@ pub use linux::Nftables as PlatformFirewall;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{interface_luid, purge_all, Wfp as PlatformFirewall};
+pub use windows::{interface_luid, listing, purge_all, Wfp as PlatformFirewall};
 // Compiled on every OS so its unit tests run on Linux; only Windows applies it.
 #[cfg(any(windows, test))]
 #[cfg_attr(not(windows), allow(dead_code))]

@@ -9,6 +9,8 @@
 //! conntrack rule. `block return` is the reject (TCP RST, ICMP unreachable otherwise).
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use ipnet::IpNet;
 
@@ -172,19 +174,69 @@ impl fmt::Display for Rule {
     }
 }
 
-/// The whole anchor for `policy`, in evaluation order; `helper_uid` owns the encrypted UDP.
-pub fn anchor_rules(policy: &FirewallPolicy, helper_uid: u32) -> Vec<Rule> {
-    let mut rules = outbound(policy, helper_uid);
+/// The whole anchor for `policy`, in evaluation order; `helper_uid` owns the encrypted UDP,
+/// and may also reach `probes` (the servers of a measurement in flight).
+pub fn anchor_rules(policy: &FirewallPolicy, helper_uid: u32, probes: &[SocketAddr]) -> Vec<Rule> {
+    let mut rules = outbound(policy, helper_uid, probes);
     rules.extend(inbound(policy));
     rules
 }
 
 /// The anchor as `pfctl -a underpass -s rules` would list it, one rule a line.
-pub fn anchor_text(policy: &FirewallPolicy, helper_uid: u32) -> String {
-    anchor_rules(policy, helper_uid)
+pub fn anchor_text(policy: &FirewallPolicy, helper_uid: u32, probes: &[SocketAddr]) -> String {
+    anchor_rules(policy, helper_uid, probes)
         .iter()
         .map(|r| format!("{r}\n"))
         .collect()
+}
+
+/// The holes a measurement opens while PF blocks, each until its deadline. PF rules have no
+/// timeouts (nftables sets do), so the helper keeps them and reloads the anchor without a hole
+/// once it is due. Time is an input.
+#[derive(Debug, Default)]
+pub struct ProbeHoles {
+    open: Vec<(SocketAddr, Instant)>,
+}
+
+impl ProbeHoles {
+    pub const fn new() -> ProbeHoles {
+        ProbeHoles { open: Vec::new() }
+    }
+
+    /// Opens `targets` until `until` (a target already open keeps the later deadline).
+    pub fn admit(&mut self, targets: &[SocketAddr], until: Instant) {
+        for t in targets {
+            match self.open.iter_mut().find(|(open, _)| open == t) {
+                Some((_, deadline)) => *deadline = (*deadline).max(until),
+                None => self.open.push((*t, until)),
+            }
+        }
+    }
+
+    /// Closes every hole due at `now`; true if one closed (the anchor must be reloaded).
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let before = self.open.len();
+        self.open.retain(|(_, deadline)| *deadline > now);
+        self.open.len() != before
+    }
+
+    pub fn clear(&mut self) {
+        self.open.clear();
+    }
+
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        self.open.iter().map(|(t, _)| *t).collect()
+    }
+}
+
+/// The helper's own UDP (its uid) to `to`, and nowhere else.
+fn helper_udp(helper_uid: u32, to: SocketAddr) -> Rule {
+    Rule {
+        user: Some(helper_uid),
+        ..Rule::new(Action::Pass, Direction::Out)
+            .proto(Proto::Udp)
+            .to(Some(host(to.ip())), Some(to.port()))
+    }
 }
 
 fn host(ip: std::net::IpAddr) -> IpNet {
@@ -232,19 +284,12 @@ fn always_allowed(policy: &FirewallPolicy, direction: Direction) -> Vec<Rule> {
     rules
 }
 
-fn outbound(policy: &FirewallPolicy, helper_uid: u32) -> Vec<Rule> {
+fn outbound(policy: &FirewallPolicy, helper_uid: u32, probes: &[SocketAddr]) -> Vec<Rule> {
     let out = Direction::Out;
     let mut rules = vec![Rule::new(Action::Pass, out).on(LOOPBACK)];
     if let Some(t) = &policy.tunnel {
         // The helper's own encrypted UDP, to the endpoints in use and nowhere else.
-        for e in &t.endpoints {
-            rules.push(Rule {
-                user: Some(helper_uid),
-                ..Rule::new(Action::Pass, out)
-                    .proto(Proto::Udp)
-                    .to(Some(host(e.ip())), Some(e.port()))
-            });
-        }
+        rules.extend(t.endpoints.iter().map(|e| helper_udp(helper_uid, *e)));
         for dns in &t.dns {
             for proto in [Proto::Udp, Proto::Tcp] {
                 for port in DNS_PORTS {
@@ -268,6 +313,8 @@ fn outbound(policy: &FirewallPolicy, helper_uid: u32) -> Vec<Rule> {
             );
         }
     }
+    // A measurement in flight: after the DNS refusal, so a probe never opens a resolver.
+    rules.extend(probes.iter().map(|p| helper_udp(helper_uid, *p)));
     rules.extend(always_allowed(policy, out));
     if let Some(t) = &policy.tunnel {
         for n in &t.exclude {
@@ -348,7 +395,7 @@ mod tests {
         tunnel: Option<&TunnelHole>,
         lan: bool,
     ) -> Option<String> {
-        desired(mode, wants, tunnel, lan, None).map(|p| anchor_text(&p, 0))
+        desired(mode, wants, tunnel, lan, None).map(|p| anchor_text(&p, 0, &[]))
     }
 
     #[test]
@@ -415,7 +462,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let text = anchor_text(&p, 501);
+        let text = anchor_text(&p, 501, &[]);
         assert!(
             text.contains("pass out quick proto udp from any to 192.0.2.10/32 port 51820 user 501"),
             "{text}"
@@ -441,6 +488,54 @@ mod tests {
             .position(|l| l.contains("to 10.64.1.1/32 port 53"))
             .unwrap();
         assert!(tunnel_dns < refuse && refuse < tunnel, "{text}");
+    }
+
+    #[test]
+    fn a_measurement_while_blocking_opens_the_helpers_udp_to_its_servers_only() {
+        let p = desired(KillSwitchMode::Lockdown, false, None, false, None).unwrap();
+        let probes: Vec<SocketAddr> = vec![
+            "198.51.100.7:51820".parse().unwrap(),
+            "[2001:db8::7]:443".parse().unwrap(),
+        ];
+        let text = anchor_text(&p, 0, &probes);
+        golden("blocking-probes", &text);
+        assert_eq!(text.matches(" user 0").count(), 2, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let probe = lines
+            .iter()
+            .position(|l| l.contains("198.51.100.7"))
+            .unwrap();
+        let dns_refused = lines.iter().rposition(|l| l.contains("port 853")).unwrap();
+        let blocked = lines
+            .iter()
+            .position(|l| *l == "block return out quick all")
+            .unwrap();
+        assert!(dns_refused < probe && probe < blocked, "{text}");
+        assert_eq!(
+            anchor_text(&p, 0, &[]),
+            anchor(KillSwitchMode::Lockdown, false, None, false).unwrap()
+        );
+    }
+
+    #[test]
+    fn probe_holes_close_by_themselves_at_their_deadline() {
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "198.51.100.7:51820".parse().unwrap(),
+            "198.51.100.8:51820".parse().unwrap(),
+        );
+        let mut holes = ProbeHoles::new();
+        holes.admit(&[a], t0 + s(3));
+        holes.admit(&[a, b], t0 + s(5));
+        holes.admit(&[b], t0 + s(4)); // an earlier deadline never shortens a hole
+        assert_eq!(holes.targets(), vec![a, b]);
+        assert!(!holes.expire(t0 + s(4)), "nothing is due before 5 s");
+        assert!(holes.expire(t0 + s(5)));
+        assert!(holes.targets().is_empty());
+        holes.admit(&[a], t0 + s(9));
+        holes.clear();
+        assert!(holes.targets().is_empty());
     }
 
     #[test]

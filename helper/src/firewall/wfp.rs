@@ -14,6 +14,7 @@
 //! | 10     | permit the LAN (when allowed)                             | base      |
 //! | 9      | permit the tunnel interface (by LUID)                     | session   |
 //! | 8      | block the tunnel's own addresses from other interfaces    | session   |
+//! | 7      | permit the helper's own UDP to a measurement's servers    | probes    |
 //! | 6      | permit the excluded prefixes                              | session   |
 //! | 5      | block the included prefixes (split tunnel)                | session   |
 //! | 1      | permit the rest (split tunnel)                            | session   |
@@ -23,12 +24,15 @@
 //! so a helper that dies or stops while blocking leaves Windows blocked, even across a reboot
 //! until the helper reconciles (as the nftables table outlives the helper on Linux). The
 //! *session* set (what the tunnel opens) lives in a dynamic WFP session and vanishes with the
-//! helper's engine handle, leaving the base set.
+//! helper's engine handle, leaving the base set. The *probes* set opens the servers of a
+//! measurement in flight while blocking ([`WfpPlan::probes`]), in a dynamic session of its own
+//! that the helper closes once the measurement is due; it ranks below the DNS block, so a probe
+//! never opens a resolver.
 //!
 //! Windows resolves names from several interfaces in parallel (smart multi-homed resolution),
 //! so per-interface DNS settings alone leak; the DNS filters close that.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -152,25 +156,7 @@ impl WfpPlan {
         }
         if let Some(hole) = &policy.tunnel {
             for ep in &hole.endpoints {
-                let net = host(ep.ip());
-                let layer = if ep.is_ipv4() {
-                    Layer::ConnectV4
-                } else {
-                    Layer::ConnectV6
-                };
-                plan.push(
-                    "permit helper to endpoint",
-                    Lifetime::Session,
-                    &[layer],
-                    Action::Permit,
-                    14,
-                    vec![
-                        Condition::HelperApp,
-                        Condition::Protocol(Protocol::Udp),
-                        Condition::RemoteAddr(net),
-                        Condition::RemotePort(ep.port()),
-                    ],
-                );
+                plan.helper_udp("permit helper to endpoint", 14, *ep);
             }
             let dns: Vec<IpNet> = hole.dns.iter().map(|a| host(*a)).collect();
             for proto in [Protocol::Udp, Protocol::Tcp] {
@@ -240,6 +226,37 @@ impl WfpPlan {
             }
         }
         plan
+    }
+
+    /// The holes of a measurement while blocking: the helper's own UDP to each of `targets`.
+    pub fn probes(targets: &[SocketAddr]) -> WfpPlan {
+        let mut plan = WfpPlan::default();
+        for t in targets {
+            plan.helper_udp("permit helper to a measured server", 7, *t);
+        }
+        plan
+    }
+
+    /// The helper's own UDP (its app id) to `to`, in the session.
+    fn helper_udp(&mut self, name: &'static str, weight: u8, to: SocketAddr) {
+        let layer = if to.is_ipv4() {
+            Layer::ConnectV4
+        } else {
+            Layer::ConnectV6
+        };
+        self.push(
+            name,
+            Lifetime::Session,
+            &[layer],
+            Action::Permit,
+            weight,
+            vec![
+                Condition::HelperApp,
+                Condition::Protocol(Protocol::Udp),
+                Condition::RemoteAddr(host(to.ip())),
+                Condition::RemotePort(to.port()),
+            ],
+        );
     }
 
     /// What holds without a tunnel: loopback, DHCP, NDP, the LAN if allowed, no DNS, no rest.
@@ -484,6 +501,25 @@ Session w9 accept-v4 permit [permit the tunnel] if=tunnel
 Session w9 accept-v6 permit [permit the tunnel] if=tunnel
 Session w8 accept-v4 block [block the tunnel's addresses from other interfaces] if!=tunnel laddr=10.64.1.2/32
 ";
+
+    #[test]
+    fn a_measurement_opens_only_the_helpers_udp_to_its_servers_below_the_dns_block() {
+        let plan = WfpPlan::probes(&[
+            "198.51.100.7:51820".parse().unwrap(),
+            "[2001:db8::7]:443".parse().unwrap(),
+        ]);
+        assert_eq!(
+            plan.render(),
+            "Session w7 connect-v4 permit [permit helper to a measured server] app=helper proto=17 raddr=198.51.100.7/32 rport=51820\n\
+             Session w7 connect-v6 permit [permit helper to a measured server] app=helper proto=17 raddr=2001:db8::7/128 rport=443\n"
+        );
+        let dns_block = WfpPlan::new(Some(&policy(None, false)))
+            .filters
+            .into_iter()
+            .find(|f| f.name.contains("DNS") && f.action == Action::Block)
+            .expect("the DNS block");
+        assert!(plan.filters.iter().all(|f| f.weight < dns_block.weight));
+    }
 
     #[test]
     fn kill_switch_off_installs_no_filter() {

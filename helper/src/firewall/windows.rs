@@ -150,6 +150,13 @@ impl Engine {
 
     /// The ids of every filter our provider has on `layer`.
     fn our_filters(&self, layer: Layer) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        self.each_filter(layer, |f| ids.push(f.filterId))?;
+        Ok(ids)
+    }
+
+    /// Calls `f` with every filter of our provider in `layer`.
+    fn each_filter(&self, layer: Layer, mut f: impl FnMut(&FWPM_FILTER0)) -> Result<()> {
         let mut provider = PROVIDER;
         let template = FWPM_FILTER_ENUM_TEMPLATE0 {
             providerKey: &mut provider,
@@ -159,37 +166,36 @@ impl Engine {
             ..Default::default()
         };
         let mut handle: HANDLE = ptr::null_mut();
-        // SAFETY: valid template and out pointer.
+        // SAFETY: valid engine handle and template; the enum handle is destroyed below.
         check(
             unsafe { FwpmFilterCreateEnumHandle0(self.0, &template, &mut handle) },
             "enumerating WFP filters (FwpmFilterCreateEnumHandle0)",
         )?;
-        let mut ids = Vec::new();
         loop {
             let mut entries: *mut *mut FWPM_FILTER0 = ptr::null_mut();
             let mut n = 0u32;
-            // SAFETY: the enum handle is open; WFP allocates `entries`, freed below.
+            // SAFETY: valid handles; WFP allocates `entries`, freed below.
             let rc = unsafe { FwpmFilterEnum0(self.0, handle, 64, &mut entries, &mut n) };
             if rc != ERROR_SUCCESS {
-                // SAFETY: the handle came from FwpmFilterCreateEnumHandle0.
+                // SAFETY: the enum handle from above.
                 unsafe { FwpmFilterDestroyEnumHandle0(self.0, handle) };
                 check(rc, "FwpmFilterEnum0")?;
             }
             for i in 0..n as usize {
-                // SAFETY: WFP returned `n` valid filter pointers.
-                ids.push(unsafe { (**entries.add(i)).filterId });
+                // SAFETY: `n` valid filter pointers.
+                f(unsafe { &**entries.add(i) });
             }
             if !entries.is_null() {
-                // SAFETY: `entries` was allocated by WFP.
+                // SAFETY: allocated by WFP.
                 unsafe { FwpmFreeMemory0(&mut entries as *mut _ as *mut *mut core::ffi::c_void) };
             }
             if n < 64 {
                 break;
             }
         }
-        // SAFETY: as above.
+        // SAFETY: the enum handle from above.
         unsafe { FwpmFilterDestroyEnumHandle0(self.0, handle) };
-        Ok(ids)
+        Ok(())
     }
 }
 
@@ -262,13 +268,28 @@ impl Firewall for Wfp {
 
     async fn admit_probes(
         &mut self,
-        _targets: &[std::net::SocketAddr],
-        _ttl: std::time::Duration,
+        targets: &[std::net::SocketAddr],
+        ttl: std::time::Duration,
     ) -> Result<()> {
-        anyhow::bail!(
-            "measuring servers while the kill switch blocks is not written for WFP yet; connect \
-             to a named server, or measure while connected"
-        )
+        let plan = WfpPlan::probes(targets);
+        let values = Values {
+            tunnel_luid: 0,
+            app_id: helper_app_id()?,
+        };
+        // A dynamic session of the measurement's own: closing it deletes its filters, so the
+        // holes close when it is due, or with the helper.
+        let session = Engine::open(true)?;
+        session.transaction(|e| {
+            for f in plan.with_lifetime(Lifetime::Session) {
+                add_filter(e, f, &values)?;
+            }
+            Ok(())
+        })?;
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            drop(session);
+        });
+        Ok(())
     }
 }
 
@@ -300,6 +321,38 @@ fn purge(e: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// Every filter of Underpass's provider, one line each (`layer: name, weight N`), for the
+/// doctor's firewall layer.
+pub fn listing() -> Result<Vec<String>> {
+    let e = Engine::open(false)?;
+    let mut lines = Vec::new();
+    for layer in Layer::ALL {
+        e.each_filter(layer, |f| {
+            // SAFETY: WFP's display name is a NUL-terminated UTF-16 string (or null).
+            let name = unsafe { wide_to_string(f.displayData.name) };
+            // SAFETY: our filters all carry an FWP_UINT8 weight (see `add_filter`).
+            let weight = unsafe { f.weight.Anonymous.uint8 };
+            lines.push(format!("{layer:?}: {name}, weight {weight}"));
+        })?;
+    }
+    Ok(lines)
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated UTF-16 string.
+unsafe fn wide_to_string(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut len = 0;
+    // SAFETY: per the contract, the string ends with a NUL within its allocation.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` units before the NUL.
+    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
 /// Removes every WFP object Underpass ever installed (for the uninstaller).
 pub fn purge_all() -> Result<()> {
     Engine::open(false)?.transaction(purge)
@@ -317,24 +370,29 @@ impl Values {
             Some(hole) => interface_luid(&hole.interface)?,
             None => 0,
         };
-        let exe = std::env::current_exe().context("finding the helper's own executable")?;
-        let mut path = wide(&exe.to_string_lossy());
-        let mut blob: *mut FWP_BYTE_BLOB = ptr::null_mut();
-        // SAFETY: a NUL-terminated path; WFP allocates `blob`, copied and freed here.
-        check(
-            unsafe { FwpmGetAppIdFromFileName0(path.as_mut_ptr(), &mut blob) },
-            "finding the helper's app id (FwpmGetAppIdFromFileName0)",
-        )?;
-        // SAFETY: `blob` is valid until freed.
-        let app_id =
-            unsafe { std::slice::from_raw_parts((*blob).data, (*blob).size as usize) }.to_vec();
-        // SAFETY: allocated by WFP.
-        unsafe { FwpmFreeMemory0(&mut blob as *mut _ as *mut *mut core::ffi::c_void) };
         Ok(Values {
             tunnel_luid,
-            app_id,
+            app_id: helper_app_id()?,
         })
     }
+}
+
+/// The helper's own executable as WFP names it in its app-id condition.
+fn helper_app_id() -> Result<Vec<u8>> {
+    let exe = std::env::current_exe().context("finding the helper's own executable")?;
+    let mut path = wide(&exe.to_string_lossy());
+    let mut blob: *mut FWP_BYTE_BLOB = ptr::null_mut();
+    // SAFETY: a NUL-terminated path; WFP allocates `blob`, copied and freed here.
+    check(
+        unsafe { FwpmGetAppIdFromFileName0(path.as_mut_ptr(), &mut blob) },
+        "finding the helper's app id (FwpmGetAppIdFromFileName0)",
+    )?;
+    // SAFETY: `blob` is valid until freed.
+    let app_id =
+        unsafe { std::slice::from_raw_parts((*blob).data, (*blob).size as usize) }.to_vec();
+    // SAFETY: allocated by WFP.
+    unsafe { FwpmFreeMemory0(&mut blob as *mut _ as *mut *mut core::ffi::c_void) };
+    Ok(app_id)
 }
 
 pub fn interface_luid(alias: &str) -> Result<u64> {

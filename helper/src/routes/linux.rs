@@ -357,6 +357,10 @@ impl RouteManager for LinuxRoutes {
         first_error.map_or(Ok(()), Err)
     }
 
+    async fn default_gateways(&self) -> Vec<IpAddr> {
+        main_table_gateways()
+    }
+
     async fn lookup(&self, dst: IpAddr, fwmark: Option<u32>) -> Option<RouteLookup> {
         let mut query = match dst {
             IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
@@ -447,5 +451,50 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
+    }
+}
+
+/// The next hops of the main table's default routes, from /proc (which lists the main table).
+fn main_table_gateways() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // /proc/net/route: Iface Destination Gateway Flags ..., hex in host (little-endian) order.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 2 && f[1] == "00000000" {
+                if let Ok(g) = u32::from_str_radix(f[2], 16) {
+                    if g != 0 {
+                        out.push(IpAddr::V4(Ipv4Addr::from(g.swap_bytes())));
+                    }
+                }
+            }
+        }
+    }
+    // /proc/net/ipv6_route: dest, dest len, src, src len, next hop, ... (hex, network order).
+    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 4 && f[0] == "0".repeat(32) && f[1] == "00" && f[4] != "0".repeat(32) {
+                if let Ok(g) = u128::from_str_radix(f[4], 16) {
+                    out.push(IpAddr::V6(Ipv6Addr::from(g)));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_are_read_from_the_kernels_tables() {
+        // Whatever this machine has, each entry is a real unicast address.
+        for g in main_table_gateways() {
+            assert!(!g.is_unspecified() && !g.is_multicast(), "{g}");
+        }
     }
 }

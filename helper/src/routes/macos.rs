@@ -294,6 +294,11 @@ impl RouteManager for MacRoutes {
         Ok(())
     }
 
+    async fn default_gateways(&self) -> Vec<IpAddr> {
+        let g = self.socket.default_gateways().await;
+        g.v4.into_iter().chain(g.v6).collect()
+    }
+
     async fn lookup(&self, dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         // No marks on macOS: the helper's own traffic follows the host routes to endpoints.
         let reply = self

@@ -59,6 +59,9 @@ pub trait RouteManager: Sized {
     /// The route the kernel picks for `dst` now (`ip route get`), for packets carrying
     /// `fwmark` when given (the helper's own encrypted UDP), if there is one.
     async fn lookup(&self, dst: IpAddr, fwmark: Option<u32>) -> Option<RouteLookup>;
+    /// The next hops of the main table's default routes (v4 and v6), the physical ones, also
+    /// while a tunnel is up: the nearest LAN hosts, which a kill switch must also hold.
+    async fn default_gateways(&self) -> Vec<IpAddr>;
     /// A notification for every change of links, addresses and routes (IPv4 and IPv6), for the
     /// daemon to debounce and then look up each endpoint's route again (offline when none).
     fn watch_changes() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>>;

@@ -30,6 +30,10 @@ impl RouteManager for UnsupportedRoutes {
         Ok(())
     }
 
+    async fn default_gateways(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
+
     async fn lookup(&self, _dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         None
     }

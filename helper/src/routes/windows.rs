@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -118,6 +118,21 @@ impl RouteManager for IpHelperRoutes {
         Ok(())
     }
 
+    async fn default_gateways(&self) -> Vec<IpAddr> {
+        let tunnel = self.installed.lock().tunnel_luid;
+        let mut out: Vec<IpAddr> = forward_table()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(forward_row)
+            .filter(|r| r.destination.prefix_len() == 0 && r.luid != tunnel)
+            .map(|r| r.next_hop)
+            .filter(|g| !g.is_unspecified())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     async fn lookup(&self, dst: IpAddr, _fwmark: Option<u32>) -> Option<RouteLookup> {
         // No marks on Windows: the helper's own traffic follows the host routes to endpoints.
         let route = best_route(dst)?;
@@ -150,11 +165,83 @@ impl RouteManager for IpHelperRoutes {
     }
 
     fn watch_changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
-        bail!(
-            "watching routes for the healing is not written for Windows yet (NotifyRouteChange2 \
-             only keeps the endpoint's host routes current)"
-        )
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // The daemon watches for its whole life: the sender and the registrations are never
+        // freed, so no callback can outlive its context.
+        let context: *const tokio::sync::mpsc::UnboundedSender<()> = Box::into_raw(Box::new(tx));
+        let mut handle: HANDLE = std::ptr::null_mut();
+        // SAFETY: `context` is leaked above and stays valid for the process; the callbacks
+        // only read it. AF_UNSPEC covers IPv4 and IPv6.
+        unsafe {
+            check(
+                NotifyRouteChange2(
+                    AF_UNSPEC,
+                    Some(changed_route),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching routes (NotifyRouteChange2)",
+            )?;
+            check(
+                NotifyUnicastIpAddressChange(
+                    AF_UNSPEC,
+                    Some(changed_address),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching addresses (NotifyUnicastIpAddressChange)",
+            )?;
+            check(
+                NotifyIpInterfaceChange(
+                    AF_UNSPEC,
+                    Some(changed_interface),
+                    context.cast(),
+                    false,
+                    &mut handle,
+                ),
+                "watching interfaces (NotifyIpInterfaceChange)",
+            )?;
+        }
+        Ok(rx)
     }
+}
+
+/// Tells the daemon's watch that something changed (it debounces and looks the routes up).
+///
+/// # Safety
+/// `context` is the sender leaked by `watch_changes`.
+unsafe fn tell(context: *const core::ffi::c_void) {
+    // SAFETY: see above; a closed channel (the daemon gone) is fine to ignore.
+    let _ = unsafe { &*context.cast::<tokio::sync::mpsc::UnboundedSender<()>>() }.send(());
+}
+
+unsafe extern "system" fn changed_route(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_IPFORWARD_ROW2,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: Windows passes back the context `watch_changes` registered.
+    unsafe { tell(context) }
+}
+
+unsafe extern "system" fn changed_address(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_UNICASTIPADDRESS_ROW,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: as above.
+    unsafe { tell(context) }
+}
+
+unsafe extern "system" fn changed_interface(
+    context: *const core::ffi::c_void,
+    _row: *const MIB_IPINTERFACE_ROW,
+    _kind: MIB_NOTIFICATION_TYPE,
+) {
+    // SAFETY: as above.
+    unsafe { tell(context) }
 }
 
 /// Removes what is installed and installs the plan again, with the current gateways.

@@ -1,8 +1,11 @@
-//! Capturing what the host sends on its physical interfaces, with AF_PACKET sockets (Linux).
+//! Capturing what the host sends on its physical interfaces: AF_PACKET sockets on Linux, BPF
+//! devices on macOS (`capture/macos.rs`) and `SIO_RCVALL` raw sockets on Windows
+//! (`capture/windows.rs`); the last two have never run (see the README).
 //!
-//! `SOCK_DGRAM` packet sockets hand over the network-layer packet with the link header already
-//! removed, and tell outgoing packets from incoming ones: exactly what a leak check needs,
-//! for Ethernet and non-Ethernet links alike. One thread per interface, stopped by a flag.
+//! On Linux, `SOCK_DGRAM` packet sockets hand over the network-layer packet with the link
+//! header already removed, and tell outgoing packets from incoming ones: exactly what a leak
+//! check needs, for Ethernet and non-Ethernet links alike. One thread per interface, stopped by
+//! a flag.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +21,9 @@ pub struct Seen {
 }
 
 /// At most this many packets are kept per interface; a test needs far fewer.
-#[cfg_attr(windows, allow(dead_code))]
 const MAX_PACKETS: usize = 10_000;
 
 /// The tunnel's own traffic, which is never kept.
-#[cfg_attr(windows, allow(dead_code))]
 fn to_endpoint(packet: &[u8], endpoints: &[SocketAddr]) -> bool {
     super::packets::summarize(packet).is_some_and(|s| super::packets::to_endpoint(&s, endpoints))
 }
@@ -32,7 +33,23 @@ pub struct Capture {
     threads: Vec<JoinHandle<Vec<Seen>>>,
 }
 
+#[cfg(target_os = "linux")]
+use linux::PacketSocket as Source;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::physical_interfaces;
+#[cfg(target_os = "macos")]
+use macos::BpfDevice as Source;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::physical_interfaces;
+#[cfg(windows)]
+use windows::RcvAll as Source;
+
 /// Every interface but loopback and the ones named in `skip`.
+#[cfg(not(any(target_os = "macos", windows)))]
 pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
         .map(|d| {
@@ -49,27 +66,26 @@ pub fn physical_interfaces(skip: &[&str]) -> Vec<String> {
 impl Capture {
     /// Captures on `interfaces`, leaving out the tunnel's own encrypted UDP to `endpoints`
     /// before it is kept, so that a busy tunnel can never fill the cap (and hide a leak).
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub fn start(interfaces: &[String], endpoints: &[SocketAddr]) -> Result<Capture> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for name in interfaces {
-            let socket = linux::PacketSocket::bind(name, endpoints)?;
+            let mut source = Source::bind(name, endpoints)?;
             let stop = stop.clone();
             let name = name.clone();
             let endpoints = endpoints.to_vec();
             threads.push(std::thread::spawn(move || {
                 let mut seen = Vec::new();
-                let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(len) = socket.recv_outgoing(&mut buf) {
-                        if seen.len() < MAX_PACKETS && !to_endpoint(&buf[..len], &endpoints) {
+                    source.recv_outgoing(&mut |packet: &[u8]| {
+                        if seen.len() < MAX_PACKETS && !to_endpoint(packet, &endpoints) {
                             seen.push(Seen {
                                 interface: name.clone(),
-                                packet: buf[..len].to_vec(),
+                                packet: packet.to_vec(),
                             });
                         }
-                    }
+                    });
                 }
                 seen
             }));
@@ -77,7 +93,7 @@ impl Capture {
         Ok(Capture { stop, threads })
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     pub fn start(_interfaces: &[String], _endpoints: &[SocketAddr]) -> Result<Capture> {
         bail!("packet capture for the self-tests is not supported on this OS yet")
     }
@@ -111,6 +127,7 @@ mod linux {
 
     pub struct PacketSocket {
         fd: OwnedFd,
+        buf: Vec<u8>,
     }
 
     impl PacketSocket {
@@ -191,12 +208,22 @@ mod linux {
                     std::mem::size_of::<libc::timeval>() as libc::socklen_t,
                 );
             }
-            Ok(PacketSocket { fd })
+            Ok(PacketSocket {
+                fd,
+                buf: vec![0u8; 65536],
+            })
         }
 
-        /// One outgoing IPv4/IPv6 packet, or `None` after the 100 ms timeout (or for anything
-        /// else: incoming packets, ARP).
-        pub fn recv_outgoing(&self, buf: &mut [u8]) -> Option<usize> {
+        /// Hands `keep` the next outgoing IPv4/IPv6 packet; nothing after the 100 ms timeout
+        /// (or for anything else: incoming packets, ARP).
+        pub fn recv_outgoing(&mut self, keep: &mut dyn FnMut(&[u8])) {
+            if let Some(n) = self.recv() {
+                keep(&self.buf[..n]);
+            }
+        }
+
+        fn recv(&mut self) -> Option<usize> {
+            let buf = &mut self.buf;
             // SAFETY: an all-zero sockaddr_ll is a valid out-parameter.
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;

@@ -15,6 +15,8 @@
 mod bpf;
 mod capture;
 mod evidence;
+#[cfg(any(test, target_os = "macos", windows))]
+mod frames;
 pub mod gate;
 mod packets;
 mod probes;
@@ -260,7 +262,11 @@ async fn kill_switch(
         options.probe_targets.clone()
     };
     if !ctx.lan_access {
-        for gateway in probes::default_gateways() {
+        let gateways = match PlatformRoutes::open().await {
+            Ok(routes) => routes.default_gateways().await,
+            Err(_) => Vec::new(),
+        };
+        for gateway in gateways {
             if !targets.contains(&gateway) {
                 report.notes.push(format!(
                     "LAN access is off: probing the gateway {gateway} too"

@@ -1,5 +1,5 @@
 //! Probes that try to get past the tunnel: UDP, a TCP SYN and an ICMP echo, optionally bound
-//! to one interface (SO_BINDTODEVICE), the way a misbehaving app or a leaky OS path would send.
+//! to one interface (SO_BINDTODEVICE; IP_BOUND_IF on macOS; IP_UNICAST_IF on Windows), the way a misbehaving app or a leaky OS path would send.
 //! Whether they are refused locally does not decide anything; the capture does.
 
 use std::net::{IpAddr, SocketAddr};
@@ -72,61 +72,77 @@ fn open(
 ) -> std::io::Result<Socket> {
     let s = Socket::new(domain, ty, Some(protocol))?;
     if let Some(i) = interface {
-        bind(&s, i)?;
+        bind(&s, domain, i)?;
     }
     Ok(s)
 }
 
 #[cfg(target_os = "linux")]
-fn bind(s: &Socket, interface: &str) -> std::io::Result<()> {
+fn bind(s: &Socket, _domain: Domain, interface: &str) -> std::io::Result<()> {
     s.bind_device(Some(interface.as_bytes()))
 }
 
-#[cfg(not(target_os = "linux"))]
-fn bind(_s: &Socket, _interface: &str) -> std::io::Result<()> {
+#[cfg(target_os = "macos")]
+fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(interface).map_err(std::io::Error::from)?;
+    let index = std::num::NonZeroU32::new(index).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no interface {interface}"),
+        )
+    })?;
+    if domain == Domain::IPV6 {
+        s.bind_device_by_index_v6(Some(index))
+    } else {
+        s.bind_device_by_index_v4(Some(index))
+    }
+}
+
+/// `IP_UNICAST_IF` / `IPV6_UNICAST_IF`: sends leave through the adapter's index (network
+/// byte order for IPv4, host order for IPv6, as Winsock wants them).
+#[cfg(windows)]
+fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::NetworkManagement::IpHelper::ConvertInterfaceLuidToIndex;
+    use windows_sys::Win32::NetworkManagement::Ndis::NET_LUID_LH;
+    use windows_sys::Win32::Networking::WinSock::{
+        setsockopt, IPPROTO_IP, IPPROTO_IPV6, IPV6_UNICAST_IF, IP_UNICAST_IF, SOCKET,
+    };
+    let luid = crate::firewall::interface_luid(interface)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{e:#}")))?;
+    let mut index = 0u32;
+    // SAFETY: a valid LUID and out pointer.
+    let rc = unsafe { ConvertInterfaceLuidToIndex(&NET_LUID_LH { Value: luid }, &mut index) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc as i32));
+    }
+    let (level, opt, value) = if domain == Domain::IPV6 {
+        (IPPROTO_IPV6, IPV6_UNICAST_IF, index)
+    } else {
+        (IPPROTO_IP, IP_UNICAST_IF, index.to_be())
+    };
+    // SAFETY: a valid socket, and a pointer to a live DWORD of the given size.
+    let rc = unsafe {
+        setsockopt(
+            s.as_raw_socket() as SOCKET,
+            level,
+            opt,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as i32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+fn bind(_s: &Socket, _domain: Domain, _interface: &str) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "binding to an interface is not supported on this OS yet",
     ))
-}
-
-/// The default gateways of the main routing table (v4 and v6): the nearest LAN hosts, which a
-/// kill switch must also hold when LAN access is off.
-#[cfg(target_os = "linux")]
-pub fn default_gateways() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // /proc/net/route: Iface Destination Gateway Flags ..., hex in host (little-endian) order.
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 2 && f[1] == "00000000" {
-                if let Ok(g) = u32::from_str_radix(f[2], 16) {
-                    if g != 0 {
-                        out.push(IpAddr::V4(std::net::Ipv4Addr::from(g.swap_bytes())));
-                    }
-                }
-            }
-        }
-    }
-    // /proc/net/ipv6_route: dest, dest len, src, src len, next hop, ... (hex, network order).
-    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 4 && f[0] == "0".repeat(32) && f[1] == "00" && f[4] != "0".repeat(32) {
-                if let Ok(g) = u128::from_str_radix(f[4], 16) {
-                    out.push(IpAddr::V6(std::net::Ipv6Addr::from(g)));
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn default_gateways() -> Vec<IpAddr> {
-    Vec::new()
 }
 
 /// An ICMP (type 8) or ICMPv6 (type 128) echo request. The kernel fills in the ICMPv6
@@ -155,14 +171,6 @@ fn checksum(data: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gateways_are_read_from_the_kernels_tables() {
-        // Whatever this machine has, each entry is a real unicast address.
-        for g in default_gateways() {
-            assert!(!g.is_unspecified() && !g.is_multicast(), "{g}");
-        }
-    }
 
     #[test]
     fn icmp_echo_checksums_to_zero() {

@@ -74,6 +74,14 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Now, in seconds since the epoch (the clock of a capture's timestamps).
+pub fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
 /// Polls `f` every 50 ms until it returns true or `limit` passes.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -381,12 +389,29 @@ impl Capture {
 
     /// Stops the capture and returns one line per packet matching the BPF `filter`.
     pub fn stop(self, filter: &str) -> Vec<String> {
-        self.stop_counting_drops(filter).0
+        self.stop_reading(&["-n"], filter).0
+    }
+
+    /// As [`Capture::stop`], each packet with its time (seconds since the epoch, as
+    /// [`epoch_secs`] counts).
+    pub fn stop_timed(self, filter: &str) -> Vec<(f64, String)> {
+        self.stop_reading(&["-n", "-tt"], filter)
+            .0
+            .into_iter()
+            .filter_map(|line| {
+                let (t, _) = line.split_once(' ')?;
+                Some((t.parse().ok()?, line))
+            })
+            .collect()
     }
 
     /// [`Capture::stop`], and how many packets the kernel dropped before tcpdump saw them
     /// (None when tcpdump did not say).
-    pub fn stop_counting_drops(mut self, filter: &str) -> (Vec<String>, Option<u64>) {
+    pub fn stop_counting_drops(self, filter: &str) -> (Vec<String>, Option<u64>) {
+        self.stop_reading(&["-n"], filter)
+    }
+
+    fn stop_reading(mut self, flags: &[&str], filter: &str) -> (Vec<String>, Option<u64>) {
         sleep(Duration::from_millis(300));
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child.
@@ -394,17 +419,14 @@ impl Capture {
             let _ = child.wait();
         }
         let dropped = self.stderr.take().and_then(|t| t.join().ok()).flatten();
-        (self.read(filter), dropped)
-    }
-
-    fn read(&self, filter: &str) -> Vec<String> {
         let out = run_ok(
             Command::new("tcpdump")
-                .args(["-n", "-r"])
+                .args(flags)
+                .arg("-r")
                 .arg(&self.pcap)
                 .arg(filter),
         );
-        out.lines().map(str::to_string).collect()
+        (out.lines().map(str::to_string).collect(), dropped)
     }
 }
 
@@ -763,4 +785,15 @@ pub fn report(what: &str, leaked: &[String]) {
         leaked.len()
     );
     assert!(leaked.is_empty(), "{what} leaked:\n{}", leaked.join("\n"));
+}
+
+/// The end of a scenario run under `capture` with `load`: the load stops, the capture must
+/// hold nothing but encrypted UDP to server 1, and then the twin must see the leaks.
+pub fn no_leaks_then_twin(sandbox: &Sandbox, capture: Capture, load: Traffic, what: &str) {
+    drop(load);
+    report(
+        what,
+        &leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]),
+    );
+    twin_sees_leaks(sandbox, what);
 }

@@ -265,4 +265,33 @@ fn a_hostile_member_cannot_get_around_the_managed_policy() {
     ] {
         assert!(!text.contains(key.trim()), "the private key is in {what}");
     }
+
+    // The control: the same kinds of frames, sent to a helper of an unmanaged machine, are
+    // accepted. So the refusals above come from the managed policy, not from frames the helper
+    // would refuse anyway, and this test fails if the helper stops enforcing it.
+    helper.request(json!({"kind": "disconnect"}));
+    drop(helper);
+    std::fs::remove_file(system.join("policy.json")).unwrap();
+    let unmanaged = Helper::start(&sandbox, &["--system-dir", system.to_str().unwrap()]);
+    let mut own = tunnel(&sandbox, None);
+    own["dns"] = json!([sandbox.var("INET_ADDR4_1")]);
+    own["routing"] = json!({"exclude": ["203.0.113.0/24"]});
+    for (what, request) in [
+        (
+            "a tunnel without a bundle, custom DNS and a split",
+            json!({"kind": "connect", "config": own}),
+        ),
+        (
+            "the kill switch off",
+            json!({"kind": "set_kill_switch", "mode": "off"}),
+        ),
+        (
+            "the LAN opened",
+            json!({"kind": "set_lan_access", "allow": true}),
+        ),
+    ] {
+        let r = unmanaged.request(request);
+        assert!(r.get("Ok").is_some(), "unmanaged, {what}: refused: {r}");
+    }
+    unmanaged.wait_for_state("connected", Duration::from_secs(20));
 }

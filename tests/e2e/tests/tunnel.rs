@@ -484,3 +484,47 @@ fn connect_by_country_picks_the_server_with_the_fastest_handshake() {
     let _ = relay.kill();
     let _ = relay.wait();
 }
+
+#[test]
+fn a_connect_whose_intent_cannot_be_saved_is_refused_and_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let (sandbox, helper) = connected_setup("ein", 1, &[]);
+    let before = sandbox.routing_snapshot();
+    // The intent file's place is taken by a non-empty directory: the atomic rename over it fails,
+    // as on a full or read-only disk.
+    let intent = sandbox.dir.join("state/intent.json");
+    let _ = std::fs::remove_file(&intent);
+    std::fs::create_dir_all(intent.join("in-the-way")).expect("blocking directory");
+
+    let out = helper.cli_run(&["connect", "se-sto-wg-001"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the connect went ahead: {stderr}");
+    assert!(
+        stderr.contains("could not record it") && stderr.contains("intent"),
+        "the refusal does not give the reason: {stderr}"
+    );
+    assert!(
+        helper.log_text().contains("could not record it"),
+        "the refusal is not logged"
+    );
+    assert_eq!(helper.status()["state"], "disconnected");
+    assert_eq!(
+        sandbox.routing_snapshot(),
+        before,
+        "a refused connect changed the routing"
+    );
+    assert!(
+        !sandbox.ping(sandbox.var("SERVER_TUN_ADDR4_1")),
+        "a tunnel came up anyway"
+    );
+
+    // Once the intent can be recorded again, the same connect goes ahead.
+    std::fs::remove_dir_all(&intent).expect("removing the blocking directory");
+    let out = helper.cli_ok(&["connect", "se-sto-wg-001"]);
+    assert!(out.contains("Connected"), "connect said: {out}");
+    assert!(std::fs::read_to_string(&intent)
+        .expect("the intent is on disk")
+        .contains("se-sto-wg-001"));
+}
