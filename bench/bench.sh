@@ -363,6 +363,19 @@ if [ "$app" = 1 ]; then
   fi
 fi
 
+# ---------------------------------------------------------------- healing: a network change
+# bench/netchange.sh moves the default route between two uplinks of its own sandbox, with the
+# tunnel idle: the time until the first packet from the server on the new path, median of 5.
+NET_JSON=null
+if [[ " ${clients[*]} " == *" underpass "* ]]; then
+  if UNDERPASS_BIN_DIR="$BIN_DIR" bash "$ROOT/bench/netchange.sh" --rounds 5 \
+    --json "$WORK/netchange.json" >"$WORK/netchange.md"; then
+    NET_JSON=$(cat "$WORK/netchange.json")
+  else
+    log "network change: not measured (bench/netchange.sh failed)"
+  fi
+fi
+
 # ---------------------------------------------------------------- resume until the handshake
 # Underpass only: logind's PrepareForSleep(false), from a stand-in on a private bus, until the
 # server's handshake response on the client's link, 5 times (tests/e2e/tests/sleep.rs, in its
@@ -392,7 +405,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(
   --arg cpu "$cpu_model" --argjson rounds "$rounds" --argjson seconds "$seconds" \
   --arg directions "$directions" --arg first "$first_direction" --arg floor "${FLOOR:-}" \
   --argjson notes "$notes_json" --arg clients "${clients[*]}" --argjson app "$APP_JSON" \
-  --argjson resume "$RESUME_JSON" '
+  --argjson net_change "$NET_JSON" --argjson resume "$RESUME_JSON" '
   def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -407,7 +420,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg kernel "$kernel" --argjson nproc "$(
   | {date: $date, kernel: $kernel, nproc: $nproc, cpu: $cpu, rounds: $rounds, seconds: $seconds,
      directions: ($directions | split(" ")), notes: $notes,
      floor_cpu_s_per_gb: (if $floor == "" then null else ($floor | tonumber) end),
-     runs: $runs, app_memory: $app, resume_until_handshake: $resume,
+     runs: $runs, app_memory: $app, net_change: $net_change, resume_until_handshake: $resume,
      summary: [($clients | split(" "))[] as $c | ($directions | split(" "))[] as $d
        | ($runs | map(select(.client == $c and .direction == $d))) as $all
        | ($all | map(select(.ok))) as $ok
@@ -445,6 +458,12 @@ fi
 if [ "$APP_JSON" != null ]; then
   echo
   cat "$WORK/app-memory.md"
+fi
+if [ "$NET_JSON" != null ]; then
+  echo
+  echo "| underpass, time to recover | median | runs |"
+  echo "|---|---:|---|"
+  cat "$WORK/netchange.md"
 fi
 echo
 echo "Raw numbers: ${out#"$ROOT"/}"

@@ -52,6 +52,8 @@ PKGS=(
   # installers/macos/check.sh: the pkg, postinstall and uninstall scripts are linted, and the
   # macOS CI workflow is parsed
   shellcheck python3-yaml
+  # tests/e2e/tests/network.rs: NAT rebinding flushes the router's connection tracking
+  conntrack
 )
 # npm runs the scripts in package.json; any node install that gives `npm` is fine.
 command -v npm >/dev/null || PKGS+=(nodejs npm)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Underpass test ground: a self-contained set of network namespaces.
 #
-#   scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--dir DIR]
+#   scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--uplink2] [--dir DIR]
 #   scripts/sandbox.sh down PREFIX [--dir DIR]
 #   scripts/sandbox.sh status PREFIX
 #
@@ -17,6 +17,8 @@
 # The inner tunnel addresses (10.64.I.2, fd00:64:I::2) are routed without NAT.
 # --guest adds [PREFIX-g: guest] --veth-- [client], routed and masqueraded by the client as
 # Docker does for its containers: guest 172.30.9.2/24 fd30:9::2/64, client side .1 / ::1.
+# --uplink2 adds a second uplink from the client to the router (another Wi-Fi, a cable), with
+# no route over it yet: client PREFIX-c1 203.0.113.2/24 2001:db8:d::2/64, router PREFIX-rd .1 / ::1.
 #
 # `up` writes into DIR (default REPO/.sandbox/PREFIX): client.key, client.pub, serverI.key/.pub,
 # one wg-quick profile per server (se-sto-wg-001.conf, de-fra-wg-001.conf, us-nyc-wg-001.conf, ...),
@@ -36,7 +38,7 @@ die() { printf 'sandbox: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--dir DIR]
+usage: scripts/sandbox.sh up PREFIX [--servers N] [--guest] [--uplink2] [--dir DIR]
        scripts/sandbox.sh down PREFIX [--dir DIR]
        scripts/sandbox.sh status PREFIX
 PREFIX: 1-8 chars, [a-z][a-z0-9]*  (all netns/link names derive from it, <= 15 chars)
@@ -178,8 +180,21 @@ EOF
   wait_for 10 "guest veth" link_up "$g" "${p}-g0"
 }
 
+# A second uplink from the client to the router, up and addressed; the default routes stay on
+# the first until a test moves them.
+add_uplink2() {
+  local p=$1 c="$1-c" r="$1-r"
+  veth "$c" "${p}-c1" "$r" "${p}-rd"
+  ip -n "$c" addr add 203.0.113.2/24 dev "${p}-c1"
+  ip -n "$c" -6 addr add 2001:db8:d::2/64 dev "${p}-c1" nodad
+  ip -n "$r" addr add 203.0.113.1/24 dev "${p}-rd"
+  ip -n "$r" -6 addr add 2001:db8:d::1/64 dev "${p}-rd" nodad
+  wait_for 10 "second client veth" link_up "$c" "${p}-c1"
+  wait_for 10 "second router veth" link_up "$r" "${p}-rd"
+}
+
 cmd_up() {
-  local p=$1 n=$2 dir=$3 guest=$4 i
+  local p=$1 n=$2 dir=$3 guest=$4 uplink2=$5 i
   local c="${p}-c" r="${p}-r"
   cmd_down "$p" "$dir"
   for tool in ip wg wireguard-go sysctl timeout; do
@@ -275,6 +290,7 @@ EOF
   ip -n "$c" route add default via 198.51.100.1
   ip -n "$c" -6 route add default via 2001:db8:c::1
   if [ "$guest" = 1 ]; then add_guest "$p"; fi
+  if [ "$uplink2" = 1 ]; then add_uplink2 "$p"; fi
 
   # links up, no tentative addresses
   wait_for 10 "client veth" link_up "$c" "${p}-c0"
@@ -311,6 +327,14 @@ EOF
       echo "NS_GUEST='${p}-g'"
       echo "GUEST_ADDR4='172.30.9.2'"
       echo "GUEST_ADDR6='fd30:9::2'"
+    fi
+    if [ "$uplink2" = 1 ]; then
+      echo "CLIENT_IF_2='${p}-c1'"
+      echo "CLIENT_ADDR4_2='203.0.113.2'"
+      echo "CLIENT_ADDR6_2='2001:db8:d::2'"
+      echo "ROUTER_IF_2='${p}-rd'"
+      echo "ROUTER_ADDR4_2='203.0.113.1'"
+      echo "ROUTER_ADDR6_2='2001:db8:d::1'"
     fi
     for ((i = 1; i <= n; i++)); do
       echo "# server $i"
@@ -350,12 +374,13 @@ cmd_status() {
 [ $# -ge 2 ] || usage
 cmd=$1 prefix=$2; shift 2
 [[ $prefix =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "PREFIX must match [a-z][a-z0-9]{0,7} (got '$prefix')"
-servers=1 dir="" guest=0
+servers=1 dir="" guest=0 uplink2=0
 while [ $# -gt 0 ]; do
   case $1 in
     --servers) [ $# -ge 2 ] || usage; servers=$2; shift 2 ;;
     --dir) [ $# -ge 2 ] || usage; dir=$2; shift 2 ;;
     --guest) guest=1; shift ;;
+    --uplink2) uplink2=1; shift ;;
     -h | --help) usage ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -366,7 +391,7 @@ done
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
 case $cmd in
-  up) cmd_up "$prefix" "$servers" "$dir" "$guest" ;;
+  up) cmd_up "$prefix" "$servers" "$dir" "$guest" "$uplink2" ;;
   down) cmd_down "$prefix" "$dir" ;;
   status) cmd_status "$prefix" ;;
   *) usage ;;

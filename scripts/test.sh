@@ -65,6 +65,8 @@ step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
 # --nocapture: the leak checks print how many packets escaped (0) for every transition.
 # tests/e2e/tests/sleep.rs is the longest file (about 210 s: a 200 s blackhole, beside its
 # other scenarios on the second test thread); it needs dbus-daemon, python3-dbusmock and gdbus.
+# tests/e2e/tests/network.rs (a second uplink, NAT rebinding, roaming: about 20 s, its two
+# sandboxes side by side) needs conntrack.
 cargo test -p underpass-e2e --locked -- --test-threads 2 --nocapture
 
 step "the Linux packages in a booted Debian (systemd-nspawn: install, service, peers, resolved, restarts, upgrade, purge)"

@@ -26,7 +26,7 @@ use crate::power::{self, PowerEvent};
 use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
-use crate::tunnel::peers::PeerSpec;
+use crate::tunnel::peers::{PeerSpec, Roaming};
 use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig, Resolvers};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -102,9 +102,10 @@ impl Session {
         }
     }
 
-    /// The first endpoint: the server whose path decides online or offline.
+    /// The first peer's endpoint, where it roamed to: the server whose path decides online or
+    /// offline.
     fn endpoint(&self) -> Option<std::net::SocketAddr> {
-        self.hole.endpoints.first().copied()
+        self.plane.peers().peers().first().map(|p| p.endpoint())
     }
 }
 
@@ -630,7 +631,7 @@ impl Daemon {
                 return;
             }
             if session.started.elapsed() > self.settings.handshake_timeout {
-                let endpoint = session.plane.peers().peers()[0].endpoint;
+                let endpoint = session.plane.peers().peers()[0].endpoint();
                 self.healing.last_error = Some(format!(
                     "no handshake with {endpoint} within {} s: the server did not answer. \
                      Check that it is reachable and that the profile's keys are current",
@@ -1004,7 +1005,7 @@ impl Daemon {
                 .iter()
                 .map(|p| PeerStatus {
                     public_key: p.public_key.clone(),
-                    endpoint: Some(p.endpoint),
+                    endpoint: Some(p.endpoint()),
                     allowed_ips: p.allowed_ips.clone(),
                     rx_bytes: p.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
                     tx_bytes: p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
@@ -1100,6 +1101,8 @@ impl Daemon {
             mtu,
             peers,
             fwmark,
+            // Roaming never widens the kill switch's endpoints (tunnel/peers.rs).
+            roaming: Roaming::under(self.firewall_applied.as_ref().and_then(Option::as_ref)),
         })
         .await?;
         if let Err(e) = routes.apply(&plan).await {

@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::peers::{answers_us, packet_addresses, path_is_gone, Peer, PeerTable};
+use super::peers::{answers_us, authenticated, packet_addresses, path_is_gone, Peer, PeerTable};
 use super::DataPlaneConfig;
 
 /// WireGuard's data header (16) + Poly1305 tag (16) + up to 15 bytes of padding.
@@ -196,7 +196,7 @@ async fn open(cfg: DataPlaneConfig) -> Result<Arc<Io>> {
     let io = Arc::new(Io {
         device,
         udp,
-        peers: Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers)),
+        peers: Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming())),
         handshakes: Arc::new(Notify::new()),
         paused: Arc::new(AtomicBool::new(false)),
         force: Arc::new(Notify::new()),
@@ -390,12 +390,12 @@ impl Udp {
     /// Sends to a peer and counts the bytes. A failure is only logged: the network is down or
     /// the endpoint unreachable, and WireGuard's timers retry.
     async fn send(&self, peer: &Peer, contents: &[u8], segment: Option<usize>) {
-        match self.send_to(peer.endpoint, contents, segment).await {
+        match self.send_to(peer.endpoint(), contents, segment).await {
             Ok(()) => {
                 peer.tx_bytes
                     .fetch_add(contents.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed"),
+            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint(), "send failed"),
         }
     }
 
@@ -404,19 +404,19 @@ impl Udp {
     /// nothing is lost, and every later run is built from single datagrams.
     async fn send_run(&self, peer: &Peer, contents: &[u8], segment: usize) {
         let multi = segment < contents.len();
-        match self.send_to(peer.endpoint, contents, Some(segment)).await {
+        match self.send_to(peer.endpoint(), contents, Some(segment)).await {
             Ok(()) => {
                 peer.tx_bytes
                     .fetch_add(contents.len() as u64, Ordering::Relaxed);
             }
             Err(e) if multi && self.max_segments() == 1 => {
-                tracing::warn!(error = %e, endpoint = %peer.endpoint,
+                tracing::warn!(error = %e, endpoint = %peer.endpoint(),
                     "the kernel refused UDP segmentation offload on this path: sending datagrams one by one");
                 for datagram in contents.chunks(segment) {
                     self.send(peer, datagram, None).await;
                 }
             }
-            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed"),
+            Err(e) => tracing::debug!(error = %e, endpoint = %peer.endpoint(), "send failed"),
         }
     }
 }
@@ -608,7 +608,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
         };
         let mut ready = 0;
         for (meta, buf) in metas[..n].iter().zip(&recv) {
-            let from = meta.addr.ip().to_canonical();
+            let from = SocketAddr::new(meta.addr.ip().to_canonical(), meta.addr.port());
             for datagram in buf[..meta.len].chunks(meta.stride.max(1)) {
                 let Some((index, peer)) = io.peers.for_datagram(datagram) else {
                     continue;
@@ -620,7 +620,11 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
                 out.resize(TUN_OFFSET + datagram.len(), 0);
                 {
                     let mut tunn = peer.tunn.lock();
-                    let result = tunn.decapsulate(Some(from), datagram, &mut out[TUN_OFFSET..]);
+                    let result =
+                        tunn.decapsulate(Some(from.ip()), datagram, &mut out[TUN_OFFSET..]);
+                    if authenticated(datagram, &result) {
+                        peer.roam(from, io.peers.roaming());
+                    }
                     if answers_us(datagram) && !matches!(result, TunnResult::Err(_)) {
                         peer.rx_packets.fetch_add(1, Ordering::Relaxed);
                     }
@@ -708,54 +712,16 @@ mod tests {
     use std::collections::VecDeque;
     use std::os::fd::AsRawFd;
 
-    use boringtun::noise::Tunn;
-    use boringtun::x25519::{PublicKey, StaticSecret};
     use parking_lot::Mutex;
     use tokio::time::Instant;
-    use underpass_proto::Key;
 
-    use super::super::peers::PeerSpec;
+    use super::super::peers::testing::established;
+    use super::super::peers::Roaming;
     use super::*;
 
-    fn public(k: &Key) -> Key {
-        Key(PublicKey::from(&StaticSecret::from(k.0)).to_bytes())
-    }
-
-    /// A client table with one peer at `endpoint` whose session is established: the handshake
-    /// runs in memory against a server session, so `encapsulate` produces data messages.
+    /// A client table with one peer at `endpoint` whose session is established.
     fn connected_peers(endpoint: SocketAddr) -> PeerTable {
-        let (client, server) = (Key([1; 32]), Key([2; 32]));
-        let table = PeerTable::new(
-            &client,
-            &[PeerSpec {
-                public_key: public(&server),
-                preshared_key: None,
-                endpoint,
-                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-                persistent_keepalive: None,
-            }],
-        );
-        let mut server = Tunn::new(
-            StaticSecret::from(server.0),
-            PublicKey::from(&StaticSecret::from(client.0)),
-            None,
-            None,
-            7,
-            None,
-        );
-        let mut buf = vec![0u8; 2048];
-        let tunn = &table.peers()[0].tunn;
-        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected an initiation, got {other:?}"),
-        };
-        let response = match server.decapsulate(None, &init, &mut buf) {
-            TunnResult::WriteToNetwork(p) => p.to_vec(),
-            other => panic!("expected a response, got {other:?}"),
-        };
-        let _keepalive = tunn.lock().decapsulate(None, &response, &mut buf);
-        assert!(tunn.lock().time_since_last_handshake().is_some());
-        table
+        established(endpoint, Roaming::Free).0
     }
 
     /// An IPv4 packet of `len` bytes to 198.18.1.2 (only the header fields routing reads).

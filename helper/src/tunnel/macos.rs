@@ -70,7 +70,7 @@ impl DataPlane {
         let socket = UdpSocket::bind(any)
             .await
             .context("creating the encrypted UDP socket")?;
-        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
+        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()));
         let handshakes = Arc::new(Notify::new());
         let paused = Arc::new(AtomicBool::new(false));
         let offline = Arc::new(AtomicBool::new(false));
@@ -149,7 +149,7 @@ impl Io {
         if self.offline.load(Ordering::Relaxed) {
             return;
         }
-        let to = match (self.dual_stack, peer.endpoint) {
+        let to = match (self.dual_stack, peer.endpoint()) {
             (true, SocketAddr::V4(v4)) => {
                 SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
             }
@@ -166,7 +166,7 @@ impl Io {
                 if path_is_gone(&e) {
                     self.unreachable.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::debug!(error = %e, endpoint = %peer.endpoint, "send failed")
+                tracing::debug!(error = %e, endpoint = %peer.endpoint(), "send failed")
             }
         }
     }
@@ -226,14 +226,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             continue;
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let received = plane::receive(
-            &io.peers,
-            index,
-            peer,
-            from.ip().to_canonical(),
-            datagram,
-            &mut out,
-        );
+        let received = plane::receive(&io.peers, index, peer, from, datagram, &mut out);
         if received.handshake {
             io.handshakes.notify_one();
         }

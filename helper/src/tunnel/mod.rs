@@ -49,7 +49,7 @@ pub use macos::interface_exists;
 use ipnet::IpNet;
 use underpass_proto::Key;
 
-use peers::PeerSpec;
+use peers::{PeerSpec, Roaming};
 
 /// Everything the data plane needs, with endpoints already resolved.
 #[derive(Debug, Clone)]
@@ -63,6 +63,24 @@ pub struct DataPlaneConfig {
     /// Windows uses host routes instead).
     #[cfg_attr(windows, allow(dead_code))]
     pub fwmark: u32,
+    /// Where the endpoints may follow authenticated packets: confined to the kill switch's
+    /// endpoints while one is in force (Linux; macOS and Windows always confine, see
+    /// [`DataPlaneConfig::roaming`]).
+    pub roaming: Roaming,
+}
+
+impl DataPlaneConfig {
+    /// The roaming the data plane applies. Linux keeps its encrypted UDP out of the tunnel by
+    /// its mark, whatever the destination, so only the kill switch limits it. macOS and
+    /// Windows keep it out by host routes to the configured endpoints alone: a roam elsewhere
+    /// would send it into the tunnel, so it stays among those.
+    fn roaming(&self) -> Roaming {
+        if cfg!(any(target_os = "macos", windows)) {
+            Roaming::Within(self.peers.iter().map(|p| p.endpoint).collect())
+        } else {
+            self.roaming.clone()
+        }
+    }
 }
 
 /// Sets the firewall mark on one of the helper's sockets (Linux; needs CAP_NET_ADMIN). Other

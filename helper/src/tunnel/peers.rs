@@ -30,7 +30,9 @@ pub struct PeerSpec {
 
 pub struct Peer {
     pub public_key: Key,
-    pub endpoint: SocketAddr,
+    /// Where this peer's datagrams go: the configured endpoint, then wherever its authenticated
+    /// packets last came from, when [`Roaming`] allows (see [`Peer::roam`]).
+    endpoint: Mutex<SocketAddr>,
     pub allowed_ips: Vec<IpNet>,
     pub tunn: Mutex<Tunn>,
     /// Encrypted bytes on the wire, both directions (as `wg show` counts them).
@@ -46,6 +48,76 @@ impl Peer {
     pub fn last_handshake(&self) -> Option<Duration> {
         self.tunn.lock().time_since_last_handshake()
     }
+
+    /// Where the next datagram to this peer goes.
+    pub fn endpoint(&self) -> SocketAddr {
+        *self.endpoint.lock()
+    }
+
+    /// Roaming, as in WireGuard: once a datagram from `from` has authenticated (see
+    /// [`authenticated`]), later sends go there, unless `roaming` confines the peer to other
+    /// destinations. True when the endpoint moved. The socket stays unconnected, so the local
+    /// side may roam too (a new address or uplink) without anything here.
+    pub fn roam(&self, from: SocketAddr, roaming: &Roaming) -> bool {
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        let mut endpoint = self.endpoint.lock();
+        if *endpoint == from {
+            return false;
+        }
+        if !roaming.admits(from) {
+            tracing::debug!(%from, endpoint = %*endpoint,
+                "an authenticated packet from outside the kill switch's endpoints: not followed");
+            return false;
+        }
+        tracing::info!(from = %*endpoint, to = %from, "the server's endpoint moved (roaming)");
+        *endpoint = from;
+        true
+    }
+}
+
+/// Where a peer's endpoint may follow its authenticated packets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Roaming {
+    /// Anywhere, as in WireGuard: no kill switch decides where the encrypted UDP may go.
+    #[default]
+    Free,
+    /// Only among these destinations: the endpoints a kill switch admits (the session's
+    /// resolved endpoints), or, where the routes keep only those out of the tunnel (macOS,
+    /// Windows), the configured ones. A packet can never widen the set: following it would
+    /// send into a firewall that refuses, or into the tunnel itself.
+    Within(Vec<SocketAddr>),
+}
+
+impl Roaming {
+    /// What a firewall policy allows: confined to its tunnel hole's endpoints, free without one.
+    pub fn under(policy: Option<&crate::firewall::FirewallPolicy>) -> Roaming {
+        match policy.and_then(|p| p.tunnel.as_ref()) {
+            Some(t) => Roaming::Within(t.endpoints.clone()),
+            None => Roaming::Free,
+        }
+    }
+
+    fn admits(&self, to: SocketAddr) -> bool {
+        match self {
+            Roaming::Free => true,
+            Roaming::Within(set) => set
+                .iter()
+                .any(|e| e.ip().to_canonical() == to.ip() && e.port() == to.port()),
+        }
+    }
+}
+
+/// Whether decapsulating `datagram` into `result` proved that the peer sent it: a handshake
+/// initiation or response that validated, or transport data (keepalives too) that decrypted.
+/// A cookie reply proves nothing, and neither does a handshake message answered with a cookie
+/// (boringtun under load answers before checking it).
+pub fn authenticated(datagram: &[u8], result: &TunnResult) -> bool {
+    matches!(datagram.first(), Some(1 | 2 | 4))
+        && match result {
+            TunnResult::Err(_) => false,
+            TunnResult::WriteToNetwork(p) => p.first() != Some(&3),
+            _ => true,
+        }
 }
 
 impl Peer {
@@ -91,6 +163,7 @@ pub struct PeerTable {
     v6: PrefixMap<Ipv6Net, usize>,
     static_private: StaticSecret,
     static_public: PublicKey,
+    roaming: Roaming,
 }
 
 /// The session index boringtun puts in the upper 24 bits of every receiver index.
@@ -99,7 +172,7 @@ fn peer_of_receiver_index(idx: u32) -> usize {
 }
 
 impl PeerTable {
-    pub fn new(private_key: &Key, specs: &[PeerSpec]) -> PeerTable {
+    pub fn new(private_key: &Key, specs: &[PeerSpec], roaming: Roaming) -> PeerTable {
         let static_private = StaticSecret::from(private_key.0);
         let static_public = PublicKey::from(&static_private);
         let mut v4 = PrefixMap::new();
@@ -123,7 +196,7 @@ impl PeerTable {
             );
             peers.push(Arc::new(Peer {
                 public_key: spec.public_key.clone(),
-                endpoint: spec.endpoint,
+                endpoint: Mutex::new(spec.endpoint),
                 allowed_ips: spec.allowed_ips.clone(),
                 tunn: Mutex::new(tunn),
                 rx_bytes: AtomicU64::new(0),
@@ -137,11 +210,17 @@ impl PeerTable {
             v6,
             static_private,
             static_public,
+            roaming,
         }
     }
 
     pub fn peers(&self) -> &[Arc<Peer>] {
         &self.peers
+    }
+
+    /// Where the peers' endpoints may roam.
+    pub fn roaming(&self) -> &Roaming {
+        &self.roaming
     }
 
     fn index_for(&self, addr: IpAddr) -> Option<usize> {
@@ -207,8 +286,58 @@ pub fn packet_addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// Sessions established in memory, for the data planes' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A client table whose one peer (the server, at `endpoint`, allowed everything) has an
+    /// established session, and the server's side of it: the handshake runs in memory, so
+    /// `encapsulate` produces data messages both ways.
+    pub(crate) fn established(endpoint: SocketAddr, roaming: Roaming) -> (PeerTable, Tunn) {
+        let (client_priv, server_priv) = (Key([1; 32]), Key([9; 32]));
+        let table = PeerTable::new(
+            &client_priv,
+            &[PeerSpec {
+                public_key: Key(PublicKey::from(&StaticSecret::from(server_priv.0)).to_bytes()),
+                preshared_key: None,
+                endpoint,
+                allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
+                persistent_keepalive: None,
+            }],
+            roaming,
+        );
+        let mut server = Tunn::new(
+            StaticSecret::from(server_priv.0),
+            PublicKey::from(&StaticSecret::from(client_priv.0)),
+            None,
+            None,
+            3,
+            None,
+        );
+        let mut buf = vec![0u8; 2048];
+        let tunn = &table.peers()[0].tunn;
+        let init = match tunn.lock().format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected an initiation, got {other:?}"),
+        };
+        let response = match server.decapsulate(None, &init, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        let keepalive = match tunn.lock().decapsulate(None, &response, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a keepalive, got {other:?}"),
+        };
+        let _ = server.decapsulate(None, &keepalive, &mut buf);
+        assert!(tunn.lock().time_since_last_handshake().is_some());
+        (table, server)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::established;
     use super::*;
     use boringtun::noise::TunnResult;
 
@@ -239,6 +368,7 @@ mod tests {
                 spec(key(3), &["10.10.0.0/16"]),
                 spec(key(4), &["10.10.5.0/24"]),
             ],
+            Roaming::Free,
         );
         let idx = |a: &str| table.route(a.parse().unwrap()).map(|(i, _)| i);
         assert_eq!(idx("198.18.1.2"), Some(0));
@@ -255,6 +385,7 @@ mod tests {
                 spec(key(2), &["10.64.1.0/24"]),
                 spec(key(3), &["10.64.2.0/24"]),
             ],
+            Roaming::Free,
         );
         assert!(table.allows_source(0, "10.64.1.7".parse().unwrap()));
         assert!(!table.allows_source(0, "10.64.2.7".parse().unwrap()));
@@ -263,7 +394,7 @@ mod tests {
 
     #[test]
     fn no_route_without_a_covering_allowed_ip() {
-        let table = PeerTable::new(&key(1), &[spec(key(2), &["10.64.1.0/24"])]);
+        let table = PeerTable::new(&key(1), &[spec(key(2), &["10.64.1.0/24"])], Roaming::Free);
         assert!(table.route("10.65.0.1".parse().unwrap()).is_none());
         assert!(table.route("fd00::1".parse().unwrap()).is_none());
     }
@@ -279,6 +410,7 @@ mod tests {
                 spec(key(5), &["10.1.0.0/16"]),
                 spec(public_of(&server_priv), &["0.0.0.0/0"]),
             ],
+            Roaming::Free,
         );
         let mut server = Tunn::new(
             StaticSecret::from(server_priv.0),
@@ -315,6 +447,143 @@ mod tests {
             TunnResult::WriteToNetwork(_) | TunnResult::Done
         ));
         assert!(server.time_since_last_handshake().is_some());
+    }
+
+    fn configured() -> SocketAddr {
+        "192.0.2.10:51820".parse().unwrap()
+    }
+
+    /// A data message from the server carrying an IPv4 packet from 10.64.1.1.
+    fn data_from(server: &mut Tunn) -> Vec<u8> {
+        let mut packet = [0u8; 28];
+        packet[0] = 0x45;
+        packet[3] = 28;
+        packet[8] = 64;
+        packet[12..16].copy_from_slice(&[10, 64, 1, 1]);
+        packet[16..20].copy_from_slice(&[10, 64, 1, 2]);
+        let mut buf = vec![0u8; 2048];
+        match server.encapsulate(&packet, &mut buf) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("expected a data message, got {other:?}"),
+        }
+    }
+
+    /// What the data plane does with a datagram from `from`: decrypt, and roam if it
+    /// authenticated. True when it authenticated.
+    fn receive(table: &PeerTable, from: &str, datagram: &[u8]) -> bool {
+        let from: SocketAddr = from.parse().unwrap();
+        let peer = &table.peers()[0];
+        let mut out = vec![0u8; 2048];
+        let result = peer
+            .tunn
+            .lock()
+            .decapsulate(Some(from.ip()), datagram, &mut out);
+        let ok = authenticated(datagram, &result);
+        if ok {
+            peer.roam(from, table.roaming());
+        }
+        ok
+    }
+
+    #[test]
+    fn an_authenticated_packet_from_a_new_source_moves_the_endpoint_there() {
+        let (table, mut server) = established(configured(), Roaming::Free);
+        let moved = "203.0.113.7:40001";
+        assert!(receive(&table, moved, &data_from(&mut server)));
+        assert_eq!(table.peers()[0].endpoint(), moved.parse().unwrap());
+        // A v4-mapped source (a dual-stack socket) is the same address.
+        assert!(receive(
+            &table,
+            "[::ffff:203.0.113.8]:40002",
+            &data_from(&mut server)
+        ));
+        assert_eq!(
+            table.peers()[0].endpoint(),
+            "203.0.113.8:40002".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_packet_that_does_not_authenticate_moves_nothing() {
+        let (table, mut server) = established(configured(), Roaming::Free);
+        let mut forged = data_from(&mut server);
+        let last = forged.len() - 1;
+        forged[last] ^= 1; // the tag no longer matches
+        assert!(!receive(&table, "203.0.113.66:40000", &forged));
+        // A replay of a packet already received, from elsewhere, is refused by its counter.
+        let data = data_from(&mut server);
+        assert!(receive(&table, "192.0.2.10:51820", &data));
+        assert!(!receive(&table, "203.0.113.66:40000", &data));
+        assert_eq!(
+            table.peers()[0].endpoint(),
+            "192.0.2.10:51820".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn under_a_kill_switch_the_endpoint_stays_among_the_admitted_ones() {
+        let admitted: Vec<SocketAddr> = vec![
+            "192.0.2.10:51820".parse().unwrap(),
+            "192.0.2.11:51820".parse().unwrap(),
+        ];
+        let (table, mut server) = established(configured(), Roaming::Within(admitted.clone()));
+        // Authenticated, but to a destination the firewall refuses: not followed.
+        assert!(receive(
+            &table,
+            "203.0.113.7:40001",
+            &data_from(&mut server)
+        ));
+        assert_eq!(table.peers()[0].endpoint(), admitted[0]);
+        // Among the admitted endpoints it roams as usual.
+        assert!(receive(&table, "192.0.2.11:51820", &data_from(&mut server)));
+        assert_eq!(table.peers()[0].endpoint(), admitted[1]);
+    }
+
+    #[test]
+    fn roaming_is_confined_exactly_when_the_firewall_has_a_tunnel_hole() {
+        use crate::firewall::{FirewallPolicy, TunnelHole};
+        let endpoint: SocketAddr = "192.0.2.10:51820".parse().unwrap();
+        let blocking = FirewallPolicy {
+            tunnel: None,
+            allow_lan: false,
+            helper_dns: None,
+        };
+        let tunnel = FirewallPolicy {
+            tunnel: Some(TunnelHole {
+                interface: "underpass0".into(),
+                endpoints: vec![endpoint],
+                fwmark: 0x7570,
+                dns: vec![],
+                addresses: vec![],
+                include: vec!["0.0.0.0/0".parse().unwrap()],
+                exclude: vec![],
+            }),
+            ..blocking.clone()
+        };
+        assert_eq!(Roaming::under(None), Roaming::Free);
+        assert_eq!(Roaming::under(Some(&blocking)), Roaming::Free);
+        assert_eq!(
+            Roaming::under(Some(&tunnel)),
+            Roaming::Within(vec![endpoint])
+        );
+    }
+
+    #[test]
+    fn cookies_prove_nothing() {
+        let cookie = [3u8, 0, 0, 0];
+        assert!(!authenticated(&cookie, &TunnResult::Done));
+        let init = [1u8, 0, 0, 0];
+        // A handshake initiation answered with a cookie (boringtun under load).
+        let mut reply = [3u8, 0, 0, 0];
+        assert!(!authenticated(
+            &init,
+            &TunnResult::WriteToNetwork(&mut reply)
+        ));
+        let mut response = [2u8, 0, 0, 0];
+        assert!(authenticated(
+            &init,
+            &TunnResult::WriteToNetwork(&mut response)
+        ));
     }
 
     #[test]

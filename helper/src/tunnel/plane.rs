@@ -3,7 +3,7 @@
 //! start the loops and hand their parts over here. (Linux runs its own batched data plane on a
 //! thread of its own, `linux.rs`.)
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::peers::{answers_us, Peer, PeerTable};
+use super::peers::{answers_us, authenticated, Peer, PeerTable};
 
 pub struct DataPlane {
     pub(super) interface: String,
@@ -104,12 +104,13 @@ pub(super) struct Received {
 
 /// Decrypts one datagram that `peer` (at `index` in `peers`) sent from `from` into `out`, and
 /// counts it when it proves that the server hears us. A decrypted packet whose source is not in
-/// the peer's AllowedIPs is dropped, as WireGuard requires.
+/// the peer's AllowedIPs is dropped, as WireGuard requires. An authenticated datagram moves the
+/// peer's endpoint to its source, as far as the table's roaming allows.
 pub(super) fn receive(
     peers: &PeerTable,
     index: usize,
     peer: &Peer,
-    from: IpAddr,
+    from: SocketAddr,
     datagram: &[u8],
     out: &mut [u8],
 ) -> Received {
@@ -119,7 +120,10 @@ pub(super) fn receive(
         handshake: matches!(datagram.first(), Some(1 | 2)),
     };
     let mut tunn = peer.tunn.lock();
-    let result = tunn.decapsulate(Some(from), datagram, out);
+    let result = tunn.decapsulate(Some(from.ip().to_canonical()), datagram, out);
+    if authenticated(datagram, &result) {
+        peer.roam(from, peers.roaming());
+    }
     if answers_us(datagram) && !matches!(result, TunnResult::Err(_)) {
         peer.rx_packets.fetch_add(1, Ordering::Relaxed);
     }

@@ -17,7 +17,7 @@ pub struct DataPlane {
 impl DataPlane {
     pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let _ = DataPlane {
-            peers: PeerTable::new(&cfg.private_key, &cfg.peers),
+            peers: PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()),
             interface: cfg.interface,
         };
         bail!("the data plane is not supported on this OS yet (Linux only for now)")

@@ -57,7 +57,7 @@ impl DataPlane {
         let socket = UdpSocket::bind(any)
             .await
             .context("creating the encrypted UDP socket")?;
-        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers));
+        let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()));
         let handshakes = Arc::new(Notify::new());
         let paused = Arc::new(AtomicBool::new(false));
         let offline = Arc::new(AtomicBool::new(false));
@@ -129,7 +129,7 @@ impl Io {
         if self.offline.load(Ordering::Relaxed) {
             return;
         }
-        match self.socket.send_to(datagram, peer.endpoint).await {
+        match self.socket.send_to(datagram, peer.endpoint()).await {
             Ok(n) => {
                 peer.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
@@ -194,7 +194,7 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
             continue;
         };
         peer.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let received = plane::receive(&io.peers, index, peer, from.ip(), &datagram[..n], &mut out);
+        let received = plane::receive(&io.peers, index, peer, from, &datagram[..n], &mut out);
         if received.handshake {
             io.handshakes.notify_one();
         }

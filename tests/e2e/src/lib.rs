@@ -147,11 +147,23 @@ impl Sandbox {
     /// The MAC address of the client's physical link: what the client itself sends, whatever
     /// its IP source address.
     pub fn client_mac(&self) -> String {
+        self.client_mac_of(self.var("CLIENT_IF"))
+    }
+
+    /// The MAC address of the client's link `interface`.
+    pub fn client_mac_of(&self, interface: &str) -> String {
         let out = run_ok(
             self.in_ns(self.client_ns(), "cat")
-                .arg(format!("/sys/class/net/{}/address", self.var("CLIENT_IF"))),
+                .arg(format!("/sys/class/net/{interface}/address")),
         );
         out.trim().to_string()
+    }
+
+    /// The client's physical links: the first, and the second uplink when the sandbox has one.
+    pub fn client_uplinks(&self) -> Vec<String> {
+        let mut links = vec![self.var("CLIENT_IF").to_string()];
+        links.extend(self.env.get("CLIENT_IF_2").cloned());
+        links
     }
 
     /// `ping` from the client namespace; true when a reply came back.
@@ -330,6 +342,8 @@ impl Drop for Helper {
 pub struct Capture {
     child: Option<Child>,
     pcap: PathBuf,
+    /// Reads tcpdump's stderr; ends with the "N packets dropped by kernel" it prints at exit.
+    stderr: Option<std::thread::JoinHandle<Option<u64>>>,
 }
 
 impl Capture {
@@ -346,8 +360,9 @@ impl Capture {
         // tcpdump says "listening on" once the capture is live; only then may traffic start.
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::BufRead;
+            let mut dropped = None;
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -355,7 +370,11 @@ impl Capture {
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
+                if let Some(n) = line.strip_suffix(" packets dropped by kernel") {
+                    dropped = n.trim().parse().ok();
+                }
             }
+            dropped
         });
         assert!(
             rx.recv_timeout(Duration::from_secs(5)).is_ok(),
@@ -364,18 +383,20 @@ impl Capture {
         Capture {
             child: Some(child),
             pcap,
+            stderr: Some(reader),
         }
     }
 
     /// Stops the capture and returns one line per packet matching the BPF `filter`.
     pub fn stop(self, filter: &str) -> Vec<String> {
-        self.stop_reading(&["-n"], filter)
+        self.stop_reading(&["-n"], filter).0
     }
 
     /// As [`Capture::stop`], each packet with its time (seconds since the epoch, as
     /// [`epoch_secs`] counts).
     pub fn stop_timed(self, filter: &str) -> Vec<(f64, String)> {
         self.stop_reading(&["-n", "-tt"], filter)
+            .0
             .into_iter()
             .filter_map(|line| {
                 let (t, _) = line.split_once(' ')?;
@@ -384,13 +405,20 @@ impl Capture {
             .collect()
     }
 
-    fn stop_reading(mut self, flags: &[&str], filter: &str) -> Vec<String> {
+    /// [`Capture::stop`], and how many packets the kernel dropped before tcpdump saw them
+    /// (None when tcpdump did not say).
+    pub fn stop_counting_drops(self, filter: &str) -> (Vec<String>, Option<u64>) {
+        self.stop_reading(&["-n"], filter)
+    }
+
+    fn stop_reading(mut self, flags: &[&str], filter: &str) -> (Vec<String>, Option<u64>) {
         sleep(Duration::from_millis(300));
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             let _ = child.wait();
         }
+        let dropped = self.stderr.take().and_then(|t| t.join().ok()).flatten();
         let out = run_ok(
             Command::new("tcpdump")
                 .args(flags)
@@ -398,7 +426,7 @@ impl Capture {
                 .arg(&self.pcap)
                 .arg(filter),
         );
-        out.lines().map(str::to_string).collect()
+        (out.lines().map(str::to_string).collect(), dropped)
     }
 }
 
@@ -415,10 +443,25 @@ impl Drop for Capture {
 /// `endpoints` (and the ARP/NDP housekeeping IP needs). Masqueraded traffic of a guest behind
 /// the client carries the client's MAC too, so it counts.
 pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    leaks_from(&sandbox.client_mac(), capture, endpoints)
+}
+
+/// [`leaks`] on any link: what `mac` sent other than encrypted UDP to one of `endpoints`.
+pub fn leaks_from(mac: &str, capture: Capture, endpoints: &[&str]) -> Vec<String> {
+    let (leaked, dropped) = capture.stop_counting_drops(&leak_filter(mac, endpoints));
+    assert_eq!(
+        dropped,
+        Some(0),
+        "the capture lost packets (or tcpdump did not say): it may have missed leaks"
+    );
+    leaked
+}
+
+/// The BPF filter for what `mac` sent other than encrypted UDP to one of `endpoints`.
+fn leak_filter(mac: &str, endpoints: &[&str]) -> String {
     let mut filter = format!(
-        "ether src {} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
-         and not ip6 multicast",
-        sandbox.client_mac()
+        "ether src {mac} and not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137)) \
+         and not ip6 multicast"
     );
     for ep in endpoints {
         let (ip, port) = ep.rsplit_once(':').unwrap();
@@ -426,7 +469,7 @@ pub fn leaks(sandbox: &Sandbox, capture: Capture, endpoints: &[&str]) -> Vec<Str
             " and not (udp and dst host {ip} and dst port {port})"
         ));
     }
-    capture.stop(&filter)
+    filter
 }
 
 /// One DNS query from namespace `ns` (tests/e2e/tools/dns_query.py), from a socket with
@@ -538,6 +581,101 @@ impl Traffic {
         }
         Traffic { children }
     }
+}
+
+/// The leak check's probe loop: pings to an internet host (v4 and v6) and to the router,
+/// plus, every 200 ms, a UDP datagram and a TCP SYN to the internet host and a DNS query to the
+/// router's resolver (tests/e2e/tools/probe_loop.py). Bounded like [`Traffic::start`].
+pub fn traffic(sandbox: &Sandbox) -> Traffic {
+    let mut load = Traffic::start(
+        sandbox,
+        &[
+            sandbox.var("INET_ADDR4_1"),
+            sandbox.var("ROUTER_ADDR4"),
+            sandbox.var("INET_ADDR6_1"),
+        ],
+    );
+    load.children.push(
+        sandbox
+            .in_ns(sandbox.client_ns(), "python3")
+            .arg(repo_root().join("tests/e2e/tools/probe_loop.py"))
+            .args([
+                sandbox.var("INET_ADDR4_1"),
+                sandbox.var("ROUTER_ADDR4"),
+                "600",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("probe loop"),
+    );
+    load
+}
+
+/// Runs `nft` in namespace `ns` with `args`.
+pub fn nft(sandbox: &Sandbox, ns: &str, args: &[&str]) {
+    run_ok(sandbox.in_ns(ns, "nft").args(args));
+}
+
+/// Captures on every client uplink at once, read back together.
+pub struct Captures(Vec<(String, Capture)>);
+
+impl Captures {
+    pub fn start(sandbox: &Sandbox, name: &str) -> Captures {
+        Captures(
+            sandbox
+                .client_uplinks()
+                .into_iter()
+                .map(|link| {
+                    let c = Capture::start(
+                        sandbox,
+                        sandbox.client_ns(),
+                        &link,
+                        &format!("{name}-{link}"),
+                    );
+                    (sandbox.client_mac_of(&link), c)
+                })
+                .collect(),
+        )
+    }
+
+    /// Everything the client sent on any uplink other than encrypted UDP to `endpoints`.
+    pub fn leaks(self, endpoints: &[&str]) -> Vec<String> {
+        self.0
+            .into_iter()
+            .flat_map(|(mac, c)| leaks_from(&mac, c, endpoints))
+            .collect()
+    }
+}
+
+/// The twin of a scenario: with the kill switch's table gone, the same traffic must show up in
+/// the same capture (on every client uplink), or the capture proves nothing.
+pub fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
+    nft(
+        sandbox,
+        sandbox.client_ns(),
+        &["delete", "table", "inet", "underpass"],
+    );
+    let capture = Captures::start(sandbox, "twin");
+    let load = traffic(sandbox);
+    sleep(Duration::from_secs(2));
+    drop(load);
+    let leaked = capture.leaks(&[sandbox.var("SERVER_ENDPOINT_1")]);
+    println!(
+        "{what}, twin without the kill switch's table: {} packets got out",
+        leaked.len()
+    );
+    assert!(
+        !leaked.is_empty(),
+        "the capture saw nothing even without the kill switch: it cannot see leaks"
+    );
+}
+
+/// Waits for `state` and says how long it took.
+pub fn wait_for(helper: &Helper, state: &str, limit: Duration) -> (serde_json::Value, Duration) {
+    let start = Instant::now();
+    let status = helper.wait_for_state(state, limit);
+    (status, start.elapsed())
 }
 
 impl Drop for Traffic {
@@ -672,52 +810,6 @@ pub fn report(what: &str, leaked: &[String]) {
         leaked.len()
     );
     assert!(leaked.is_empty(), "{what} leaked:\n{}", leaked.join("\n"));
-}
-
-/// The healing tests' load: pings through the tunnel to internet host 1 (v4 and v6), and to the
-/// router, which the kill switch must refuse.
-pub fn traffic(sandbox: &Sandbox) -> Traffic {
-    Traffic::start(
-        sandbox,
-        &[
-            sandbox.var("INET_ADDR4_1"),
-            sandbox.var("ROUTER_ADDR4"),
-            sandbox.var("INET_ADDR6_1"),
-        ],
-    )
-}
-
-/// Runs `nft` in namespace `ns` with `args`.
-pub fn nft(sandbox: &Sandbox, ns: &str, args: &[&str]) {
-    run_ok(sandbox.in_ns(ns, "nft").args(args));
-}
-
-/// The twin of a scenario: with the kill switch's table gone, the same traffic must show up in
-/// the same capture, or the capture proves nothing.
-pub fn twin_sees_leaks(sandbox: &Sandbox, what: &str) {
-    nft(
-        sandbox,
-        sandbox.client_ns(),
-        &["delete", "table", "inet", "underpass"],
-    );
-    let capture = Capture::start(
-        sandbox,
-        sandbox.client_ns(),
-        sandbox.var("CLIENT_IF"),
-        "twin",
-    );
-    let load = traffic(sandbox);
-    std::thread::sleep(Duration::from_secs(2));
-    drop(load);
-    let leaked = leaks(sandbox, capture, &[sandbox.var("SERVER_ENDPOINT_1")]);
-    println!(
-        "{what}, twin without the kill switch's table: {} packets got out",
-        leaked.len()
-    );
-    assert!(
-        !leaked.is_empty(),
-        "the capture saw nothing even without the kill switch: it cannot see leaks"
-    );
 }
 
 /// The end of a scenario run under `capture` with `load`: the load stops, the capture must

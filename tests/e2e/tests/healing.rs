@@ -18,12 +18,6 @@ fn setup(prefix: &str) -> (Sandbox, Helper) {
     (sandbox, helper)
 }
 
-fn wait_for(helper: &Helper, state: &str, limit: Duration) -> (serde_json::Value, Duration) {
-    let start = Instant::now();
-    let status = helper.wait_for_state(state, limit);
-    (status, start.elapsed())
-}
-
 #[test]
 fn a_silent_server_is_noticed_within_21_s_and_the_tunnel_heals_within_5_s_of_its_return() {
     if !can_run() {
