@@ -217,7 +217,8 @@ async fn ranked_servers(
         );
     };
     if let Some(ms) = order[0].1 {
-        eprintln!("Best server {place}: {} ({ms:.1} ms)", label(order[0].0));
+        let cc = country.to_ascii_uppercase();
+        eprintln!("Best server in {cc}: {} ({ms:.1} ms)", label(order[0].0));
     }
     Ok(order
         .into_iter()
