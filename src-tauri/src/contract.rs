@@ -18,8 +18,8 @@ use underpass_profile::{
 };
 use underpass_proto::{
     DnsStatus, FirewallState, Key, KillSwitchMode, LeakedPacket, PeerStatus, ReconnectReason,
-    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, Status,
-    TunnelState, Verdict,
+    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, ServerInUse,
+    Status, TunnelState, Verdict,
 };
 
 use crate::connect::{Connecting, Target};
@@ -107,6 +107,13 @@ fn connected_status() -> Status {
         dns: Some(DnsStatus {
             servers: vec!["10.64.1.1".parse().unwrap()],
             method: "resolv.conf".into(),
+        }),
+        server_in_use: Some(ServerInUse {
+            profile: "se-sto-wg-001".into(),
+            server: Some("se-1".into()),
+            endpoint: "192.0.2.10:51820".into(),
+            position: 1,
+            of: 2,
         }),
         ..Status::disconnected()
     }

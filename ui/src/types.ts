@@ -95,6 +95,22 @@ export interface Status {
   reconnect: ReconnectStatus | null;
   /** Set when the machine obeys a managed policy: who manages it and what is locked. */
   managed?: ManagedStatus;
+  // ---- issue 8 (failover): added by hand; tsgen generates these types ----
+  /** Which server of the user's choice is in use. */
+  server_in_use: ServerInUse | null;
+}
+
+// ---- issue 8 (failover): added by hand in a block of its own, for the ts-rs merge ----
+/** Which server of the user's choice the tunnel uses (or is trying). */
+export interface ServerInUse {
+  profile: string;
+  /** For a signed bundle, the server's id in it. */
+  server: string | null;
+  endpoint: string;
+  /** 1-based position of the server in the choice, in the order the client sent it. */
+  position: number;
+  /** How many servers the choice holds (1 for a named server). */
+  of: number;
 }
 
 export interface ManagedStatus {

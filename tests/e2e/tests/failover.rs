@@ -209,6 +209,8 @@ fn failover_time_median_of_5() {
     let (sandbox, helper) = setup("fob");
     let mut times = Vec::new();
     for _ in 0..5 {
+        // Under traffic, as in the test above (an idle tunnel is probed only after 120 s).
+        let _load = traffic(&sandbox);
         let dead = in_use(&sandbox, &helper.status());
         block_only(&sandbox, Some(dead));
         times.push(fails_over(&sandbox, &helper, dead, Instant::now()).as_secs_f64());

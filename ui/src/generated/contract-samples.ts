@@ -107,7 +107,14 @@ export const statusConnected: T.Status = {
     "method": "resolv.conf"
   },
   "policy": null,
-  "reconnect": null
+  "reconnect": null,
+  "server_in_use": {
+    "profile": "se-sto-wg-001",
+    "server": "se-1",
+    "endpoint": "192.0.2.10:51820",
+    "position": 1,
+    "of": 2
+  }
 };
 
 export const statusDisconnected: T.Status = {
@@ -128,7 +135,8 @@ export const statusDisconnected: T.Status = {
   "firewall": "open",
   "dns": null,
   "policy": null,
-  "reconnect": null
+  "reconnect": null,
+  "server_in_use": null
 };
 
 export const statusReconnecting: T.Status = {
@@ -185,6 +193,13 @@ export const statusReconnecting: T.Status = {
     "last_answer_secs": 24,
     "action": "opening a new socket and looking the server up again",
     "last_error": "example"
+  },
+  "server_in_use": {
+    "profile": "se-sto-wg-001",
+    "server": "se-1",
+    "endpoint": "192.0.2.10:51820",
+    "position": 1,
+    "of": 2
   }
 };
 
@@ -240,7 +255,14 @@ export const helperViewConnected: T.HelperView = {
       "method": "resolv.conf"
     },
     "policy": null,
-    "reconnect": null
+    "reconnect": null,
+    "server_in_use": {
+      "profile": "se-sto-wg-001",
+      "server": "se-1",
+      "endpoint": "192.0.2.10:51820",
+      "position": 1,
+      "of": 2
+    }
   }
 };
 
