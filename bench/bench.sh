@@ -370,7 +370,7 @@ fi
 
 # ---------------------------------------------------------------- time to recover
 # A dead server until traffic flows through another (s), median of 5; the test is bounded (each
-# failover within 30 s + 90 s + 10 s), and so is this run.
+# failover within 60 s + 90 s + 10 s), and so is this run.
 FAILOVER_JSON=null
 if [ "$failover" = 1 ]; then
   log "failover: a dead server until traffic flows through another, 5 times"

@@ -104,7 +104,7 @@ fn block_only(sandbox: &Sandbox, i: Option<u32>) {
 /// server and a ping through the tunnel crosses it. Returns the time from the death.
 fn fails_over(sandbox: &Sandbox, helper: &Helper, dead: u32, died: Instant) -> Duration {
     let other = 3 - dead;
-    let status = helper.wait_for_state("reconnecting", 30 * SECOND);
+    let status = helper.wait_for_state("reconnecting", 60 * SECOND);
     println!(
         "server {dead} silent: reconnecting after {} ms ({})",
         died.elapsed().as_millis(),
