@@ -227,3 +227,63 @@ fn failover_time_median_of_5() {
             .join(",")
     );
 }
+
+/// A member speaking raw IPC (not the CLI, which would not send this): every alternative of a
+/// connect is validated like the connect itself, with its field named, and the choice is
+/// bounded; a refused request changes nothing.
+#[test]
+fn a_hostile_choice_is_refused_naming_the_alternative_and_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let sandbox = Sandbox::up("fo2", 1);
+    let helper = Helper::start(&sandbox, &[]);
+    let server = |n: u32, endpoint: &str| {
+        serde_json::json!({
+            "profile": format!("se-{n}"),
+            "private_key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+            "addresses": [format!("{}/32", sandbox.var("CLIENT_TUN_ADDR4_1"))],
+            "peers": [{
+                "public_key": if n == 0 { sandbox.var("SERVER_PUB_1").to_string() } else {
+                    format!("AQ{n:02}{}=", "A".repeat(39))
+                },
+                "endpoint": endpoint,
+                "allowed_ips": ["0.0.0.0/0"]
+            }]
+        })
+    };
+    let first = server(0, sandbox.var("SERVER_ENDPOINT_1"));
+    let connect = |alternatives: Vec<serde_json::Value>| {
+        helper.request(serde_json::json!({
+            "kind": "connect", "config": first, "alternatives": alternatives
+        }))
+    };
+    let refused = |what: &str, r: serde_json::Value, needle: &str| {
+        let message = r["Err"]["message"].as_str().unwrap_or_else(|| {
+            panic!("{what}: accepted, but must be refused: {r}");
+        });
+        assert!(message.contains(needle), "{what}: {message}");
+        println!("refused, {what}: {message}");
+    };
+    refused(
+        "a loopback alternative",
+        connect(vec![server(1, "127.0.0.1:51820")]),
+        "alternatives[0]: peers[0].endpoint: 127.0.0.1 is a loopback address",
+    );
+    refused(
+        "a repeated server",
+        connect(vec![first.clone()]),
+        "alternatives[0]: repeats a server already in the choice",
+    );
+    let many = (1..=16)
+        .map(|n| server(n, &format!("198.51.100.{n}:51820")))
+        .collect();
+    refused(
+        "17 servers",
+        connect(many),
+        "alternatives: 17 servers in one choice",
+    );
+    let status = helper.status();
+    assert_eq!(status["state"], "disconnected", "{status}");
+    assert!(status["server_in_use"].is_null(), "{status}");
+}
