@@ -18,13 +18,16 @@ fuzz_target!(|data: &[u8]| {
             break;
         };
         let ClientMessage::Request {
-            request: Request::Connect { config },
+            request: Request::Connect {
+                config,
+                alternatives,
+            },
             ..
         } = msg
         else {
             continue;
         };
-        if config.validate().is_err() {
+        if underpass_proto::validate_choice(&config, &alternatives).is_err() {
             continue;
         }
         let Some(signed) = &config.signed else {

@@ -18,6 +18,7 @@ use underpass_proto::{
 
 use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
 use crate::doctor;
+use crate::failover;
 use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
 use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
 use crate::intent::{Intent, IntentStore};
@@ -38,7 +39,8 @@ const RESUME_HANDSHAKE_AGE: Duration = Duration::from_secs(120);
 type Reply = oneshot::Sender<Result<(), ErrorBody>>;
 
 pub enum Command {
-    Connect(Box<TunnelConfig>, Reply),
+    /// The server to use first, and the rest of the user's choice (`failover`).
+    Connect(Box<TunnelConfig>, Vec<TunnelConfig>, Reply),
     Disconnect(Reply),
     SetKillSwitch(KillSwitchMode, Reply),
     SetLanAccess(bool, Reply),
@@ -351,14 +353,15 @@ impl Daemon {
                 },
                 event = power::next(power) => self.on_power(event).await,
                 command = commands.recv() => match command {
-                    Some(Command::Connect(mut config, reply)) => {
-                        if let Err(e) = policy::admit(&mut config, &mut self.system, policy::now()) {
+                    Some(Command::Connect(mut config, mut alternatives, reply)) => {
+                        if let Err(e) = failover::admit(&mut config, &mut alternatives, &mut self.system, policy::now()) {
                             let _ = reply.send(Err(e));
                             continue;
                         }
                         let profile = config.profile.clone();
                         let previous = self.intent.clone();
                         self.intent.wanted = Some(*config);
+                        self.intent.rotation = failover::Rotation::new(alternatives);
                         self.hold_to_policy();
                         // A connect whose intent is not on disk could not be resumed or held
                         // to after a crash: it is refused, never carried out silently.
@@ -372,6 +375,7 @@ impl Daemon {
                     }
                     Some(Command::Disconnect(reply)) => {
                         self.intent.wanted = None;
+                        self.intent.rotation = failover::Rotation::default();
                         let saved = self.save_intent();
                         self.feed(Input::DisconnectRequested).await;
                         let _ = reply.send(saved);
@@ -754,11 +758,32 @@ impl Daemon {
                 self.healing.forced_at = Some(Instant::now());
                 s.plane.force_handshake();
             }
-            // Until the request carries the user's whole choice of servers, the "next server"
-            // of a one-server choice is that server again, set up afresh.
-            _ => self.rebuild().await,
+            // The next server of the user's choice (a named server is set up afresh), or a
+            // new socket to the same one.
+            _ => {
+                self.next_server(rung);
+                self.rebuild().await
+            }
         }
         self.publish_state();
+    }
+
+    /// On the `NextServer` rung, makes the next server of the choice the wanted one (held to
+    /// its policy, persisted); `rebuild` then sets it up, its endpoint in the kill switch
+    /// before its first packet.
+    fn next_server(&mut self, rung: Rung) {
+        let Some(current) = self.intent.wanted.as_mut() else {
+            return;
+        };
+        if !self.intent.rotation.on_rung(rung, current) {
+            return;
+        }
+        let now_in_use = self.intent.rotation.in_use(current);
+        tracing::info!(profile = %now_in_use.profile, server = ?now_in_use.server, endpoint = %now_in_use.endpoint, position = now_in_use.position, of = now_in_use.of, "moving to the next server of the choice");
+        self.hold_to_policy();
+        if let Err(e) = self.save_intent() {
+            tracing::error!(error = %e, "saving the server in use");
+        }
     }
 
     /// A fresh session for the wanted tunnel (new socket, new source port, fresh endpoint
@@ -988,6 +1013,12 @@ impl Daemon {
         status.policy = self.policy();
         status.managed = self.system.managed_status();
         status.reconnect = self.reconnect_status();
+        status.server_in_use = self
+            .intent
+            .wanted
+            .as_ref()
+            .filter(|_| self.wants_connection())
+            .map(|c| self.intent.rotation.in_use(c));
         status.firewall =
             firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
         if let Some(s) = &self.session {

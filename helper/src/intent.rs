@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use underpass_proto::{KillSwitchMode, TunnelConfig};
 
+use crate::failover::Rotation;
+
 const VERSION: u32 = 1;
 const FILE: &str = "intent.json";
 
@@ -22,6 +24,13 @@ pub struct Intent {
     pub lan_access: bool,
     /// The tunnel the user wants up; `None` after an explicit disconnect.
     pub wanted: Option<TunnelConfig>,
+    /// The rest of the user's choice of servers, after `wanted` (issue 8).
+    #[serde(default, skip_serializing_if = "is_single")]
+    pub rotation: Rotation,
+}
+
+fn is_single(r: &Rotation) -> bool {
+    r.next.is_empty()
 }
 
 impl Default for Intent {
@@ -31,6 +40,7 @@ impl Default for Intent {
             kill_switch: KillSwitchMode::default(),
             lan_access: false,
             wanted: None,
+            rotation: Rotation::default(),
         }
     }
 }

@@ -17,6 +17,7 @@
 mod daemon;
 mod dns;
 mod doctor;
+mod failover;
 mod firewall;
 mod health;
 mod intent;

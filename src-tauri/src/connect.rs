@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
-use underpass_profile::catalog::{fastest, probe_candidates};
+use underpass_profile::catalog::probe_candidates;
+use underpass_profile::choice;
 use underpass_profile::CatalogServer;
-use underpass_proto::{ProbeResult, Request, Response, MAX_PROBE_CANDIDATES};
+use underpass_proto::{ProbeResult, Request, Response};
 
 use crate::helper;
 use crate::AppState;
@@ -65,21 +66,29 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
             .tunnel_config(profile, server, &settings, kill_switch, lan_access)
             .map_err(|e| format!("{e:#}"))
     };
-    let chosen = match target {
-        Target::Server { profile, server } => Connecting {
-            profile: profile.clone(),
-            server: server.clone(),
-            rtt_ms: None,
-            measured: 0,
-        },
+    let (chosen, others) = match target {
+        Target::Server { profile, server } => (
+            Connecting {
+                profile: profile.clone(),
+                server: server.clone(),
+                rtt_ms: None,
+                measured: 0,
+            },
+            Vec::new(),
+        ),
         Target::Fastest { country } => {
-            fastest_server(state, country.as_deref(), |s| {
+            fastest_servers(state, country.as_deref(), |s| {
                 config_for(s.profile.as_str(), s.server.as_deref()).map(|_| ())
             })
             .await?
         }
     };
     let config = config_for(&chosen.profile, chosen.server.as_deref())?;
+    // The rest of the choice, for the helper to move to when a server stops answering.
+    let alternatives = others
+        .iter()
+        .map(|s| config_for(s.profile.as_str(), s.server.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     state.user_disconnect.store(false, Ordering::SeqCst);
     tracing::info!(
         "connecting to {}{} (chosen as {target:?})",
@@ -94,6 +103,7 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
         &state.options.socket,
         Request::Connect {
             config: Box::new(config),
+            alternatives,
         },
         helper::REQUEST_TIMEOUT,
     )
@@ -116,108 +126,58 @@ fn remember(state: &AppState, target: &Target) {
 }
 
 /// Measures every server in `country` (or every server) that `usable` accepts (its profile
-/// has not expired and its policy allows the current settings) and picks the fastest.
-async fn fastest_server(
+/// has not expired and its policy allows the current settings; `underpass_profile::choice`,
+/// shared with the CLI) and ranks them: the fastest, and the rest of the choice in order.
+async fn fastest_servers(
     state: &AppState,
     country: Option<&str>,
     usable: impl Fn(&CatalogServer) -> Result<(), String>,
-) -> Result<Connecting, String> {
+) -> Result<(Connecting, Vec<CatalogServer>), String> {
     let catalog = state.profiles.catalog().map_err(|e| format!("{e:#}"))?;
-    let (servers, place): (Vec<CatalogServer>, String) = match country {
-        Some(cc) => {
-            let c = catalog.country(cc);
-            let name = c
-                .countries
-                .first()
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| cc.to_ascii_uppercase());
-            (
-                c.countries.into_iter().flat_map(|c| c.servers).collect(),
-                format!("in {name}"),
-            )
-        }
-        None => (
-            catalog
-                .countries
-                .into_iter()
-                .flat_map(|c| c.servers)
-                .collect(),
-            "among your profiles".to_string(),
-        ),
-    };
+    let (servers, place) = choice::servers_in(&catalog, country);
     let pick = |s: &CatalogServer, rtt_ms, measured| Connecting {
         profile: s.profile.to_string(),
         server: s.server.clone(),
         rtt_ms,
         measured,
     };
-    let servers = usable_servers(servers, &place, usable)?;
+    let servers = choice::usable(servers, &place, usable)?;
     if let [only] = servers.as_slice() {
-        return Ok(pick(only, None, 0));
+        return Ok((pick(only, None, 0), Vec::new()));
     }
     let store = state.profiles.store().map_err(|e| format!("{e:#}"))?;
     let candidates = probe_candidates(&store, &servers).map_err(|e| e.to_string())?;
-    let results = probe_all(state, candidates).await?;
-    let (i, ms) = fastest(&results, servers.len()).ok_or_else(|| {
+    let results = probe_all(state, &candidates).await?;
+    let order = choice::ranked(&results, servers.len()).ok_or_else(|| {
         format!(
             "none of the {} servers {place} answered a handshake in time (a kill switch in \
              lockdown with no tunnel up also stops the measurement)",
             servers.len()
         )
     })?;
+    let (best, ms) = order[0];
     tracing::info!(
-        "fastest server {place}: {} ({ms:.1} ms of {} measured)",
-        servers[i].profile,
+        "fastest server {place}: {} ({:.1} ms of {} measured)",
+        servers[best].profile,
+        ms.unwrap_or(f64::NAN),
         servers.len()
     );
-    Ok(pick(&servers[i], Some(ms), servers.len()))
-}
-
-/// The servers worth measuring: those `usable` accepts. None at all is an error that says
-/// why: no server `place`, or every one refused (with each reason).
-fn usable_servers(
-    servers: Vec<CatalogServer>,
-    place: &str,
-    usable: impl Fn(&CatalogServer) -> Result<(), String>,
-) -> Result<Vec<CatalogServer>, String> {
-    if servers.is_empty() {
-        return Err(format!(
-            "there is no server {place}: import a profile first"
-        ));
-    }
-    let mut refused = Vec::new();
-    let kept: Vec<CatalogServer> = servers
-        .into_iter()
-        .filter(|s| match usable(s) {
-            Ok(()) => true,
-            Err(why) => {
-                tracing::info!("not measuring {}: {why}", s.profile);
-                refused.push(why);
-                false
-            }
-        })
+    let others = order[1..]
+        .iter()
+        .map(|&(i, _)| servers[i].clone())
         .collect();
-    if kept.is_empty() {
-        return Err(format!(
-            "no server {place} can be used now: {}",
-            refused.join("; ")
-        ));
-    }
-    Ok(kept)
+    Ok((pick(&servers[best], ms, servers.len()), others))
 }
 
-/// Asks the helper to measure `candidates`, in requests of at most
-/// [`MAX_PROBE_CANDIDATES`] that run at once (each is bounded by the helper's timeout).
+/// Asks the helper to measure `candidates`, in the requests `choice::probe_requests` makes,
+/// all at once (each is bounded by the helper's timeout).
 async fn probe_all(
     state: &AppState,
-    candidates: Vec<underpass_proto::ProbeCandidate>,
+    candidates: &[underpass_proto::ProbeCandidate],
 ) -> Result<Vec<ProbeResult>, String> {
     let mut requests = JoinSet::new();
-    for chunk in candidates.chunks(MAX_PROBE_CANDIDATES) {
+    for request in choice::probe_requests(candidates) {
         let socket = state.options.socket.clone();
-        let request = Request::ProbeServers {
-            candidates: chunk.to_vec(),
-        };
         requests
             .spawn(async move { helper::request(&socket, request, helper::REQUEST_TIMEOUT).await });
     }
@@ -232,48 +192,4 @@ async fn probe_all(
         }
     }
     Ok(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use underpass_profile::ProfileName;
-
-    fn server(profile: &str) -> CatalogServer {
-        CatalogServer {
-            profile: ProfileName::new(profile).unwrap(),
-            server: None,
-            country: Some("SE".into()),
-            city: None,
-            endpoint: "192.0.2.1:51820".into(),
-            public_key: underpass_proto::Key([7; 32]),
-            organization: None,
-        }
-    }
-
-    #[test]
-    fn servers_a_policy_forbids_are_not_measured_and_none_left_says_why() {
-        let forbid_corp = |s: &CatalogServer| {
-            if s.profile.as_str() == "corp" {
-                Err("the policy of ACME IT says split tunneling is not allowed".to_string())
-            } else {
-                Ok(())
-            }
-        };
-        let kept = usable_servers(
-            vec![server("corp"), server("se-1")],
-            "in Sweden",
-            forbid_corp,
-        )
-        .unwrap();
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].profile.as_str(), "se-1");
-        let e = usable_servers(vec![server("corp")], "in Sweden", forbid_corp).unwrap_err();
-        assert_eq!(
-            e,
-            "no server in Sweden can be used now: the policy of ACME IT says split tunneling is not allowed"
-        );
-        let e = usable_servers(vec![], "in Sweden", forbid_corp).unwrap_err();
-        assert_eq!(e, "there is no server in Sweden: import a profile first");
-    }
 }

@@ -22,8 +22,8 @@ use underpass_profile::{
 use underpass_proto::{
     DnsStatus, DoctorReport, FirewallState, KillSwitchMode, Layer, LayerId, LayerVerdict,
     LeakedPacket, LockedSetting, ManagedStatus, MtuFinding, PeerStatus, Policy, ReconnectReason,
-    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, SessionPolicy,
-    Status, TunnelState, Verdict,
+    ReconnectStatus, ResolverRoute, RoutingSummary, SelfTestKind, SelfTestReport, ServerInUse,
+    SessionPolicy, Status, TunnelState, Verdict,
 };
 
 use crate::connect::{Connecting, Target};
@@ -69,6 +69,7 @@ fn declarations(cfg: &Config) -> Vec<Decl> {
         decl::<SessionPolicy>(cfg),
         decl::<ManagedStatus>(cfg),
         decl::<LockedSetting>(cfg),
+        decl::<ServerInUse>(cfg),
         decl::<Status>(cfg),
         // Self-tests and the doctor (crates/proto).
         decl::<SelfTestKind>(cfg),

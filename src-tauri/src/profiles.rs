@@ -212,29 +212,15 @@ impl Profiles {
     ) -> Result<TunnelConfig> {
         let name = ProfileName::new(profile)?;
         let loaded = self.store()?.load(&name).map_err(explain)?;
-        if let Some(b) = &loaded.bundle {
-            if let (Some(at), Some(text)) = (b.expires_at, &b.expires) {
-                if at <= now() {
-                    bail!(
-                        "profile \"{name}\" expired on {text}; ask {} for a new one",
-                        b.organization
-                    );
-                }
-            }
-            let request = SessionRequest {
-                kill_switch: profile_mode(kill_switch),
-                split_tunnel: settings.is_split(),
-                lan_access,
-            };
-            let violations = b.policy.violations(&request);
-            if !violations.is_empty() {
-                bail!(
-                    "the policy of {} for \"{name}\" says {}",
-                    b.organization,
-                    violations.join("; ")
-                );
-            }
-        }
+        // Expiry and policy, as the CLI checks them (`underpass_profile::choice`).
+        let request = SessionRequest {
+            kill_switch: profile_mode(kill_switch),
+            split_tunnel: settings.is_split(),
+            lan_access,
+        };
+        loaded
+            .check_session(&request, now())
+            .map_err(|e| anyhow!(e))?;
         let mut config = loaded.tunnel_config(server)?;
         config.routing.include = settings.split_include.clone();
         config.routing.exclude = settings.split_exclude.clone();

@@ -25,6 +25,7 @@ export const statusDisconnected: T.Status = {
   dns: null,
   policy: null,
   reconnect: null,
+  server_in_use: null,
 };
 
 export const statusConnected: T.Status = {

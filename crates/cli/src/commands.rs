@@ -21,6 +21,7 @@ use crate::diagnostics;
 use crate::output;
 use crate::profile_cmds;
 use crate::session::{self, Outcome};
+use underpass_profile::choice;
 
 /// How the CLI introduces itself to the helper.
 pub(crate) const CLIENT_NAME: &str = "underpass-cli";
@@ -99,20 +100,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             server,
             kill_switch,
         } => {
-            let (name, server) = match country {
-                Some(cc) => {
-                    let (profile, server) = best_server(&ctx, &cc).await?;
-                    (Some(profile), server)
-                }
-                None => (name, server),
-            };
             let session = SessionArgs {
                 include,
                 exclude,
                 server,
                 kill_switch,
             };
-            connect(&ctx, name, session, Duration::from_secs(timeout)).await
+            let choice = match country {
+                Some(cc) => ranked_servers(&ctx, &cc, &session).await?,
+                None => vec![(name, session.server.clone())],
+            };
+            connect(&ctx, choice, session, Duration::from_secs(timeout)).await
         }
         Command::Disconnect { timeout } => disconnect(&ctx, Duration::from_secs(timeout)).await,
         Command::Status { follow } => status(&ctx, follow).await,
@@ -166,26 +164,34 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The server in `country` that completes a WireGuard handshake fastest, measured by the
-/// helper: every candidate at once, each bounded by a timeout, so silent ones cost little.
-async fn best_server(ctx: &Ctx, country: &str) -> Result<(ProfileName, Option<String>)> {
+/// The servers of `country` the session may use, fastest first (then the silent ones), as
+/// the helper measures them by a WireGuard handshake: in requests of at most 64, each bounded
+/// by a timeout, so silent ones cost little. The connect request carries them all, so the
+/// helper can move to the next one when a server stops answering (`underpass_profile::choice`).
+async fn ranked_servers(
+    ctx: &Ctx,
+    country: &str,
+    args: &SessionArgs,
+) -> Result<Vec<(Option<ProfileName>, Option<String>)>> {
     let store = ctx.store()?;
-    let cc = country.to_ascii_uppercase();
-    let servers: Vec<_> = store
-        .servers()?
-        .into_iter()
-        .filter(|s| s.country.as_deref() == Some(cc.as_str()))
-        .collect();
-    if servers.is_empty() {
-        bail!("no server in {cc}; `underpass servers` lists the countries you have");
-    }
+    let catalog = underpass_profile::Catalog::build(store.servers()?);
+    let (servers, place) = choice::servers_in(&catalog, Some(country));
+    let now = unix_now();
+    let servers = choice::usable(servers, &place, |s| {
+        let profile = store.load(&s.profile).map_err(|e| hint(e).to_string())?;
+        check_policy(&profile, args, now)
+    })
+    .map_err(|e| anyhow!("{e}; `underpass servers` lists the countries you have"))?;
     let candidates =
         underpass_profile::catalog::probe_candidates(&store, &servers).map_err(hint)?;
     let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
-    let results = match client.request(Request::ProbeServers { candidates }).await? {
-        Response::Probed { results } => results,
-        other => bail!("the helper answered {other:?} to a probe"),
-    };
+    let mut results = Vec::with_capacity(candidates.len());
+    for request in choice::probe_requests(&candidates) {
+        match client.request(request).await? {
+            Response::Probed { results: r } => results.extend(r),
+            other => bail!("the helper answered {other:?} to a probe"),
+        }
+    }
     let label = |i: usize| match &servers[i].server {
         Some(id) => format!("{} --server {id}", servers[i].profile),
         None => servers[i].profile.to_string(),
@@ -203,16 +209,28 @@ async fn best_server(ctx: &Ctx, country: &str) -> Result<(ProfileName, Option<St
             ),
         }
     }
-    let best = underpass_profile::catalog::fastest(&results, servers.len());
-    let Some((i, ms)) = best else {
+    let Some(order) = choice::ranked(&results, servers.len()) else {
         bail!(
-            "none of the {} servers in {cc} answered a handshake in time (a kill switch in \
+            "none of the {} servers {place} answered a handshake in time (a kill switch in \
              lockdown with no tunnel up also stops the measurement)",
             servers.len()
         );
     };
-    eprintln!("Best server in {cc}: {} ({ms:.1} ms)", label(i));
-    Ok((servers[i].profile.clone(), servers[i].server.clone()))
+    if let Some(ms) = order[0].1 {
+        let cc = country.to_ascii_uppercase();
+        eprintln!("Best server in {cc}: {} ({ms:.1} ms)", label(order[0].0));
+    }
+    Ok(order
+        .into_iter()
+        .map(|(i, _)| (Some(servers[i].profile.clone()), servers[i].server.clone()))
+        .collect())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Sends one settings request to the helper.
@@ -239,86 +257,94 @@ struct SessionArgs {
     kill_switch: Option<KillSwitchMode>,
 }
 
-/// Refuses a session the profile's policy forbids, or a bundle that expired since import.
-/// Returns the kill-switch mode the session runs with.
-fn check_policy(profile: &LoadedProfile, args: &SessionArgs, now: u64) -> Result<KillSwitchMode> {
-    let Some(bundle) = &profile.bundle else {
-        return Ok(args.kill_switch.unwrap_or(KillSwitchMode::Off));
-    };
-    if let (Some(at), Some(text)) = (bundle.expires_at, &bundle.expires) {
-        if at <= now {
-            bail!(
-                "profile \"{}\" expired on {text}; ask {} for a new one",
-                profile.name,
-                bundle.organization
-            );
-        }
-    }
-    let mode = args.kill_switch.unwrap_or(bundle.policy.min_kill_switch);
-    let request = SessionRequest {
-        kill_switch: mode,
-        split_tunnel: !args.include.is_empty() || !args.exclude.is_empty(),
-        lan_access: false,
-    };
-    let violations = bundle.policy.violations(&request);
-    if !violations.is_empty() {
-        bail!(
-            "refusing to connect \"{}\": the policy of {} (serial {}) says {}",
-            profile.name,
-            bundle.organization,
-            bundle.serial,
-            violations.join("; ")
-        );
-    }
-    Ok(mode)
+/// Refuses a session the profile's policy forbids, or a bundle that expired since import
+/// (`LoadedProfile::check_session`, which the app uses too). Without `--kill-switch` the
+/// session runs with the helper's mode raised to the policy's minimum, which never violates it.
+fn check_policy(profile: &LoadedProfile, args: &SessionArgs, now: u64) -> Result<(), String> {
+    let min = profile
+        .bundle
+        .as_ref()
+        .map_or(KillSwitchMode::Off, |b| b.policy.min_kill_switch);
+    profile.check_session(
+        &SessionRequest {
+            kill_switch: args.kill_switch.unwrap_or(min),
+            split_tunnel: !args.include.is_empty() || !args.exclude.is_empty(),
+            lan_access: false,
+        },
+        now,
+    )
 }
 
-async fn connect(
-    ctx: &Ctx,
-    name: Option<ProfileName>,
-    args: SessionArgs,
-    timeout: Duration,
-) -> Result<()> {
-    let store = ctx.store()?;
-    let name = match name {
-        Some(n) => n,
-        None => select_profile(&store.list()?)?,
-    };
-    let profile = store.load(&name).map_err(hint)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Checked here to fail early with the profile's words; the helper holds the session to the
-    // same policy (it travels in the connect request) and raises the kill switch to its minimum.
-    check_policy(&profile, &args, now)?;
-    let explicit_kill_switch = args.kill_switch;
-    let mut config = profile
-        .tunnel_config(args.server.as_deref())
-        .map_err(hint)?;
+/// The tunnel for one server of the choice, with the user's split-tunnel lists, checked here
+/// to fail early with the profile's words (the helper holds the session to the same policy).
+fn tunnel_config(
+    store: &Store,
+    name: &ProfileName,
+    args: &SessionArgs,
+    server: Option<&str>,
+    now: u64,
+    first: bool,
+) -> Result<underpass_proto::TunnelConfig> {
+    let profile = store.load(name).map_err(hint)?;
+    check_policy(&profile, args, now).map_err(|e| anyhow!(e))?;
+    let mut config = profile.tunnel_config(server).map_err(hint)?;
     // The profile's own routing (Table = off) stays; the user's lists come on top.
-    config.routing.include = args.include;
-    config.routing.exclude = args.exclude;
+    config.routing.include = args.include.clone();
+    config.routing.exclude = args.exclude.clone();
     for host in config.include_resolvers() {
-        eprintln!("underpass: the profile's resolver {host} goes through the tunnel too");
+        if first {
+            eprintln!("underpass: the profile's resolver {host} goes through the tunnel too");
+        }
     }
     config
         .validate()
         .map_err(|reason| anyhow!("profile \"{name}\" cannot be used: {reason}"))?;
+    Ok(config)
+}
+
+/// Connects to the first server of `choice` (a profile named or, with `None`, the only one),
+/// with the rest of the choice for the helper to move to when a server stops answering.
+async fn connect(
+    ctx: &Ctx,
+    choice: Vec<(Option<ProfileName>, Option<String>)>,
+    args: SessionArgs,
+    timeout: Duration,
+) -> Result<()> {
+    let store = ctx.store()?;
+    let now = unix_now();
+    let mut configs = Vec::with_capacity(choice.len());
+    for (i, (name, server)) in choice.into_iter().enumerate() {
+        let name = match name {
+            Some(n) => n,
+            None => select_profile(&store.list()?)?,
+        };
+        configs.push(tunnel_config(
+            &store,
+            &name,
+            &args,
+            server.as_deref(),
+            now,
+            i == 0,
+        )?);
+    }
+    let mut configs = configs.into_iter();
+    let config = configs.next().context("no server to connect to")?;
+    let alternatives: Vec<_> = configs.collect();
+    let name = config.profile.clone();
     for warning in output::routing_warnings(&config) {
         eprintln!("underpass: warning: {warning}");
     }
 
     let mut client = Client::connect(&ctx.socket, CLIENT_NAME).await?;
-    if let Some(mode) = explicit_kill_switch {
+    if let Some(mode) = args.kill_switch {
         client.request(Request::SetKillSwitch { mode }).await?;
     }
-    match session::connect(&mut client, config, timeout).await? {
+    match session::connect(&mut client, config, alternatives, timeout).await? {
         Outcome::Reached(status) => {
             if ctx.json {
                 ctx.print_json(&status)
             } else {
-                emit(&format!("{}\n", output::connected(name.as_str(), &status)))
+                emit(&format!("{}\n", output::connected(&name, &status)))
             }
         }
         Outcome::Failed(status) => {

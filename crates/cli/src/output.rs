@@ -95,6 +95,15 @@ pub fn connected(profile: &str, status: &Status) -> String {
 }
 
 /// The human form of `underpass status`: one `Label: value` line per known fact.
+/// "de-fra-wg-001 (2 of 3 of your choice)", for a choice of more than one server.
+fn server_in_use(u: &underpass_proto::ServerInUse) -> String {
+    let name = match &u.server {
+        Some(id) => format!("{} --server {id}", u.profile),
+        None => u.profile.clone(),
+    };
+    format!("{name} ({} of {} of your choice)", u.position, u.of)
+}
+
 pub fn status(s: &Status) -> String {
     let mut lines: Vec<(&str, String)> = vec![("State", s.state.to_string())];
     if let Some(p) = &s.profile {
@@ -108,6 +117,9 @@ pub fn status(s: &Status) -> String {
     }
     if let Some(e) = &s.endpoint {
         lines.push(("Endpoint", e.to_string()));
+    }
+    if let Some(u) = s.server_in_use.as_ref().filter(|u| u.of > 1) {
+        lines.push(("Server", server_in_use(u)));
     }
     if let Some(r) = &s.routing {
         let mode = if r.full_tunnel {

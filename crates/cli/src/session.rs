@@ -30,10 +30,12 @@ pub enum Outcome {
     Failed(Status),
 }
 
-/// Sends `Connect` for `config` and waits until the helper reports it connected or failed.
+/// Sends `Connect` for `config` (and the rest of the user's choice, `alternatives`) and waits
+/// until the helper reports it connected or failed.
 pub async fn connect<S>(
     client: &mut Client<S>,
     config: TunnelConfig,
+    alternatives: Vec<TunnelConfig>,
     timeout: Duration,
 ) -> Result<Outcome>
 where
@@ -47,6 +49,7 @@ where
         client
             .request(Request::Connect {
                 config: Box::new(config),
+                alternatives,
             })
             .await?,
     )?;
@@ -263,7 +266,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let outcome = connect(&mut client, config(), SHORT).await.unwrap();
+        let outcome = connect(&mut client, config(), vec![], SHORT).await.unwrap();
         let Outcome::Reached(s) = outcome else {
             panic!("{outcome:?}")
         };
@@ -286,7 +289,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let err = connect(&mut client, config(), SHORT).await.unwrap_err();
+        let err = connect(&mut client, config(), vec![], SHORT)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("the tunnel went down before \"se-sto\" connected"),
@@ -316,7 +321,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let outcome = connect(&mut client, config(), SHORT).await.unwrap();
+        let outcome = connect(&mut client, config(), vec![], SHORT).await.unwrap();
         assert!(
             matches!(&outcome, Outcome::Reached(s) if s.interface.as_deref() == Some("new0")),
             "{outcome:?}"
@@ -345,7 +350,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let outcome = connect(&mut client, config(), SHORT).await.unwrap();
+        let outcome = connect(&mut client, config(), vec![], SHORT).await.unwrap();
         let Outcome::Failed(s) = outcome else {
             panic!("{outcome:?}")
         };
@@ -373,7 +378,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let err = connect(&mut client, config(), Duration::from_secs(1))
+        let err = connect(&mut client, config(), vec![], Duration::from_secs(1))
             .await
             .unwrap_err()
             .to_string();
@@ -402,7 +407,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let outcome = connect(&mut client, config(), SHORT).await.unwrap();
+        let outcome = connect(&mut client, config(), vec![], SHORT).await.unwrap();
         assert!(matches!(outcome, Outcome::Reached(_)), "{outcome:?}");
     }
 
@@ -419,7 +424,9 @@ mod tests {
             ),
         })
         .await;
-        let err = connect(&mut client, config(), SHORT).await.unwrap_err();
+        let err = connect(&mut client, config(), vec![], SHORT)
+            .await
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "the helper refused: MTU 100 is outside 576..=9000"

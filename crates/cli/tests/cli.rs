@@ -245,7 +245,7 @@ mod with_fake_helper {
                     },
                     vec![],
                 ),
-                Request::Connect { config } => {
+                Request::Connect { config, .. } => {
                     let connecting = Status {
                         state: TunnelState::Connecting,
                         profile: Some(config.profile.clone()),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use underpass_proto::{Key, ProbeCandidate, ProbeResult};
+use underpass_proto::{Key, ProbeCandidate};
 
 use crate::location::{country_name, flag};
 use crate::store::{LoadedProfile, ProfileName, Store, StoreError};
@@ -162,16 +162,6 @@ pub fn probe_candidates(
     Ok(out)
 }
 
-/// The fastest answer among `results` for candidates made by [`probe_candidates`] from
-/// `count` servers: the server's index and its handshake round trip in milliseconds.
-pub fn fastest(results: &[ProbeResult], count: usize) -> Option<(usize, f64)> {
-    results
-        .iter()
-        .filter_map(|r| Some((r.id.parse::<usize>().ok()?, r.rtt_ms?)))
-        .filter(|&(i, ms)| i < count && ms.is_finite())
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,26 +210,6 @@ mod tests {
         assert_eq!(c.search("").server_count(), 2);
         assert_eq!(c.country("de").server_count(), 1);
         assert_eq!(c.country("xx").server_count(), 0);
-    }
-
-    #[test]
-    fn the_fastest_answer_wins_and_silent_or_foreign_ids_are_ignored() {
-        let r = |id: &str, rtt: Option<f64>| ProbeResult {
-            id: id.into(),
-            endpoint: None,
-            rtt_ms: rtt,
-            error: rtt.is_none().then(|| "no answer in 2 s".into()),
-        };
-        let results = [
-            r("0", Some(92.5)),
-            r("1", None),
-            r("2", Some(11.0)),
-            r("9", Some(1.0)),
-            r("x", Some(0.5)),
-        ];
-        assert_eq!(fastest(&results, 3), Some((2, 11.0)));
-        assert_eq!(fastest(&[r("0", None)], 1), None);
-        assert_eq!(fastest(&[], 0), None);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! - [`foreign`] recognises OpenVPN and IPsec files, so importing one says plainly what it is
 //!   and what to ask for instead of failing on its first line.
 //! - [`batch`] reads a folder or `.zip` of wg-quick files; [`location`] infers a server's
-//!   country and city from its file name; [`catalog`] groups every server by country.
+//!   country and city from its file name; [`catalog`] groups every server by country;
+//!   [`choice`] is the candidates of a user's choice ("the fastest in Sweden"), ranked, for
+//!   the CLI and the app alike.
 //!
 //! This crate does no networking: resolving an endpoint's host name is the helper's job,
 //! just before it installs routes.
@@ -22,6 +24,7 @@
 pub mod batch;
 pub mod bundle;
 pub mod catalog;
+pub mod choice;
 pub mod foreign;
 pub mod location;
 pub mod secrets;

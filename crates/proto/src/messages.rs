@@ -45,7 +45,13 @@ pub enum Request {
     Subscribe,
     /// Bring the tunnel up (replacing any current one). Answered as soon as the request is
     /// accepted; progress arrives as events.
-    Connect { config: Box<TunnelConfig> },
+    Connect {
+        config: Box<TunnelConfig>,
+        /// The other servers of the user's choice, in the order to move to them when `config`'s
+        /// server stops answering (issue 8; see [`validate_choice`]). Empty for a named server.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        alternatives: Vec<TunnelConfig>,
+    },
     /// Tear the tunnel down.
     Disconnect,
     /// Change the kill switch. Persisted by the helper; takes effect at once.
@@ -585,6 +591,9 @@ pub struct Status {
     /// While reconnecting or offline: why, which attempt, and for how long.
     #[serde(default)]
     pub reconnect: Option<ReconnectStatus>,
+    /// Which server of the user's choice is in use (issue 8).
+    #[serde(default)]
+    pub server_in_use: Option<ServerInUse>,
 }
 
 /// What the helper is doing to heal the tunnel, for [`TunnelState::Reconnecting`] and
@@ -680,6 +689,7 @@ impl Status {
             policy: None,
             managed: None,
             reconnect: None,
+            server_in_use: None,
         }
     }
 }
@@ -995,6 +1005,61 @@ impl ManagedStatus {
     }
 }
 
+// ---- issue 8: the user's choice of servers in the connect request ----
+
+/// At most this many servers in one connect request's choice (`config` and its alternatives):
+/// enough for "the fastest in a country" ranked, and small enough to fit one frame with a
+/// signed bundle each.
+pub const MAX_CHOICE: usize = 16;
+
+/// Which server of the user's choice the tunnel uses (or is trying).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ServerInUse {
+    /// The profile of the server.
+    pub profile: String,
+    /// For a signed bundle, the server's id in it.
+    pub server: Option<String>,
+    pub endpoint: String,
+    /// 1-based position of the server in the choice, in the order the client sent it.
+    pub position: u32,
+    /// How many servers the choice holds (1 for a named server).
+    pub of: u32,
+}
+
+/// Checks a connect request's whole choice: `config` as [`TunnelConfig::validate`] does, and
+/// each alternative the same way with its errors prefixed `alternatives[i]: `; at most
+/// [`MAX_CHOICE`] servers in all, and none twice (the same first peer key and endpoint).
+pub fn validate_choice(config: &TunnelConfig, alternatives: &[TunnelConfig]) -> Result<(), String> {
+    config.validate()?;
+    if alternatives.len() >= MAX_CHOICE {
+        return Err(format!(
+            "alternatives: {} servers in one choice, at most {MAX_CHOICE} are allowed",
+            alternatives.len() + 1
+        ));
+    }
+    let server = |c: &TunnelConfig| {
+        c.peers
+            .first()
+            .map(|p| (p.public_key.clone(), p.endpoint.clone()))
+    };
+    let mut seen = vec![server(config)];
+    for (i, a) in alternatives.iter().enumerate() {
+        a.validate()
+            .map_err(|reason| format!("alternatives[{i}]: {reason}"))?;
+        let this = server(a);
+        if seen.contains(&this) {
+            return Err(format!(
+                "alternatives[{i}]: repeats a server already in the choice ({})",
+                a.peers[0].endpoint
+            ));
+        }
+        seen.push(this);
+    }
+    Ok(())
+}
+
 // ---- Connect-field rules (issue 9): each error names the field it is about. ----
 
 /// Unicode format characters (general category Cf) and the bidi controls: invisible, and able
@@ -1217,6 +1282,7 @@ mod tests {
             id: 7,
             request: Request::Connect {
                 config: Box::new(sample_config()),
+                alternatives: Vec::new(),
             },
         };
         let json = serde_json::to_string(&msg).unwrap();
@@ -1393,6 +1459,59 @@ mod tests {
         refused(
             &c,
             "peers[0].endpoint: contains the invisible character U+200D",
+        );
+    }
+
+    // ---- issue 8: the choice ----
+
+    fn other_server(n: u8) -> TunnelConfig {
+        let mut c = sample_config();
+        c.profile = format!("se-sto-{n}");
+        c.peers[0].public_key = Key([10 + n; 32]);
+        c.peers[0].endpoint = format!("192.0.2.{}:51820", 20 + n);
+        c
+    }
+
+    #[test]
+    fn a_connect_without_alternatives_keeps_its_old_shape() {
+        let json = serde_json::to_value(Request::Connect {
+            config: Box::new(sample_config()),
+            alternatives: Vec::new(),
+        })
+        .unwrap();
+        assert!(json.get("alternatives").is_none(), "{json}");
+        let back: Request = serde_json::from_value(json).unwrap();
+        assert!(matches!(back, Request::Connect { alternatives, .. } if alternatives.is_empty()));
+    }
+
+    #[test]
+    fn every_alternative_is_validated_with_its_field_named() {
+        let ok = [other_server(1), other_server(2)];
+        validate_choice(&sample_config(), &ok).unwrap();
+        let mut bad = ok.clone();
+        bad[1].peers[0].endpoint = "127.0.0.1:51820".into();
+        let err = validate_choice(&sample_config(), &bad).unwrap_err();
+        assert!(
+            err.starts_with("alternatives[1]: peers[0].endpoint: 127.0.0.1 is a loopback"),
+            "{err}"
+        );
+        let mut bad = ok.clone();
+        bad[0].dns = vec!["127.0.0.53".parse().unwrap()];
+        let err = validate_choice(&sample_config(), &bad).unwrap_err();
+        assert!(err.starts_with("alternatives[0]: dns[0]"), "{err}");
+    }
+
+    #[test]
+    fn a_choice_is_bounded_and_repeats_no_server() {
+        let many: Vec<TunnelConfig> = (1..MAX_CHOICE as u8).map(other_server).collect();
+        validate_choice(&sample_config(), &many).unwrap();
+        let too_many: Vec<TunnelConfig> = (1..=MAX_CHOICE as u8).map(other_server).collect();
+        let err = validate_choice(&sample_config(), &too_many).unwrap_err();
+        assert!(err.starts_with("alternatives: 17 servers"), "{err}");
+        let err = validate_choice(&sample_config(), &[sample_config()]).unwrap_err();
+        assert!(
+            err.starts_with("alternatives[0]: repeats a server"),
+            "{err}"
         );
     }
 }

@@ -202,9 +202,12 @@ async fn dispatch(request: Request, uid: u32, shared: &Shared) -> Result<Respons
         Request::RecentLogs => Ok(Response::Logs {
             lines: shared.log.lines(),
         }),
-        Request::Connect { config } => {
+        Request::Connect {
+            config,
+            alternatives,
+        } => {
             shared.interrupts.send_modify(|n| *n += 1);
-            ask(shared, |tx| Command::Connect(config, tx)).await
+            ask(shared, |tx| Command::Connect(config, alternatives, tx)).await
         }
         Request::Disconnect => {
             shared.interrupts.send_modify(|n| *n += 1);

@@ -290,3 +290,71 @@ fn an_unmanaged_machine_connects_a_plain_tunnel_without_policy() {
     assert_eq!(c.policy, None, "a client's own policy claim is dropped");
     assert!(m.system.active_session_admission());
 }
+
+// ---- issue 8: every server of a choice is admitted like a connect of its own ----
+
+#[test]
+fn an_unsigned_alternative_cannot_be_smuggled_into_a_signed_choice() {
+    let acme = org();
+    let mut m = machine(&[&acme], Some(MANAGED));
+    let text = bundle(&acme, 1, "2099-01-01T00:00:00Z", STRICT);
+    let mut first = request(&text, "se-1");
+    let mut alternatives = vec![request(&text, "de-1"), TunnelConfig::example()];
+    let err =
+        crate::failover::admit(&mut first, &mut alternatives, &mut m.system, NOW).unwrap_err();
+    assert!(
+        err.message.starts_with("alternatives[1]: ") && err.message.contains("carries none"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn an_alternative_outside_the_machine_policy_refuses_the_whole_choice() {
+    let acme = org();
+    let mut m = machine(
+        &[&acme],
+        Some(r#"{"organization": "ACME IT", "allowed_countries": ["SE"]}"#),
+    );
+    let text = bundle(&acme, 1, "2099-01-01T00:00:00Z", LOOSE);
+    let mut first = request(&text, "se-1");
+    let mut alternatives = vec![request(&text, "de-1")];
+    let err =
+        crate::failover::admit(&mut first, &mut alternatives, &mut m.system, NOW).unwrap_err();
+    assert!(
+        err.message.starts_with("alternatives[0]: ")
+            && err.message.contains("servers in DE are not allowed"),
+        "{}",
+        err.message
+    );
+    // A lying client's policy is replaced in every candidate, not only the first.
+    let mut m = machine(&[&acme], None);
+    let strict = bundle(&acme, 2, "2099-01-01T00:00:00Z", STRICT);
+    let mut first = request(&strict, "se-1");
+    let mut alternatives = vec![request(&strict, "de-1")];
+    alternatives[0].policy = None;
+    crate::failover::admit(&mut first, &mut alternatives, &mut m.system, NOW).unwrap();
+    assert_eq!(
+        alternatives[0]
+            .policy
+            .as_ref()
+            .map(|p| p.policy.min_kill_switch),
+        Some(KillSwitchMode::Auto)
+    );
+}
+
+#[test]
+fn a_tampered_alternative_is_refused_with_its_field_named() {
+    let mut m = machine(&[], None);
+    let mut first = TunnelConfig::example();
+    let mut other = TunnelConfig::example();
+    other.peers[0].public_key = Key([9; 32]);
+    other.peers[0].endpoint = "0.0.0.0:51820".into();
+    let err = crate::failover::admit(&mut first, &mut [other], &mut m.system, NOW).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("invalid connect request: alternatives[0]: peers[0].endpoint"),
+        "{}",
+        err.message
+    );
+}

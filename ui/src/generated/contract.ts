@@ -115,6 +115,27 @@ export type LockedSetting = {
 setting: string, reason: string, };
 
 /**
+ * Which server of the user's choice the tunnel uses (or is trying).
+ */
+export type ServerInUse = { 
+/**
+ * The profile of the server.
+ */
+profile: string, 
+/**
+ * For a signed bundle, the server's id in it.
+ */
+server: string | null, endpoint: string, 
+/**
+ * 1-based position of the server in the choice, in the order the client sent it.
+ */
+position: number, 
+/**
+ * How many servers the choice holds (1 for a named server).
+ */
+of: number, };
+
+/**
  * Everything a client can see about the tunnel. `underpass status --json` prints exactly this.
  */
 export type Status = { state: TunnelState, profile: string | null, interface: string | null, addresses: Array<string>, 
@@ -153,7 +174,11 @@ managed?: ManagedStatus,
 /**
  * While reconnecting or offline: why, which attempt, and for how long.
  */
-reconnect: ReconnectStatus | null, };
+reconnect: ReconnectStatus | null, 
+/**
+ * Which server of the user's choice is in use (issue 8).
+ */
+server_in_use: ServerInUse | null, };
 
 export type SelfTestKind = "dns" | "kill_switch";
 
