@@ -180,7 +180,7 @@ start_pinger() {
   nsenter --net="/run/netns/$NS_CLIENT" python3 "$ROOT/bench/first-reply.py" "$TARGET4" 12 >"$PINGER_LOG" 2>&1 &
   PINGER_PID=$!
   local k
-  for ((k = 0; k < 500; k++)); do grep -q '^ready$' "$PINGER_LOG" && return 0; sleep 0.01; done
+  for ((k = 0; k < 500; k++)); do grep -qs '^ready$' "$PINGER_LOG" && return 0; sleep 0.01; done
   log "the connect-time pinger did not start: $(head -3 "$PINGER_LOG")"; return 1
 }
 stop_pinger() {
