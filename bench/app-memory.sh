@@ -24,7 +24,9 @@
 #   3. N times: close the window (WM_DELETE_WINDOW, the title bar's x); settle -> sample "tray";
 #      tray "Show Underpass" -> reopen_ms; traffic; settle -> sample "open"
 # A sample sums /proc/PID/smaps_rollup (Pss, Rss) over the app and its descendants (the
-# WebKit processes). Reopen time: from the D-Bus click to the app's log line "window ready",
+# WebKit processes), and breaks the app process's own PSS down by mapping (/proc/PID/smaps:
+# each library by file name, the heap, anonymous memory; the 25 largest), which says what a
+# tray-only process would still carry. Reopen time: from the D-Bus click to the app's log line "window ready",
 # which the front end triggers once it has rendered the helper's state (src-tauri/src/window.rs).
 set -euo pipefail
 
@@ -137,10 +139,16 @@ sample() {  # sample STATE: one JSON object, the app and its processes now
       "/proc/$p/smaps_rollup" 2>/dev/null) || continue
     rows+=("$name $pss $rss")
   done
-  printf '%s\n' "${rows[@]}" | jq -Rsc --arg state "$1" '
+  local mappings
+  mappings=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {n = split($6, part, "/"); name = (NF >= 6 ? part[n] : "[anonymous]")}
+      /^Pss:/ {pss[name] += $2}
+      END {for (m in pss) if (pss[m] > 0) printf "%s\t%.2f\n", m, pss[m] / 1024}' "/proc/$APP_PID/smaps" 2>/dev/null |
+    sort -t$'\t' -k2,2 -rn | head -n 25 | jq -Rsc 'split("\n") | map(select(. != "") | split("\t") | {mapping: .[0], pss_mib: (.[1] | tonumber)})')
+  printf '%s\n' "${rows[@]}" | jq -Rsc --arg state "$1" --argjson mappings "${mappings:-[]}" '
     split("\n") | map(select(. != "") | split(" ") | {name: .[0], pss_mib: ((.[1]|tonumber) / 1024), rss_mib: ((.[2]|tonumber) / 1024)})
     | {state: $state, pss_mib: (map(.pss_mib) | add), rss_mib: (map(.rss_mib) | add),
-       webkit_processes: (map(select(.name | startswith("WebKit"))) | length), processes: .}' >>"$WORK/samples.jsonl"
+       webkit_processes: (map(select(.name | startswith("WebKit"))) | length), processes: .,
+       app_by_mapping: $mappings}' >>"$WORK/samples.jsonl"
   log "$1: PSS $(tail -n1 "$WORK/samples.jsonl" | jq -r '.pss_mib | floor') MiB, RSS $(tail -n1 "$WORK/samples.jsonl" | jq -r '.rss_mib | floor') MiB, $(tail -n1 "$WORK/samples.jsonl" | jq -r '[.processes[].name] | join(" ")')"
 }
 webkit_count() { local n=0 p; for p in $(descendants "$APP_PID"); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == WebKit* ]] && n=$((n + 1)); done; echo "$n"; }
@@ -212,3 +220,9 @@ echo "| tray, window closed | $(fmt .tray.median_pss_mib) | $(fmt .tray.median_r
 echo "| window open | $(fmt .open.median_pss_mib) | $(fmt .open.median_rss_mib) | $(fmt .open.max_webkit_processes) |"
 echo
 echo "Reopening from the tray to the helper's state: $(fmt .reopen_ms.median) ms median (runs: $(jq -r '.reopen_ms.runs | map(tostring) | join(", ")' <<<"$result") ms); first open after --hidden: $(fmt .first_open_ms) ms."
+echo
+echo "The app process's own PSS in the tray (window closed, last sample), by mapping, the largest 12:"
+echo
+echo "| mapping | PSS (MiB) |"
+echo "|---|---:|"
+jq -r '.tray.samples[-1].app_by_mapping // [] | .[:12][] | "| \(.mapping) | \(.pss_mib * 10 | round / 10) |"' <<<"$result"

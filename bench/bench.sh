@@ -26,9 +26,18 @@
 #                 chacha20-poly1305 -bytes 1420`, CPU time), as CPU-s per GB: what encryption
 #                 alone costs, the least any client could spend
 #   connect_ms    comparison clients: from process start to the first ping reply from the
-#                 internet host through the tunnel; underpass: from `underpass connect` (helper
-#                 already running, profile imported) to that first reply. Polled every <=0.2 s,
-#                 bounded at 10 s.
+#                 internet host through the tunnel; underpass: from the start of `underpass
+#                 connect` (helper already running, profile imported) to that first reply. A
+#                 pinger started before the client (bench/first-reply.py) sends an echo request
+#                 every millisecond and stamps the first reply; the internet host is reachable only through a
+#                 tunnel (the bench removes the router's direct route to it), so the first reply
+#                 is the first one through the tunnel, and no process spawned for the
+#                 measurement lies between the request and the reply. Underpass's connect ends
+#                 when both the first reply has come and `underpass connect` has returned (the
+#                 helper reports "connected" once DNS is in place too). Bounded at 10 s.
+#   connect_detail underpass: both of those times, and the helper's own account of its steps
+#                 (its log line "tunnel routes installed": route lookup, firewall, data plane
+#                 and handshake sent, MSS clamp, routes, DNS, in ms)
 #   mbps          iperf3 -c 198.18.1.2 -t S -J from the client ns, end.sum_received.bits_per_second
 #   cpu_s_per_gb  (utime+stime of the client process and its descendants during the iperf3 run)
 #                 / GB received (underpass: underpassd, which owns the data plane)
@@ -70,7 +79,7 @@ done
 [[ $rounds =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 100 ] || { echo "bench: --rounds 1..100" >&2; exit 2; }
 [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -ge 1 ] && [ "$seconds" -le 300 ] || { echo "bench: --seconds 1..300" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root (network namespaces)" >&2; exit 1; }
-for t in ip wg wireguard-go iperf3 jq setsid timeout awk; do
+for t in ip wg wireguard-go iperf3 jq setsid timeout awk nsenter python3; do
   command -v "$t" >/dev/null || { echo "bench: $t missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
 done
 
@@ -80,7 +89,6 @@ CLK_TCK=$(getconf CLK_TCK)
 IPERF_PORT=5201
 
 log() { printf 'bench: %s\n' "$*" >&2; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # ---------------------------------------------------------------- which clients can run
 clients=() notes=()  # notes: "client: why it was skipped"
@@ -123,6 +131,10 @@ bash "$SANDBOX" up "$PREFIX" --servers 1 >/dev/null
 # shellcheck disable=SC1091
 . "$ROOT/.sandbox/$PREFIX/env.sh"
 TARGET4=$INET_ADDR4_1
+# The internet host answers only through a tunnel: the router's direct routes to it go, so a
+# reply to the connect-time pinger (below) proves the tunnel.
+ip -n "$NS_ROUTER" route del "$INET_NET4_1"
+ip -n "$NS_ROUTER" -6 route del "$INET_NET6_1"
 
 in_client() { ip netns exec "$NS_CLIENT" "$@"; }
 
@@ -168,15 +180,32 @@ vm_hwm_kib() {  # peak RSS: sum of VmHWM over the process tree
   echo "$sum"
 }
 
-# Poll a ping through the tunnel; prints ms since $1, or fails after 10 s.
+# The connect-time pinger (bench/first-reply.py): started just before a client, in the client ns
+# (nsenter: no mount namespace to set up), one echo request a millisecond until the first reply,
+# whose arrival it stamps with the wall clock. Requests before the tunnel is up go unanswered.
+PINGER_PID=""
+start_pinger() {
+  PINGER_LOG="$WORK/pinger.log"
+  nsenter --net="/run/netns/$NS_CLIENT" python3 "$ROOT/bench/first-reply.py" "$TARGET4" 12 >"$PINGER_LOG" 2>&1 &
+  PINGER_PID=$!
+  local k
+  for ((k = 0; k < 500; k++)); do grep -qs '^ready$' "$PINGER_LOG" && return 0; sleep 0.01; done
+  log "the connect-time pinger did not start: $(head -3 "$PINGER_LOG")"; return 1
+}
+stop_pinger() {
+  [ -n "$PINGER_PID" ] && { kill "$PINGER_PID" 2>/dev/null; wait "$PINGER_PID" 2>/dev/null; } || true
+  PINGER_PID=""
+}
+# Prints the ms from $1 (date +%s%N) to the pinger's first reply, or fails after 10 s.
 wait_tunnel_ms() {
-  local t0=$1 k
-  for ((k = 0; k < 2000; k++)); do
-    if in_client ping -c1 -W0.2 -n "$TARGET4" >/dev/null 2>&1; then echo $(($(now_ms) - t0)); return 0; fi
-    [ $(($(now_ms) - t0)) -gt 10000 ] && break
+  local t0=$1 k stamp=""
+  for ((k = 0; k < 1000; k++)); do
+    stamp=$(sed -n 2p "$PINGER_LOG")
+    [ -n "$stamp" ] && break
     sleep 0.01
   done
-  return 1
+  [ -n "$stamp" ] || return 1
+  awk -v s="$stamp" -v t0="$t0" 'BEGIN {printf "%.1f\n", s * 1000 - t0 / 1e6}'
 }
 
 wait_socket() {  # wait_socket PATH SECONDS
@@ -204,7 +233,8 @@ reset_client_ns() {
 # Userspace clients that speak the WireGuard UAPI (wireguard-go, boringtun): same setup.
 start_uapi() {  # start_uapi IFNAME CMD...
   local ifname=$1; shift
-  local t0; t0=$(now_ms)
+  start_pinger || return 1
+  local t0; t0=$(date +%s%N)
   CLIENT_IF=$ifname
   CLIENT_LOG="$WORK/$ifname.log"
   setsid ip netns exec "$NS_CLIENT" "$@" </dev/null >"$CLIENT_LOG" 2>&1 &
@@ -239,7 +269,10 @@ start_boringtun() {
 UP_DIR="$SANDBOX_DIR/underpass"
 UP_SOCK="$UP_DIR/underpassd.sock"
 # Headless sandbox: keys in files (mode 0600), the keyring opt-out a machine without one needs.
-up_cli() { UNDERPASS_KEYSTORE=file timeout 20 ip netns exec "$NS_CLIENT" "$BIN_DIR/underpass" --socket "$UP_SOCK" --config-dir "$UP_DIR/config" "$@"; }
+up_cli() {
+  UNDERPASS_KEYSTORE=file timeout 20 nsenter --net="/run/netns/$NS_CLIENT" \
+    "$BIN_DIR/underpass" --socket "$UP_SOCK" --config-dir "$UP_DIR/config" "$@"
+}
 start_underpass() {
   rm -rf "$UP_DIR"; mkdir -p "$UP_DIR/state" "$UP_DIR/config"
   CLIENT_IF="" CLIENT_LOG="$WORK/underpassd.log"
@@ -251,11 +284,19 @@ start_underpass() {
   wait_socket "$UP_SOCK" 10 || { log "underpassd: no socket $UP_SOCK after 10 s"; tail -5 "$WORK/underpassd.log" >&2; return 1; }
   up_cli import "$PROFILE_1" >"$WORK/underpass-import.log" 2>&1 ||
     { log "underpass import failed:"; tail -5 "$WORK/underpass-import.log" >&2; return 1; }
-  local t0; t0=$(now_ms)
+  start_pinger || return 1
+  local t0; t0=$(date +%s%N)
   # shellcheck disable=SC2086
   up_cli connect --timeout 10 ${UNDERPASS_CONNECT_ARGS:-} >"$WORK/underpass-connect.log" 2>&1 ||
     { log "underpass connect failed:"; tail -5 "$WORK/underpass-connect.log" >&2; return 1; }
-  CONNECT_MS=$(wait_tunnel_ms "$t0") || { log "underpass: no ping through the tunnel within 10 s"; return 1; }
+  # `underpass connect` returns once the helper reports "connected": DNS is in place too.
+  local reported; reported=$(awk -v t1="$(date +%s%N)" -v t0="$t0" 'BEGIN {printf "%.1f\n", (t1 - t0) / 1e6}')
+  local reply; reply=$(wait_tunnel_ms "$t0") || { log "underpass: no ping through the tunnel within 10 s"; return 1; }
+  # Done when both happened: the first reply through the tunnel and everything in place.
+  CONNECT_MS=$(awk -v a="$reply" -v b="$reported" 'BEGIN {print (a > b ? a : b)}')
+  local steps
+  steps=$(sed -n 's/\x1b\[[0-9;]*m//g; s/.*tunnel routes installed.*steps=\(.*total=[0-9.]*ms\).*/\1/p' "$CLIENT_LOG" | tail -1)
+  CONNECT_DETAIL="first reply ${reply} ms, connected reported ${reported} ms; helper: ${steps:-?}"
 }
 stop_underpass() {
   if [ -n "$CLIENT_PID" ] && alive "$CLIENT_PID"; then up_cli disconnect --timeout 10 >/dev/null 2>&1 || true; fi
@@ -274,7 +315,7 @@ reset_server_peer() {
 }
 
 start_client() {
-  CLIENT_KIND=$1 CLIENT_PID="" CONNECT_MS="" CLIENT_LOG=""
+  CLIENT_KIND=$1 CLIENT_PID="" CONNECT_MS="" CLIENT_LOG="" CONNECT_DETAIL=""
   reset_server_peer
   case $1 in
     wireguard-go) start_wireguard_go ;;
@@ -287,6 +328,7 @@ stop_client() {
     wireguard-go | boringtun) stop_uapi ;;
     underpass) stop_underpass ;;
   esac
+  stop_pinger
   reset_client_ns
   CLIENT_KIND="" CLIENT_PID=""
 }
@@ -294,9 +336,10 @@ stop_client() {
 # ---------------------------------------------------------------- one run
 RUNS="$WORK/runs.jsonl"
 : >"$RUNS"
-record() {  # record ROUND CLIENT DIRECTION OK ERROR [mbps bytes cpu_s rss_kib connect_ms]
+record() {  # record ROUND CLIENT DIRECTION OK ERROR [mbps bytes cpu_s rss_kib connect_ms connect_detail]
   jq -nc --argjson round "$1" --arg client "$2" --arg direction "$3" --argjson ok "$4" --arg error "$5" \
-    --arg mbps "${6:-}" --arg bytes "${7:-}" --arg cpu "${8:-}" --arg rss "${9:-}" --arg conn "${10:-}" '
+    --arg mbps "${6:-}" --arg bytes "${7:-}" --arg cpu "${8:-}" --arg rss "${9:-}" --arg conn "${10:-}" \
+    --arg detail "${11:-}" '
     def num: if . == "" then null else tonumber end;
     {round: $round, client: $client, direction: $direction, ok: $ok,
      error: (if $error == "" then null else $error end),
@@ -304,7 +347,8 @@ record() {  # record ROUND CLIENT DIRECTION OK ERROR [mbps bytes cpu_s rss_kib c
      cpu_s_per_gb: (if ($cpu|num) != null and ($bytes|num) and ($bytes|num) > 0
                     then ($cpu|num) / (($bytes|num) / 1e9) else null end),
      rss_mib: (if ($rss|num) then ($rss|num) / 1024 else null end),
-     connect_ms: ($conn|num)}' >>"$RUNS"
+     connect_ms: ($conn|num),
+     connect_detail: (if $detail == "" then null else $detail end)}' >>"$RUNS"
 }
 
 fail_all() {  # fail_all ROUND CLIENT ERROR: one failed record per direction
@@ -335,8 +379,8 @@ run_one() {  # run_one ROUND CLIENT: one connect, then a transfer per direction
     mbps=$(jq -r '.end.sum_received.bits_per_second / 1e6' "$json")
     bytes=$(jq -r '.end.sum_received.bytes' "$json")
     cpu=$(awk -v a="$t_before" -v b="$t_after" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / hz}')
-    record "$round" "$client" "$d" true "" "$mbps" "$bytes" "$cpu" "$rss" "$CONNECT_MS"
-    log "round $round $client $d: $(printf '%.0f' "$mbps") Mbit/s, cpu ${cpu}s, connect ${CONNECT_MS} ms, rss $((rss / 1024)) MiB"
+    record "$round" "$client" "$d" true "" "$mbps" "$bytes" "$cpu" "$rss" "$CONNECT_MS" "$CONNECT_DETAIL"
+    log "round $round $client $d: $(printf '%.0f' "$mbps") Mbit/s, cpu ${cpu}s, connect ${CONNECT_MS} ms${CONNECT_DETAIL:+ ($CONNECT_DETAIL)}, rss $((rss / 1024)) MiB"
   done
   stop_client
 }

@@ -27,6 +27,7 @@ use crate::power::{self, PowerEvent};
 use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
+use crate::timing::ConnectSteps;
 use crate::tunnel::peers::{PeerSpec, Roaming};
 use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig, Resolvers};
 
@@ -1083,6 +1084,7 @@ impl Daemon {
 
     async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session> {
         // Lookups may hang on a dead resolver: a Connect or Disconnect sent meanwhile wins.
+        let mut steps = ConnectSteps::start();
         self.interrupts.borrow_and_update();
         let mut interrupts = self.interrupts.clone();
         // The helper's own marked lookups, to the system's resolvers: the kill switch admits them.
@@ -1091,6 +1093,7 @@ impl Daemon {
             peers = resolve_peers(config, &resolvers) => peers?,
             _ = interrupts.changed() => return Err(Interrupted.into()),
         };
+        steps.mark("resolve");
         let mut routes = PlatformRoutes::open().await?;
         routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
@@ -1120,11 +1123,10 @@ impl Daemon {
             include: plan.include.clone(),
             exclude: plan.exclude.clone(),
         };
+        steps.mark("route_lookup");
         // The endpoint must be open in the kill switch before the first handshake goes out.
         self.enforce_firewall(Some(&hole)).await?;
-        if let Err(e) = self.firewall.clamp_mss(Some(&interface)).await {
-            tracing::warn!(error = %format!("{e:#}"), "TCP MSS clamp");
-        }
+        steps.mark("firewall");
         let plane = DataPlane::start(DataPlaneConfig {
             interface: interface.clone(),
             private_key: config.private_key.clone(),
@@ -1136,10 +1138,18 @@ impl Daemon {
             roaming: Roaming::under(self.firewall_applied.as_ref().and_then(Option::as_ref)),
         })
         .await?;
+        steps.mark("data_plane");
+        // The rest overlaps the handshake in flight. The clamp is in place before any route
+        // sends TCP into the tunnel.
+        if let Err(e) = self.firewall.clamp_mss(Some(&interface)).await {
+            tracing::warn!(error = %format!("{e:#}"), "TCP MSS clamp");
+        }
+        steps.mark("mss_clamp");
         if let Err(e) = routes.apply(&plan).await {
             plane.stop().await;
             return Err(e);
         }
+        steps.mark("routes");
         let dns = if config.dns.is_empty() {
             None
         } else {
@@ -1161,9 +1171,11 @@ impl Daemon {
                 method: self.dns.method().to_string(),
             })
         };
+        steps.mark("dns");
         tracing::info!(
             %interface, mtu, table, fwmark,
             full_tunnel = plan.full_tunnel_v4 || plan.full_tunnel_v6,
+            steps = %steps,
             "tunnel routes installed"
         );
         Ok(Session {

@@ -31,6 +31,7 @@ mod selftest;
 #[cfg(windows)]
 mod service;
 mod state;
+mod timing;
 mod tunnel;
 #[cfg(windows)]
 mod winutil;

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use futures::FutureExt as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use underpass_proto::client::{Client, ClientError};
@@ -152,8 +153,9 @@ async fn drop_queued_events<S>(client: &mut Client<S>) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // A zero timeout still polls the future once, so this takes exactly what is ready.
-    while let Ok(event) = tokio::time::timeout(Duration::ZERO, client.next_event()).await {
+    // One poll each, so this takes exactly what is ready (and, unlike a zero timeout, never
+    // waits for the timer's next millisecond tick).
+    while let Some(event) = client.next_event().now_or_never() {
         event?;
     }
     Ok(())
