@@ -82,8 +82,9 @@ build_deb() {
 
 # build_rpm NAME STAGE: the rpm from installers/linux/SUB/NAME.spec and the files in STAGE.
 build_rpm() {
-  local name=$1 sub=$2 stage=$3
-  rpmbuild -bb --quiet --target "$rpm_arch" \
+  local name=$1 sub=$2 stage=$3 z=()
+  [ "$name" = underpass ] && [ "$app_profile" = debug ] && z=(--define "_binary_payload w1.gzdio")
+  rpmbuild -bb --quiet --target "$rpm_arch" "${z[@]}" \
     --define "_topdir $tmp/rpmbuild" --define "stage $stage" \
     --define "pkgversion $rpm_version" --define "_build_id_links none" \
     "$linux/$sub/$name.spec" >/dev/null
