@@ -8,7 +8,7 @@
 #     own version. Skipped with --daemon-only (the app's release build takes ~6 min).
 # --app-debug packs the app's debug build instead (the one tests/gui/run.sh builds, with the
 # same cargo command, so nothing is rebuilt after it): the package test's shortcut, not for
-# shipping. Both packages are built here with dpkg-deb and rpmbuild from one staging step each
+# shipping. --no-lintian skips lintian (the package test's older build). Both packages are built here with dpkg-deb and rpmbuild from one staging step each
 # (not the Tauri bundler): library dependencies come from dpkg-shlibdeps and rpm's ELF scan.
 # UNDERPASS_PKG_VERSION overrides the version (the upgrade test builds two), UNDERPASS_DIST the
 # output directory. Every .deb is checked by lintian (overrides, each explained, in
@@ -20,11 +20,12 @@ root=$PWD
 linux=$root/installers/linux
 target=${CARGO_TARGET_DIR:-$root/target}
 
-app=1 app_profile=release
+app=1 app_profile=release lint=1
 for a in "$@"; do
   case $a in
     --daemon-only) app=0 ;;
     --app-debug) app_profile=debug ;;
+    --no-lintian) lint=0 ;;
     *) echo "package: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -134,16 +135,19 @@ stage_app() {
   gzip -9n <"$linux/app/underpass-gui.1" >"$d/usr/share/man/man1/underpass-gui.1.gz"
 }
 if [ "$app" = 1 ]; then
-  # The same command as tests/gui/run.sh (so --app-debug reuses its build): the front end
-  # embedded through tauri's custom-protocol feature, as `tauri build` would.
+  # The front end embedded through tauri's custom-protocol feature, as `tauri build` does. The
+  # debug build is tests/gui/run.sh's own command (so --app-debug reuses its build); the release
+  # build is the app alone (the daemon's binaries above stay as they were packed).
   if [ "$app_profile" = release ] || [ ! -s ui/dist/index.html ]; then
     say "the front end (npm run ui:build)"
     npm run -s ui:build >"$tmp/ui.log" 2>&1 || { tail -30 "$tmp/ui.log"; exit 1; }
   fi
   say "$app_profile build of the app (underpass-gui)"
-  profile_flag=(--profile "$([ "$app_profile" = debug ] && echo dev || echo release)")
-  cargo build --locked -q "${profile_flag[@]}" -p underpassd -p underpass-cli -p underpass-gui \
-    --features tauri/custom-protocol
+  if [ "$app_profile" = debug ]; then
+    cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
+  else
+    cargo build --release --locked -q -p underpass-gui --features tauri/custom-protocol
+  fi
   stage_app "$tmp/app-deb"
   build_deb underpass app "$tmp/app-deb" "$tmp/app-deb/usr/bin/underpass-gui"
   stage_app "$tmp/app-rpm"
@@ -151,6 +155,7 @@ if [ "$app" = 1 ]; then
 fi
 
 for f in "$dist"/*_"${version}"_"$arch".deb; do
+  [ "$lint" = 1 ] || break
   say "lintian $f"
   lintian --fail-on error,warning "$f"
 done
