@@ -47,8 +47,9 @@ PKGS=(
   # installers/linux/check.sh: systemd-analyze and systemd-sysusers read the service files
   systemd shared-mime-info
   # npm run package (installers/linux/package.sh): dpkg-shlibdeps, rpmbuild, lintian; and
-  # tests/packages/run.sh: a booted Debian in systemd-nspawn from a debootstrap root file system
-  dpkg-dev rpm lintian systemd-container debootstrap
+  # tests/packages/run.sh: a booted Debian in systemd-nspawn from a debootstrap root file system,
+  # and an SSH client that logs in to it from outside
+  dpkg-dev rpm lintian systemd-container debootstrap openssh-client
   # installers/macos/check.sh: the pkg, postinstall and uninstall scripts are linted, and the
   # macOS CI workflow is parsed
   shellcheck python3-yaml
@@ -97,7 +98,7 @@ fi
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for t in ip wg wireguard-go nft ping tcpdump dnsmasq iperf3 jq pgrep killall setsid timeout \
   dbus-run-session gnome-keyring-daemon minisign dbus-daemon rpmbuild lintian systemd-nspawn \
-  debootstrap dpkg-shlibdeps gdbus; do
+  debootstrap dpkg-shlibdeps gdbus ssh ssh-keygen; do
   command -v "$t" >/dev/null || { say "missing after install: $t"; exit 1; }
 done
 /usr/bin/python3 -c 'import dbusmock' 2>/dev/null || { say "missing after install: python3 dbusmock"; exit 1; }

@@ -69,15 +69,6 @@ step "end-to-end tests (network namespaces, wireguard-go, tcpdump)"
 # sandboxes side by side) needs conntrack.
 cargo test -p underpass-e2e --locked -- --test-threads 2 --nocapture
 
-step "the Linux packages in a booted Debian (systemd-nspawn: install, service, peers, resolved, restarts, upgrade, purge)"
-if [ "$(id -u)" = 0 ]; then
-  bash tests/packages/run.sh
-elif [ "${CI:-}" = true ]; then
-  echo "test: the package tests need root, and CI=true requires it" >&2; exit 1
-else
-  echo "*** PACKAGE TESTS SKIPPED: they need root (systemd-nspawn, network namespaces) ***" >&2
-fi
-
 step "the desktop app end to end (Xvfb, tauri-driver, WebKitWebDriver, real underpassd)"
 if [ "$(id -u)" = 0 ]; then
   bash tests/gui/run.sh
@@ -85,6 +76,16 @@ elif [ "${CI:-}" = true ]; then
   echo "test: the desktop app's end-to-end test needs root, and CI=true requires it" >&2; exit 1
 else
   echo "*** DESKTOP APP END-TO-END TEST SKIPPED: it needs root (network namespaces) ***" >&2
+fi
+
+# After the GUI test: the package test packs the same debug build of the app (nothing rebuilt).
+step "the Linux packages in a booted Debian (systemd-nspawn: install, service, peers over SSH, the app, resolved, restarts, upgrade, purge)"
+if [ "$(id -u)" = 0 ]; then
+  bash tests/packages/run.sh
+elif [ "${CI:-}" = true ]; then
+  echo "test: the package tests need root, and CI=true requires it" >&2; exit 1
+else
+  echo "*** PACKAGE TESTS SKIPPED: they need root (systemd-nspawn, network namespaces) ***" >&2
 fi
 
 step "sandbox self-check"

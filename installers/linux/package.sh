@@ -2,11 +2,17 @@
 # Builds the Linux packages into dist/ (called by scripts/package.sh, `npm run package`):
 #   underpass-daemon_VERSION_ARCH.deb and underpass-daemon-VERSION-1.ARCH.rpm: the helper (as a
 #     hardened systemd service), the CLI with completions and a man page; no GUI dependencies;
-#   underpass_VERSION_ARCH.deb and .rpm: the desktop app (the Tauri bundler), which depends on
-#     underpass-daemon. Skipped with --daemon-only (the app's release build takes ~6 min).
+#   underpass_VERSION_ARCH.deb and underpass-VERSION-1.ARCH.rpm: the desktop app (underpass-gui,
+#     release build with the front end embedded), its desktop entry, hicolor icons, the
+#     underpass:// scheme and the .underpass MIME type; it depends on underpass-daemon of its
+#     own version. Skipped with --daemon-only (the app's release build takes ~6 min).
+# --app-debug packs the app's debug build instead (the one tests/gui/run.sh builds, with the
+# same cargo command, so nothing is rebuilt after it): the package test's shortcut, not for
+# shipping. --no-lintian skips lintian (the package test's older build). Both packages are built here with dpkg-deb and rpmbuild from one staging step each
+# (not the Tauri bundler): library dependencies come from dpkg-shlibdeps and rpm's ELF scan.
 # UNDERPASS_PKG_VERSION overrides the version (the upgrade test builds two), UNDERPASS_DIST the
-# output directory. Every .deb is
-# checked by lintian (overrides, each explained, in installers/linux/*/lintian-overrides).
+# output directory. Every .deb is checked by lintian (overrides, each explained, in
+# installers/linux/*/lintian-overrides).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,16 +20,20 @@ root=$PWD
 linux=$root/installers/linux
 target=${CARGO_TARGET_DIR:-$root/target}
 
-app=1
+app=1 app_profile=release lint=1
 for a in "$@"; do
   case $a in
     --daemon-only) app=0 ;;
+    --app-debug) app_profile=debug ;;
+    --no-lintian) lint=0 ;;
     *) echo "package: unknown option $a" >&2; exit 2 ;;
   esac
 done
 
 version=${UNDERPASS_PKG_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
+rpm_version=${version//-/_}
 arch=$(dpkg --print-architecture)
+rpm_arch=$(uname -m)
 maintainer="Underpass developers <underpass@packages.invalid>"
 say() { printf 'package: %s\n' "$*"; }
 dist=${UNDERPASS_DIST:-$root/dist}
@@ -34,6 +44,54 @@ say "release build of underpassd and underpass (version $version)"
 cargo build --release --locked -q -p underpassd -p underpass-cli
 # (a debug build: the text is the same, and dev-dependencies would change release features)
 cargo run --locked -q -p underpass-cli --example gen-docs -- "$tmp/docs" >/dev/null
+
+# build_deb NAME DIR ELF...: the .deb of package NAME (its files in installers/linux/SUB, SUB
+# being daemon or app) from the files staged in DIR: copyright, changelog, lintian overrides,
+# maintainer scripts when SUB has them, and SUB/control with the library dependencies that
+# dpkg-shlibdeps finds in the ELF files and the version filled in.
+build_deb() {
+  local name=$1 sub=$2 d=$3; shift 3
+  local doc=$d/usr/share/doc/$name s shlibs control
+  install -Dm644 "$linux/copyright" "$doc/copyright"
+  printf '%s (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' "$name" \
+    "$version" "$(git rev-parse --short HEAD 2>/dev/null || echo 'a source tree')" "$maintainer" \
+    "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" |
+    gzip -9n >"$doc/changelog.gz"
+  [ ! -f "$linux/$sub/lintian-overrides" ] ||
+    install -Dm644 "$linux/$sub/lintian-overrides" "$d/usr/share/lintian/overrides/$name"
+  install -d "$d/DEBIAN"
+  for s in postinst prerm postrm; do
+    [ ! -f "$linux/$sub/$s" ] || install -m755 "$linux/$sub/$s" "$d/DEBIAN/"
+  done
+  # dpkg-shlibdeps wants a debian/control to read.
+  rm -rf "$tmp/shlibs"; mkdir -p "$tmp/shlibs/debian"
+  printf 'Source: underpass\n\nPackage: %s\nArchitecture: any\n' "$name" >"$tmp/shlibs/debian/control"
+  shlibs=$(cd "$tmp/shlibs" && dpkg-shlibdeps -O "$@" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+  [ -n "$shlibs" ] || { echo "package: dpkg-shlibdeps found no libraries for $name" >&2; exit 1; }
+  control=$(<"$linux/$sub/control")
+  control=${control//@SHLIBS@/$shlibs}
+  control=${control//@VERSION@/$version}
+  { sed -n 1p <<<"$control"
+    printf 'Version: %s\nArchitecture: %s\nMaintainer: %s\nInstalled-Size: %s\n' "$version" "$arch" \
+      "$maintainer" "$(du -sk --exclude=DEBIAN "$d" | cut -f1)"
+    sed 1d <<<"$control"; } >"$d/DEBIAN/control"
+  # The app's debug build is large: fast compression there (it is never shipped).
+  local z=(-Zxz); [ "$name" = underpass ] && [ "$app_profile" = debug ] && z=(-Zgzip -z1)
+  dpkg-deb --root-owner-group "${z[@]}" --build "$d" "$dist/${name}_${version}_${arch}.deb" >/dev/null
+  say "built $dist/${name}_${version}_${arch}.deb"
+}
+
+# build_rpm NAME STAGE: the rpm from installers/linux/SUB/NAME.spec and the files in STAGE.
+build_rpm() {
+  local name=$1 sub=$2 stage=$3 z=()
+  [ "$name" = underpass ] && [ "$app_profile" = debug ] && z=(--define "_binary_payload w1.gzdio")
+  rpmbuild -bb --quiet --target "$rpm_arch" "${z[@]}" \
+    --define "_topdir $tmp/rpmbuild" --define "stage $stage" \
+    --define "pkgversion $rpm_version" --define "_build_id_links none" \
+    "$linux/$sub/$name.spec" >/dev/null
+  cp "$tmp/rpmbuild/RPMS/$rpm_arch/$name-$rpm_version-1.$rpm_arch.rpm" "$dist/"
+  say "built $dist/$name-$rpm_version-1.$rpm_arch.rpm"
+}
 
 # stage DIR UNITDIR ZSHDIR: the daemon package's files under DIR, with the distribution's
 # places for systemd units and zsh completions.
@@ -53,71 +111,51 @@ stage() {
   install -Dm644 "$linux/daemon/README" "$d/usr/share/doc/underpass-daemon/README"
 }
 
-# --- the .deb ---------------------------------------------------------------------------
-deb=$tmp/deb
-stage "$deb" /lib/systemd/system /usr/share/zsh/vendor-completions
-doc=$deb/usr/share/doc/underpass-daemon
-install -Dm644 "$linux/copyright" "$doc/copyright"
-printf 'underpass-daemon (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' \
-  "$version" "$(git rev-parse --short HEAD 2>/dev/null || echo 'a source tree')" "$maintainer" \
-  "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" |
-  gzip -9n >"$doc/changelog.gz"
-install -Dm644 "$linux/daemon/lintian-overrides" "$deb/usr/share/lintian/overrides/underpass-daemon"
-install -d "$deb/DEBIAN"
-install -m755 "$linux/daemon/postinst" "$linux/daemon/prerm" "$linux/daemon/postrm" "$deb/DEBIAN/"
-# Library dependencies as dpkg-shlibdeps finds them (it wants a debian/control to read).
-mkdir -p "$tmp/shlibs/debian"; printf 'Source: underpass\n\nPackage: underpass-daemon\nArchitecture: any\n' >"$tmp/shlibs/debian/control"
-shlibs=$(cd "$tmp/shlibs" && dpkg-shlibdeps -O "$deb/usr/sbin/underpassd" "$deb/usr/bin/underpass" 2>/dev/null |
-  sed -n 's/^shlibs:Depends=//p')
-cat >"$deb/DEBIAN/control" <<CONTROL
-Package: underpass-daemon
-Version: $version
-Architecture: $arch
-Maintainer: $maintainer
-Installed-Size: $(du -sk --exclude=DEBIAN "$deb" | cut -f1)
-Depends: $shlibs, nftables, init-system-helpers (>= 1.52)
-Recommends: systemd
-Suggests: systemd-resolved
-Section: net
-Priority: optional
-Description: Underpass VPN helper service and command-line client
- The privileged Underpass helper, underpassd, as a hardened systemd service:
- the tunnel adapter, routes, DNS (resolv.conf or systemd-resolved), the
- nftables kill switch and a userspace WireGuard data plane. With the underpass
- command-line client, its shell completions and man page, and no desktop
- dependencies, for headless machines and fleets. Members of group underpass
- and the user of the active local session may use the helper.
-CONTROL
-deb_out=$dist/underpass-daemon_${version}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$deb" "$deb_out" >/dev/null
-say "built $deb_out"
+# --- underpass-daemon ------------------------------------------------------------------
+stage "$tmp/deb" /lib/systemd/system /usr/share/zsh/vendor-completions
+build_deb underpass-daemon daemon "$tmp/deb" "$tmp/deb/usr/sbin/underpassd" "$tmp/deb/usr/bin/underpass"
+stage "$tmp/rpm-stage" /usr/lib/systemd/system /usr/share/zsh/site-functions
+build_rpm underpass-daemon daemon "$tmp/rpm-stage"
 
-# --- the .rpm ---------------------------------------------------------------------------
-rpm_stage=$tmp/rpm-stage
-stage "$rpm_stage" /usr/lib/systemd/system /usr/share/zsh/site-functions
-rpm_arch=$(uname -m)
-rpmbuild -bb --quiet --target "$rpm_arch" \
-  --define "_topdir $tmp/rpmbuild" --define "stage $rpm_stage" \
-  --define "pkgversion ${version//-/_}" --define "_build_id_links none" \
-  "$linux/daemon/underpass-daemon.spec" >/dev/null
-cp "$tmp"/rpmbuild/RPMS/"$rpm_arch"/underpass-daemon-*.rpm "$dist/"
-say "built $dist/$(basename "$tmp"/rpmbuild/RPMS/"$rpm_arch"/underpass-daemon-*.rpm)"
-
-# --- the app ----------------------------------------------------------------------------
+# --- underpass, the app -----------------------------------------------------------------
+# stage_app DIR: the app's files, the same for both formats. The desktop entry and the
+# MIME type need no maintainer scripts: desktop-file-utils, shared-mime-info and
+# hicolor-icon-theme rebuild their caches from dpkg triggers (rpm: file triggers).
+stage_app() {
+  local d=$1 size
+  install -Dm755 "$target/$app_profile/underpass-gui" "$d/usr/bin/underpass-gui"
+  strip --strip-unneeded "$d/usr/bin/underpass-gui"
+  install -Dm644 "$linux/underpass.desktop" "$d/usr/share/applications/underpass.desktop"
+  install -Dm644 "$linux/underpass-mime.xml" "$d/usr/share/mime/packages/underpass.xml"
+  for size in 32x32:32x32 128x128:128x128 256x256:128x128@2x 512x512:icon; do
+    install -Dm644 "src-tauri/icons/${size#*:}.png" "$d/usr/share/icons/hicolor/${size%%:*}/apps/underpass-gui.png"
+  done
+  install -Dm644 src-tauri/icons/icon.svg "$d/usr/share/icons/hicolor/scalable/apps/underpass-gui.svg"
+  install -d "$d/usr/share/man/man1"
+  gzip -9n <"$linux/app/underpass-gui.1" >"$d/usr/share/man/man1/underpass-gui.1.gz"
+}
 if [ "$app" = 1 ]; then
-  say "the desktop app (Tauri bundler: release build, .deb and .rpm)"
-  conf=$tmp/tauri.version.json
-  # The app and the helper speak one protocol: the app wants the daemon of its own version.
-  printf '{"version": "%s", "bundle": {"linux": {"deb": {"depends": ["underpass-daemon (= %s)"]}, "rpm": {"depends": ["underpass-daemon = %s"]}}}}\n' \
-    "$version" "$version" "${version//-/_}" >"$conf"
-  npx tauri build --bundles deb,rpm --config "$conf" >"$tmp/tauri.log" 2>&1 ||
-    { tail -30 "$tmp/tauri.log"; exit 1; }
-  cp "$target"/release/bundle/deb/underpass_"${version}"_"$arch".deb "$dist/"
-  cp "$target"/release/bundle/rpm/underpass-"${version//-/_}"-1."$rpm_arch".rpm "$dist/"
-  say "built $dist/underpass_${version}_${arch}.deb and its .rpm"
+  # The front end embedded through tauri's custom-protocol feature, as `tauri build` does. The
+  # debug build is tests/gui/run.sh's own command (so --app-debug reuses its build); the release
+  # build is the app alone (the daemon's binaries above stay as they were packed).
+  if [ "$app_profile" = release ] || [ ! -s ui/dist/index.html ]; then
+    say "the front end (npm run ui:build)"
+    npm run -s ui:build >"$tmp/ui.log" 2>&1 || { tail -30 "$tmp/ui.log"; exit 1; }
+  fi
+  say "$app_profile build of the app (underpass-gui)"
+  if [ "$app_profile" = debug ]; then
+    cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
+  else
+    cargo build --release --locked -q -p underpass-gui --features tauri/custom-protocol
+  fi
+  stage_app "$tmp/app-deb"
+  build_deb underpass app "$tmp/app-deb" "$tmp/app-deb/usr/bin/underpass-gui"
+  stage_app "$tmp/app-rpm"
+  build_rpm underpass app "$tmp/app-rpm"
 fi
 
 for f in "$dist"/*_"${version}"_"$arch".deb; do
+  [ "$lint" = 1 ] || break
   say "lintian $f"
   lintian --fail-on error,warning "$f"
 done

@@ -39,11 +39,13 @@ in_session() {
     -E HOME="/home/$user" -E UNDERPASS_KEYSTORE=file "$@"
 }
 
-# Unpacks the cached root file system into DIR and prepares what boots with it: the uplink's
-# static address (systemd-networkd, with the ISP's DNS for resolved), the dist/ bind.
+# Unpacks the cached root file system into DIR, with what the DEBs depend on preinstalled, and
+# prepares what boots with it: the uplink's static address (systemd-networkd, with the ISP's DNS
+# for resolved), the dist/ bind.
+#   pk_rootfs DIR DEB...
 pk_rootfs() {
-  local dir=$1
-  bash "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh" "$dir" >/dev/null
+  local dir=$1; shift
+  bash "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh" "$dir" "$@" >/dev/null
   mkdir -p "$dir/etc/systemd/network"
   cat >"$dir/etc/systemd/network/10-host0.network" <<NET
 [Match]

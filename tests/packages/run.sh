@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # The Linux packages, installed and used on a booted Debian 12 (systemd-nspawn, real systemd,
 # dbus, logind and systemd-resolved; see lib.sh for the network). Part of `npm test`; as root:
-#   tests/packages/run.sh
-# Builds underpass-daemon twice (an older version for the upgrade) with installers/linux/package.sh,
-# then checks, each from a unit state, resolvectl, a DNS server's log or a packet capture:
-#  1. apt-get install ./underpass-daemon_*.deb: the service active, its systemd-analyze security
-#     exposure no worse than recorded, the group, /etc/underpass, the CLI, man page, completions;
-#     a group member and the user of an active local session connect, others are refused;
+#   tests/packages/run.sh [--no-build]
+# Builds underpass-daemon and the app, underpass, twice (an older version for the upgrade) with
+# installers/linux/package.sh (the app from the debug build tests/gui/run.sh also drives: same
+# cargo command, so nothing is rebuilt after it), then checks, each from a unit state, resolvectl,
+# a DNS server's log, a packet capture or the installed files as desktop tools read them:
+#  1. apt-get install ./underpass-daemon_*.deb ./underpass_*.deb: the service active, its
+#     systemd-analyze security exposure no worse than recorded, the group, /etc/underpass, the
+#     CLI, man page, completions; a group member and the user of an active local session connect,
+#     others are refused, and over SSH (a real sshd, logind's remote session) only the member;
+#     the app: desktop entry valid, the .underpass type and underpass:// resolve to it (gio,
+#     xdg-mime), icons, every library found, and it starts and shows the helper's state (Xvfb);
 #  2. DNS through resolved: the tunnel's link has the tunnel's server and ~., a stub query reaches
 #     the tunnel's resolver and not the ISP's, resolved is as before after disconnect and kill -9;
 #  3. restart, kill -9, stop and a reboot in lockdown under probes: 0 packets escape (and with the
 #     kill switch off the same capture does count them);
-#  4. an upgrade while connected: 0 leaks, the tunnel back by itself, profiles and intent kept;
-#  5. purge: ruleset, routes, resolved and the file tree as before the install;
-#  6. the rpm: files, dependencies and scriptlets by rpm -qp.
+#  4. an upgrade of both while connected: 0 leaks, the tunnel back by itself, profiles and intent
+#     kept;
+#  5. purge of both: ruleset, routes, resolved and the file tree as before the install;
+#  6. the rpms: files, dependencies and scriptlets by rpm -qp.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
@@ -26,7 +32,15 @@ SECONDS=0
 ok=0
 pass() { say "ok: $*"; ok=$((ok + 1)); }
 
-rm -rf "$PK_LOG"; mkdir -p "$PK_LOG/dist"
+build=1
+for a in "$@"; do
+  case $a in
+    --no-build) build=0 ;;   # the packages of the previous run, still in $PK_LOG/dist
+    *) die "unknown option $a" ;;
+  esac
+done
+if [ "$build" = 1 ]; then rm -rf "$PK_LOG"; else find "$PK_LOG" -mindepth 1 -maxdepth 1 ! -name dist -exec rm -rf {} +; fi
+mkdir -p "$PK_LOG/dist"
 root=/var/tmp/underpass-pkg-root
 trap 'pk_cleanup; rm -rf "$root"' EXIT
 pk_cleanup
@@ -34,12 +48,14 @@ pk_cleanup
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 old="$version~older1"
 arch=$(dpkg --print-architecture)
+# lintian checks the current version's packages; the older build only feeds the upgrade.
 for v in "$old" "$version"; do
-  UNDERPASS_DIST="$PK_LOG/dist" UNDERPASS_PKG_VERSION="$v" bash installers/linux/package.sh --daemon-only |
+  [ "$build" = 1 ] || break
+  opts=(--app-debug); [ "$v" = "$version" ] || opts+=(--no-lintian)
+  UNDERPASS_DIST="$PK_LOG/dist" UNDERPASS_PKG_VERSION="$v" bash installers/linux/package.sh "${opts[@]}" |
     sed 's/^/  /'
 done
-deb_old=/dist/underpass-daemon_${old}_${arch}.deb
-deb_new=/dist/underpass-daemon_${version}_${arch}.deb
+debs() { echo "/dist/underpass-daemon_${1}_${arch}.deb /dist/underpass_${1}_${arch}.deb"; }
 say "packages built [${SECONDS}s]"
 
 # --- 6. the rpm -----------------------------------------------------------------------------
@@ -56,15 +72,29 @@ grep -q 'systemctl enable --now underpassd.service' "$PK_LOG/rpm.scripts" &&
   grep -q 'nft delete table inet' "$PK_LOG/rpm.scripts" && grep -q 'try-restart' "$PK_LOG/rpm.scripts" ||
   die "the rpm's scriptlets do not enable, restart and clean up"
 pass "rpm -qp: files, requires nftables and no GUI libraries, scriptlets enable/restart/clean up"
+rpm=$(ls "$PK_LOG"/dist/underpass-"$version"-1.*.rpm)
+rpm -qp --list "$rpm" >"$PK_LOG/rpm-app.files"
+for f in /usr/bin/underpass-gui /usr/share/applications/underpass.desktop /usr/share/mime/packages/underpass.xml \
+  /usr/share/icons/hicolor/256x256/apps/underpass-gui.png /usr/share/icons/hicolor/scalable/apps/underpass-gui.svg; do
+  grep -qx "$f" "$PK_LOG/rpm-app.files" || die "the app's rpm lacks $f"
+done
+rpm -qp --requires "$rpm" >"$PK_LOG/rpm-app.requires"
+for r in "underpass-daemon = $version-1" 'libwebkit2gtk-4.1.so.0()(64bit)' 'libgtk-3.so.0()(64bit)' \
+  'libayatana-appindicator3.so.1()(64bit)'; do
+  grep -qxF "$r" "$PK_LOG/rpm-app.requires" || die "the app's rpm does not require $r"
+done
+[ -z "$(rpm -qp --scripts "$rpm")" ] || die "the app's rpm has scriptlets (the caches are rebuilt by file triggers)"
+pass "the app's rpm: binary, desktop entry, MIME type, icons; requires underpass-daemon = $version-1, WebKitGTK, the indicator; no scriptlets"
 
 # --- the world ------------------------------------------------------------------------------
 server_key=$(wg genkey); client_key=$(wg genkey)
 pk_network "$server_key" "$(wg pubkey <<<"$client_key")"
-pk_rootfs "$root"
+# The container gets what the packages depend on and nothing more (rootfs.sh).
+pk_rootfs "$root" "$PK_LOG"/dist/*_"${version}"_"$arch".deb
 pk_boot "$root"
 pk_isp_dns
 say "container booted [${SECONDS}s]"
-inside useradd -m alice; inside useradd -m bob; inside useradd -m carol
+for u in alice bob carol; do inside useradd -m -s /bin/bash "$u"; done
 cat >"$PK_LOG/up-test.conf" <<CONF
 [Interface]
 PrivateKey = $client_key
@@ -107,8 +137,9 @@ sleep 1
 snapshot before
 
 # --- 1. install, service, peers -------------------------------------------------------------
-inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb_old" >"$PK_LOG/apt-install.log" 2>&1 ||
-  { cat "$PK_LOG/apt-install.log"; die "apt-get install $deb_old failed"; }
+# shellcheck disable=SC2046 # two paths, word-split on purpose
+inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(debs "$old") >"$PK_LOG/apt-install.log" 2>&1 ||
+  { cat "$PK_LOG/apt-install.log"; die "apt-get install $(debs "$old") failed"; }
 wait_active() {
   local i
   for i in $(seq 100); do
@@ -121,7 +152,7 @@ wait_active() {
 }
 wait_active
 [ "$(inside systemctl is-enabled underpassd)" = enabled ] || die "underpassd is not enabled"
-pass "apt-get install ./underpass-daemon_${old}_$arch.deb: underpassd.service enabled and active"
+pass "apt-get install ./underpass-daemon_${old}_$arch.deb ./underpass_${old}_$arch.deb: underpassd.service enabled and active"
 inside getent group underpass >/dev/null && inside test -d /etc/underpass/trusted-keys &&
   inside test -x /usr/bin/underpass && inside test -s /usr/share/man/man1/underpass.1.gz &&
   inside test -s /usr/share/bash-completion/completions/underpass || die "group, /etc/underpass, CLI or docs missing"
@@ -134,6 +165,25 @@ awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e <= m) }' ||
   die "systemd-analyze security: exposure $exposure is worse than the recorded $MAX_EXPOSURE"
 pass "systemd-analyze security underpassd: exposure $exposure (recorded: $MAX_EXPOSURE)"
 inside usermod -aG underpass alice
+
+# Over SSH: a real sshd in the container, reached from the ISP's side (logind calls a session
+# from localhost local), so logind registers a remote session without a seat.
+ssh-keygen -q -t ed25519 -N '' -f "$PK_LOG/ssh-key"
+for u in alice carol; do
+  install -D -m 600 "$PK_LOG/ssh-key.pub" "$root/home/$u/.ssh/authorized_keys"
+  inside chown -R "$u:$u" "/home/$u/.ssh"
+done
+remote() {
+  wan ssh -q -i "$PK_LOG/ssh-key" -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 "$1@203.0.113.2" "${@:2}"
+}
+remote alice 'loginctl show-session "$XDG_SESSION_ID" -p Remote -p Seat' >"$PK_LOG/ssh-session" 2>&1 ||
+  { cat "$PK_LOG/ssh-session"; inside systemctl status ssh --no-pager || true; die "ssh to the container failed"; }
+grep -qx 'Remote=yes' "$PK_LOG/ssh-session" || die "logind did not register the SSH login as remote: $(cat "$PK_LOG/ssh-session")"
+out=$(remote carol underpass status 2>&1) && die "carol over SSH (no group) was let in: $out"
+grep -q "is remote (SSH needs the group)" <<<"$out" || die "carol's refusal over SSH does not say why: $out"
+remote alice underpass status >"$PK_LOG/ssh-alice" 2>&1 || { cat "$PK_LOG/ssh-alice"; die "alice (group member) over SSH was refused"; }
+pass "over SSH (logind: Remote=yes): a user without the group is refused ($(grep -o 'session [^ ]* is remote (SSH needs the group)' <<<"$out")), a group member is admitted"
 
 cli() { as_user alice underpass "$@"; }
 cli import /home/alice/up-test.conf >/dev/null
@@ -177,6 +227,45 @@ session underpass connect up-test >"$PK_LOG/connect-bob.log" 2>&1 ||
   { cat "$PK_LOG/connect-bob.log"; die "bob (active local session on seat0) could not connect"; }
 session underpass disconnect >/dev/null
 pass "the user of an active local session (logind, seat0) connects without the group"
+
+# --- the app --------------------------------------------------------------------------------
+inside desktop-file-validate /usr/share/applications/underpass.desktop ||
+  die "desktop-file-validate rejects the installed desktop entry"
+inside sh -c 'printf "x\n" >/tmp/corp.underpass'
+type=$(inside gio info -a standard::content-type /tmp/corp.underpass | sed -n 's/^ *standard::content-type: //p')
+[ "$type" = application/x-underpass ] || die "a .underpass file is '$type', not application/x-underpass"
+for t in x-scheme-handler/underpass application/x-underpass; do
+  d=$(inside xdg-mime query default "$t")
+  [ "$d" = underpass.desktop ] || die "xdg-mime: the default for $t is '$d', not underpass.desktop"
+  grep -q 'underpass\.desktop' <<<"$(inside gio mime "$t")" || die "gio does not know underpass.desktop for $t"
+done
+pass "desktop-file-validate passes; *.underpass is application/x-underpass (gio); xdg-mime and gio resolve it and underpass:// to underpass.desktop"
+for s in 32x32 128x128 256x256 512x512; do
+  inside test -s "/usr/share/icons/hicolor/$s/apps/underpass-gui.png" || die "no $s icon"
+done
+inside test -s /usr/share/icons/hicolor/scalable/apps/underpass-gui.svg || die "no scalable icon"
+grep -qx 'Icon=underpass-gui' "$root/usr/share/applications/underpass.desktop" || die "the desktop entry names another icon"
+missing=$(inside ldd /usr/bin/underpass-gui | grep 'not found' || true)
+[ -z "$missing" ] || die "underpass-gui's libraries are missing: $missing"
+# (grep -q on a pipe would end ldconfig early: with pipefail, a SIGPIPE failure)
+grep -q 'libayatana-appindicator3\.so\.1 ' <<<"$(inside ldconfig -p)" || die "the tray's dlopen()ed indicator library is not installed"
+pass "hicolor icons (32 to 512 and scalable) for Icon=underpass-gui; ldd finds every library, and the tray's dlopen()ed indicator is there"
+# The installed app, started by the person at the desktop (bob, active local session) on an X
+# server: the webview renders the helper's state ("window ready", logged by the app).
+inside systemd-run --quiet --unit=upk-gui --uid=bob -p PAMName=login -p StandardOutput=file:/home/bob/gui.log \
+  -p StandardError=file:/home/bob/gui.log -E HOME=/home/bob -E UNDERPASS_KEYSTORE=file \
+  -E XDG_SESSION_CLASS=user -E XDG_SESSION_TYPE=x11 -E XDG_SEAT=seat0 \
+  xvfb-run -a dbus-run-session -- underpass-gui
+for i in $(seq 600); do
+  grep -q 'window ready' "$root/home/bob/gui.log" 2>/dev/null && break
+  inside systemctl is-active -q upk-gui || break
+  sleep 0.1
+done
+ready=$(grep -o 'window ready.*' "$root/home/bob/gui.log" 2>/dev/null || true)
+inside systemctl stop upk-gui 2>/dev/null || true
+[ -n "$ready" ] || { cat "$root/home/bob/gui.log"; die "the installed app did not show its window"; }
+! grep -q 'panicked' "$root/home/bob/gui.log" || { cat "$root/home/bob/gui.log"; die "the app panicked"; }
+pass "the installed app starts under Xvfb in bob's session and shows the helper's state ($ready)"
 
 # --- 3. restarts under a capture ------------------------------------------------------------
 wait_connected() {
@@ -245,16 +334,17 @@ pass "reboot in lockdown: the block is in place at ${fw}s, before systemd-networ
 cli killswitch auto >/dev/null
 cli connect up-test >/dev/null
 pk_capture_start upgrade; pk_probes_start
-inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb_new" >"$PK_LOG/apt-upgrade.log" 2>&1 ||
+# shellcheck disable=SC2046
+inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(debs "$version") >"$PK_LOG/apt-upgrade.log" 2>&1 ||
   { cat "$PK_LOG/apt-upgrade.log"; die "the upgrade failed"; }
 wait_active; wait_connected "after the upgrade"
 sleep 1; pk_probes_stop; sleep 1
 n=$(pk_capture_count upgrade)
 [ "$n" = 0 ] || die "$n packets escaped during the upgrade"
-[ "$(inside dpkg-query -W -f '${Version}' underpass-daemon)" = "$version" ] || die "the upgrade did not take"
+[ "$(inside dpkg-query -W -f '${Version} ' underpass-daemon underpass)" = "$version $version " ] || die "the upgrade did not take"
 cli profiles | grep -q up-test || die "the upgrade lost alice's profile"
 [ "$(cli status --json | jq -r .kill_switch)" = auto ] || die "the upgrade lost the kill switch mode: $(cli status --json)"
-pass "upgrade $old -> $version while connected: 0 leaked packets, reconnected by itself, profile and kill switch mode kept"
+pass "upgrade of both $old -> $version while connected: 0 leaked packets, reconnected by itself, profile and kill switch mode kept"
 
 # The capture can fail: with the kill switch off and no tunnel, the same probes are counted.
 cli disconnect >/dev/null; cli killswitch off >/dev/null
@@ -265,13 +355,13 @@ pass "the capture is live: with the kill switch off it counts $n probe packets"
 
 # --- 5. purge -------------------------------------------------------------------------------
 cli killswitch lockdown >/dev/null   # the hardest case: a table that outlives the helper
-inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q underpass-daemon >"$PK_LOG/apt-purge.log" 2>&1 ||
+inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q underpass underpass-daemon >"$PK_LOG/apt-purge.log" 2>&1 ||
   { cat "$PK_LOG/apt-purge.log"; die "apt-get purge failed"; }
 snapshot purged
 # Which server resolved last used ("Current DNS Server") is runtime state, reset by the reboot.
 norm() { grep -v 'Current DNS Server:' "$1" | sed 's/^ *//'; }
 diff <(norm "$PK_LOG/before.net") <(norm "$PK_LOG/purged.net") || die "ruleset, routes or resolved differ after purge"
 diff "$PK_LOG/before.files" "$PK_LOG/purged.files" || die "files left behind after purge"
-pass "apt-get purge (from lockdown): nft ruleset, rules, routes, resolvectl and the file tree as before the install"
+pass "apt-get purge of both (from lockdown): nft ruleset, rules, routes, resolvectl and the file tree as before the install"
 
 say "$ok passed, 0 failed [${SECONDS}s]"
