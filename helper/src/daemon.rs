@@ -579,6 +579,7 @@ impl Daemon {
             // An unknown firewall state counts as blocking: admit, or fail clearly.
             None => probe::Route::Direct {
                 blocking: !matches!(self.firewall_applied, Some(None)),
+                via: Resolvers::helper(self.dns.system_resolvers()),
             },
         };
         let prober = self.probes.clone();

@@ -50,8 +50,9 @@ pub enum Route {
     /// a candidate it does not carry is refused.
     Tunnel(TunnelHole),
     /// No tunnel. While the kill switch blocks, the candidates are admitted to its measurement
-    /// sets first and the probes carry [`HELPER_MARK`].
-    Direct { blocking: bool },
+    /// sets first and the probes carry [`HELPER_MARK`]; their names are looked up `via` the
+    /// helper's own resolvers then (the kill switch admits those), else the system's.
+    Direct { blocking: bool, via: Resolvers },
 }
 
 impl Route {
@@ -191,7 +192,14 @@ async fn measure_on(candidates: Vec<ProbeCandidate>, route: &Route) -> Vec<Probe
     let mut results = Vec::with_capacity(candidates.len());
     let mut go = Vec::new();
     for c in candidates {
-        let endpoint = match resolve_endpoint(&c.endpoint, &Resolvers::System).await {
+        let via = match route {
+            Route::Direct {
+                blocking: true,
+                via,
+            } => via,
+            _ => &Resolvers::System,
+        };
+        let endpoint = match resolve_endpoint(&c.endpoint, via).await {
             Ok(e) => e,
             Err(e) => {
                 results.push(Some(failed(&c.id, None, format!("{e:#}"))));
@@ -221,8 +229,10 @@ async fn measure_on(candidates: Vec<ProbeCandidate>, route: &Route) -> Vec<Probe
     }
     let mark = match route {
         Route::Tunnel(_) => None,
-        Route::Direct { blocking: false } => None,
-        Route::Direct { blocking: true } => {
+        Route::Direct {
+            blocking: false, ..
+        } => None,
+        Route::Direct { blocking: true, .. } => {
             let targets: Vec<SocketAddr> = go.iter().map(|(_, e)| *e).collect();
             let admitted = async {
                 PlatformFirewall::open()
@@ -451,24 +461,52 @@ mod tests {
         let mut bad = candidate("x", "203.0.113.7:51820", 1);
         bad.id = "a\u{202e}b\n".into();
         let e = prober
-            .measure(1000, vec![bad], Route::Direct { blocking: false })
+            .measure(
+                1000,
+                vec![bad],
+                Route::Direct {
+                    blocking: false,
+                    via: Resolvers::System,
+                },
+            )
             .await
             .unwrap_err();
         assert!(e.message.contains("candidates[0].id"), "{}", e.message);
         let home = || vec![candidate("loopback", "127.0.0.1:51820", 1)];
         for _ in 0..BURST {
             prober
-                .measure(1000, home(), Route::Direct { blocking: false })
+                .measure(
+                    1000,
+                    home(),
+                    Route::Direct {
+                        blocking: false,
+                        via: Resolvers::System,
+                    },
+                )
                 .await
                 .unwrap();
         }
         let e = prober
-            .measure(1000, home(), Route::Direct { blocking: false })
+            .measure(
+                1000,
+                home(),
+                Route::Direct {
+                    blocking: false,
+                    via: Resolvers::System,
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::Busy);
         assert!(prober
-            .measure(1001, home(), Route::Direct { blocking: false })
+            .measure(
+                1001,
+                home(),
+                Route::Direct {
+                    blocking: false,
+                    via: Resolvers::System
+                }
+            )
             .await
             .is_ok());
     }
@@ -476,7 +514,10 @@ mod tests {
     #[tokio::test]
     async fn the_cache_is_keyed_by_the_private_key_too_and_bounded() {
         let prober = Prober::default();
-        let route = || Route::Direct { blocking: false };
+        let route = || Route::Direct {
+            blocking: false,
+            via: Resolvers::System,
+        };
         let one = candidate("a", "127.0.0.1:51820", 1);
         let other_key = candidate("a", "127.0.0.1:51820", 3);
         prober.measure(0, vec![one.clone()], route()).await.unwrap();

@@ -118,6 +118,23 @@ fn a_hostname_endpoint_resolves_in_lockdown_and_is_followed_when_it_moves() {
         "an unmarked lookup got through lockdown"
     );
 
+    // A server measurement by name, in lockdown with no tunnel up: the helper's own marked
+    // lookup resolves the candidate, and the measurement set admits its handshake.
+    let key = std::fs::read_to_string(sandbox.var("CLIENT_KEY_FILE")).unwrap();
+    let measured = helper.request(serde_json::json!({
+        "kind": "probe_servers",
+        "candidates": [{
+            "id": "by-name",
+            "endpoint": format!("{NAME}:51820"),
+            "public_key": sandbox.var("SERVER_PUB_1"),
+            "private_key": key.trim(),
+        }]
+    }));
+    assert!(
+        measured["Ok"]["results"][0]["rtt_ms"].is_number(),
+        "a candidate named by DNS was not measured in lockdown: {measured}"
+    );
+
     // Connect by name, in lockdown with no tunnel up.
     let started = Instant::now();
     helper.cli_ok(&["connect"]);
