@@ -1,0 +1,91 @@
+//! The published status: the snapshot every client reads, and the reconnect state in it.
+
+use super::*;
+
+impl Daemon {
+    pub(super) fn publish_state(&self) {
+        let status = self.snapshot();
+        self.status.send_replace(status.clone());
+        let _ = self.events.send(Event::State {
+            status: Box::new(status),
+        });
+    }
+
+    pub(super) fn snapshot(&self) -> Status {
+        let mut status = Status::disconnected();
+        status.state = self.state.public();
+        status.profile = self.state.profile().map(str::to_string);
+        status.error = self.state.error().map(str::to_string);
+        status.kill_switch = self.intent.kill_switch;
+        status.lan_access = self.intent.lan_access;
+        status.policy = self.policy();
+        status.managed = self.system.managed_status();
+        status.reconnect = self.reconnect_status();
+        status.server_in_use = self
+            .intent
+            .wanted
+            .as_ref()
+            .filter(|_| self.wants_connection())
+            .map(|c| self.intent.rotation.in_use(c));
+        status.firewall =
+            firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
+        if let Some(s) = &self.session {
+            status.dns = s.dns.clone();
+            let peers = s.plane.peers();
+            let (rx, tx) = peers.totals();
+            status.interface = Some(s.plane.interface().to_string());
+            status.addresses = s.addresses.clone();
+            status.rx_bytes = rx;
+            status.tx_bytes = tx;
+            status.mtu = Some(s.mtu);
+            status.routing = Some(s.plan.summary());
+            status.peers = peers
+                .peers()
+                .iter()
+                .map(|p| PeerStatus {
+                    public_key: p.public_key.clone(),
+                    endpoint: Some(p.endpoint()),
+                    allowed_ips: p.allowed_ips.clone(),
+                    rx_bytes: p.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    tx_bytes: p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
+                })
+                .collect();
+            status.endpoint = status.peers.first().and_then(|p| p.endpoint);
+            status.last_handshake_secs = status
+                .peers
+                .iter()
+                .filter_map(|p| p.last_handshake_secs)
+                .min();
+        }
+        status
+    }
+
+    pub(super) fn reconnect_status(&self) -> Option<ReconnectStatus> {
+        let last_answer_secs = self
+            .healing
+            .liveness
+            .as_ref()
+            .map(|l| l.last_answer().elapsed().as_secs());
+        let last_error = self.healing.last_error.clone();
+        match &self.state {
+            State::Reconnecting { ladder, .. } => Some(ReconnectStatus {
+                reason: ladder.reason,
+                attempt: ladder.attempt.saturating_add(1),
+                since_secs: ladder.since.elapsed().as_secs(),
+                last_answer_secs,
+                action: ladder.rung().describe().to_string(),
+                last_error,
+            }),
+            State::Offline { since, .. } => Some(ReconnectStatus {
+                reason: ReconnectReason::NoNetwork,
+                attempt: 0,
+                since_secs: since.elapsed().as_secs(),
+                last_answer_secs,
+                action: "waiting for a network that reaches the server".to_string(),
+                last_error,
+            }),
+            _ => None,
+        }
+    }
+}
