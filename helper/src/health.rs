@@ -265,9 +265,10 @@ impl SleepWatch {
     }
 }
 
-/// The current CLOCK_BOOTTIME − CLOCK_MONOTONIC gap: how long the machine has been suspended
-/// since boot.
-#[cfg(target_os = "linux")]
+/// How long the machine has been suspended since boot: the gap between a clock that runs
+/// through sleep and one that stops (Linux: CLOCK_BOOTTIME − CLOCK_MONOTONIC; macOS:
+/// CLOCK_MONOTONIC_RAW − CLOCK_UPTIME_RAW, as Apple documents them).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub fn suspended_so_far() -> Duration {
     let read = |clock| {
         let mut ts = libc::timespec {
@@ -278,11 +279,15 @@ pub fn suspended_so_far() -> Duration {
         unsafe { libc::clock_gettime(clock, &mut ts) };
         Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     };
-    read(libc::CLOCK_BOOTTIME).saturating_sub(read(libc::CLOCK_MONOTONIC))
+    #[cfg(target_os = "linux")]
+    let (through_sleep, awake) = (libc::CLOCK_BOOTTIME, libc::CLOCK_MONOTONIC);
+    #[cfg(target_os = "macos")]
+    let (through_sleep, awake) = (libc::CLOCK_MONOTONIC_RAW, libc::CLOCK_UPTIME_RAW);
+    read(through_sleep).saturating_sub(read(awake))
 }
 
-/// Other systems report suspends through their power events instead.
-#[cfg(not(target_os = "linux"))]
+/// Windows reports suspends through its power events instead.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn suspended_so_far() -> Duration {
     Duration::ZERO
 }
