@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use anyhow::{bail, Result};
-use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6, SOCKADDR_INET};
+use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6, AF_UNSPEC, SOCKADDR_INET};
 
 /// A NUL-terminated UTF-16 copy of `s`, as Win32 wants it.
 pub fn wide(s: &str) -> Vec<u16> {
@@ -93,7 +93,6 @@ pub fn unicast_addresses() -> Vec<UnicastAddress> {
     use windows_sys::Win32::NetworkManagement::IpHelper::{
         FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_TABLE,
     };
-    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
     let mut table: *mut MIB_UNICASTIPADDRESS_TABLE = std::ptr::null_mut();
     // SAFETY: a valid out pointer; the table is freed below.
     if unsafe { GetUnicastIpAddressTable(AF_UNSPEC, &mut table) } != 0 {
@@ -116,5 +115,83 @@ pub fn unicast_addresses() -> Vec<UnicastAddress> {
         .collect();
     // SAFETY: the table GetUnicastIpAddressTable allocated.
     unsafe { FreeMibTable(table.cast()) };
+    out
+}
+
+/// The DNS servers of the adapters that are up, other than loopback and virtual ones (the
+/// tunnel's Wintun adapter among them): the system's own resolvers, from before any tunnel.
+pub fn physical_dns_servers() -> Vec<IpAddr> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GetAdaptersAddresses, GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_MULTICAST,
+        GAA_FLAG_SKIP_UNICAST, IF_TYPE_PROP_VIRTUAL, IF_TYPE_SOFTWARE_LOOPBACK,
+        IP_ADAPTER_ADDRESSES_LH,
+    };
+    use windows_sys::Win32::NetworkManagement::Ndis::IfOperStatusUp;
+    use windows_sys::Win32::Networking::WinSock::{SOCKADDR_IN, SOCKADDR_IN6};
+    let flags = GAA_FLAG_SKIP_UNICAST | GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST;
+    let mut size: u32 = 16 * 1024;
+    let mut buf: Vec<u64> = Vec::new();
+    for _ in 0..3 {
+        // u64 elements keep the buffer aligned for the structures Windows writes into it.
+        buf = vec![0u64; (size as usize).div_ceil(8)];
+        // SAFETY: a buffer of `size` bytes; Windows says how much it needs when that is short.
+        let rc = unsafe {
+            GetAdaptersAddresses(
+                AF_UNSPEC as u32,
+                flags,
+                std::ptr::null(),
+                buf.as_mut_ptr().cast(),
+                &mut size,
+            )
+        };
+        match rc {
+            0 => break,
+            // ERROR_BUFFER_OVERFLOW: `size` now holds what is needed.
+            111 => continue,
+            _ => return Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    let mut adapter = buf.as_ptr().cast::<IP_ADAPTER_ADDRESSES_LH>();
+    while !adapter.is_null() {
+        // SAFETY: a list Windows built in `buf`, alive for this loop.
+        let a = unsafe { &*adapter };
+        let physical = a.OperStatus == IfOperStatusUp
+            && a.IfType != IF_TYPE_SOFTWARE_LOOPBACK
+            && a.IfType != IF_TYPE_PROP_VIRTUAL;
+        let mut server = a.FirstDnsServerAddress;
+        while physical && !server.is_null() {
+            // SAFETY: as above; each entry's sockaddr is as long as its family says.
+            let s = unsafe { &*server };
+            let sockaddr = s.Address.lpSockaddr;
+            let ip = if sockaddr.is_null() {
+                None
+            } else {
+                // SAFETY: a non-null sockaddr whose family says which structure it is.
+                unsafe {
+                    match (*sockaddr).sa_family {
+                        AF_INET => Some(IpAddr::from(
+                            (*sockaddr.cast::<SOCKADDR_IN>())
+                                .sin_addr
+                                .S_un
+                                .S_addr
+                                .to_ne_bytes(),
+                        )),
+                        AF_INET6 => Some(IpAddr::from(
+                            (*sockaddr.cast::<SOCKADDR_IN6>()).sin6_addr.u.Byte,
+                        )),
+                        _ => None,
+                    }
+                }
+            };
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+            server = s.Next;
+        }
+        adapter = a.Next;
+    }
     out
 }

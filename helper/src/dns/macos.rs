@@ -97,9 +97,15 @@ impl DnsManager for MacDns {
     }
 
     fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
-        // None named: the helper resolves endpoint names through the system's resolver
-        // (mDNSResponder), which the PF anchor refuses like anyone's while it blocks.
-        Vec::new()
+        // The services' own servers (from the backup once the tunnel's are written): the helper
+        // asks them directly, and the PF anchor admits that by the helper's uid.
+        let Ok(store) = Self::store() else {
+            return Vec::new();
+        };
+        match (snapshot(&store), self.read_backup()) {
+            (Ok(now), Ok(backup)) => scplan::original_servers(&now, backup.as_ref()),
+            _ => Vec::new(),
+        }
     }
 
     async fn restore(&mut self) -> Result<()> {

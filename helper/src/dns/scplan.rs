@@ -46,6 +46,31 @@ pub enum Write {
     Remove(String),
 }
 
+/// The resolvers the system had before the tunnel: every service's `ServerAddresses`, from the
+/// backup where Underpass wrote over them, else as they are now. Loopback ones are left out
+/// (the helper asks servers directly, and a local stub would only forward into the tunnel).
+pub fn original_servers(current: &Snapshot, backup: Option<&Backup>) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    for (key, now) in current {
+        let entry = match backup.and_then(|b| b.original.get(key)) {
+            Some(original) => original.as_ref(),
+            None => now.as_ref(),
+        };
+        let Some(Value::List(servers)) = entry.and_then(|e| e.get(SERVER_ADDRESSES)) else {
+            continue;
+        };
+        for ip in servers
+            .iter()
+            .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+        {
+            if !ip.is_loopback() && !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
 /// Both DNS keys of every service that any of `keys` names, sorted and without duplicates.
 pub fn dns_keys(keys: &[String]) -> Vec<String> {
     let mut out: Vec<String> = keys
@@ -141,6 +166,42 @@ pub fn plan_restore(backup: &Backup) -> Vec<Write> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_original_servers_come_from_the_backup_where_underpass_wrote() {
+        let entry = |servers: &[&str]| {
+            let mut e = Entry::new();
+            e.insert(
+                SERVER_ADDRESSES.into(),
+                Value::List(servers.iter().map(|s| s.to_string()).collect()),
+            );
+            Some(e)
+        };
+        let wifi = "State:/Network/Service/A/DNS".to_string();
+        let eth = "State:/Network/Service/B/DNS".to_string();
+        let current: Snapshot = [
+            (wifi.clone(), entry(&["10.64.1.1"])),
+            (eth.clone(), entry(&["192.0.2.53", "127.0.0.1"])),
+        ]
+        .into_iter()
+        .collect();
+        let backup = Backup {
+            original: [(wifi, entry(&["198.51.100.53"]))].into_iter().collect(),
+        };
+        let ips = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.parse().unwrap())
+                .collect::<Vec<std::net::IpAddr>>()
+        };
+        assert_eq!(
+            original_servers(&current, Some(&backup)),
+            ips(&["198.51.100.53", "192.0.2.53"])
+        );
+        assert_eq!(
+            original_servers(&current, None),
+            ips(&["10.64.1.1", "192.0.2.53"])
+        );
+    }
 
     const STATE: &str = "State:/Network/Service/A1/DNS";
     const SETUP: &str = "Setup:/Network/Service/A1/DNS";

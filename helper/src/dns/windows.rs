@@ -72,9 +72,9 @@ impl DnsManager for WindowsDns {
     }
 
     fn system_resolvers(&self) -> Vec<std::net::IpAddr> {
-        // None named: the helper resolves endpoint names through the system's resolver (the
-        // DNS Client service), which the WFP filters refuse like anyone's while they block.
-        Vec::new()
+        // The physical adapters' own servers (the tunnel's sit on its virtual adapter): the
+        // helper asks them directly, and WFP admits that by the helper's app id.
+        crate::winutil::physical_dns_servers()
     }
 
     async fn restore(&mut self) -> Result<()> {

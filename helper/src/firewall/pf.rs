@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-use super::{lan_prefixes, FirewallPolicy};
+use super::{lan_prefixes, FirewallPolicy, HELPER_DNS_PORT};
 
 /// The anchor Underpass owns in PF's main ruleset. Nothing else of PF is touched.
 pub const ANCHOR: &str = "underpass";
@@ -303,6 +303,20 @@ fn outbound(policy: &FirewallPolicy, helper_uid: u32, probes: &[SocketAddr]) -> 
             }
         }
     }
+    // The helper's own lookups of endpoint names (its uid; PF has no marks), to the system's
+    // resolvers from before the tunnel, in every state: before the refusal below.
+    if let Some(h) = &policy.helper_dns {
+        for r in &h.resolvers {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                rules.push(Rule {
+                    user: Some(helper_uid),
+                    ..Rule::new(Action::Pass, out)
+                        .proto(proto)
+                        .to(Some(host(*r)), Some(HELPER_DNS_PORT))
+                });
+            }
+        }
+    }
     // DNS to anything but the tunnel's resolvers is refused, through the tunnel or not.
     for proto in [Proto::Udp, Proto::Tcp] {
         for port in DNS_PORTS {
@@ -514,6 +528,35 @@ mod tests {
         assert_eq!(
             anchor_text(&p, 0, &[]),
             anchor(KillSwitchMode::Lockdown, false, None, false).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_helpers_own_lookups_pass_to_the_system_resolvers_by_its_uid_before_the_dns_refusal() {
+        let dns = crate::firewall::HelperDns {
+            mark: crate::firewall::HELPER_MARK,
+            resolvers: vec!["198.51.100.53".parse().unwrap()],
+        };
+        let p = desired(KillSwitchMode::Lockdown, false, None, false, Some(&dns)).unwrap();
+        let text = anchor_text(&p, 0, &[]);
+        golden("blocking-helper-dns", &text);
+        let lines: Vec<&str> = text.lines().collect();
+        let udp = lines
+            .iter()
+            .position(|l| *l == "pass out quick proto udp from any to 198.51.100.53/32 port 53 user 0 keep state")
+            .expect("the helper's UDP lookups");
+        assert!(lines.contains(
+            &"pass out quick proto tcp from any to 198.51.100.53/32 port 53 user 0 keep state"
+        ));
+        let refused = lines
+            .iter()
+            .position(|l| l.starts_with("block return out") && l.contains("port 53"))
+            .unwrap();
+        assert!(udp < refused, "{text}");
+        assert_eq!(
+            text.matches("198.51.100.53").count(),
+            2,
+            "nothing else to the resolver: {text}"
         );
     }
 

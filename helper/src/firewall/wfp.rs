@@ -8,6 +8,7 @@
 //! |--------|-----------------------------------------------------------|-----------|
 //! | 15     | permit loopback                                           | base      |
 //! | 14     | permit the helper's own UDP to each endpoint (by app id)  | session   |
+//! | 14     | permit the helper's own lookups to the system's resolvers | session   |
 //! | 13     | permit DHCP, DHCPv6 and NDP                               | base      |
 //! | 12     | permit DNS to the tunnel's resolvers, on the tunnel       | session   |
 //! | 11     | block DNS (53, 853) everywhere else                       | base      |
@@ -36,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::{lan_prefixes, FirewallPolicy};
+use super::{lan_prefixes, FirewallPolicy, HELPER_DNS_PORT};
 
 /// Where a filter sits: outbound connections or inbound accepts, per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,9 +155,22 @@ impl WfpPlan {
         for lifetime in [Lifetime::Persistent, Lifetime::BootTime] {
             plan.base(lifetime, policy.allow_lan);
         }
+        // The helper's own lookups of endpoint names, in every state (above the DNS block).
+        if let Some(h) = &policy.helper_dns {
+            for r in &h.resolvers {
+                for proto in [Protocol::Udp, Protocol::Tcp] {
+                    plan.helper_to(
+                        "permit the helper's lookups",
+                        14,
+                        proto,
+                        SocketAddr::new(*r, HELPER_DNS_PORT),
+                    );
+                }
+            }
+        }
         if let Some(hole) = &policy.tunnel {
             for ep in &hole.endpoints {
-                plan.helper_udp("permit helper to endpoint", 14, *ep);
+                plan.helper_to("permit helper to endpoint", 14, Protocol::Udp, *ep);
             }
             let dns: Vec<IpNet> = hole.dns.iter().map(|a| host(*a)).collect();
             for proto in [Protocol::Udp, Protocol::Tcp] {
@@ -232,13 +246,13 @@ impl WfpPlan {
     pub fn probes(targets: &[SocketAddr]) -> WfpPlan {
         let mut plan = WfpPlan::default();
         for t in targets {
-            plan.helper_udp("permit helper to a measured server", 7, *t);
+            plan.helper_to("permit helper to a measured server", 7, Protocol::Udp, *t);
         }
         plan
     }
 
-    /// The helper's own UDP (its app id) to `to`, in the session.
-    fn helper_udp(&mut self, name: &'static str, weight: u8, to: SocketAddr) {
+    /// The helper's own packets (its app id) of `proto` to `to`, in the session.
+    fn helper_to(&mut self, name: &'static str, weight: u8, proto: Protocol, to: SocketAddr) {
         let layer = if to.is_ipv4() {
             Layer::ConnectV4
         } else {
@@ -252,7 +266,7 @@ impl WfpPlan {
             weight,
             vec![
                 Condition::HelperApp,
-                Condition::Protocol(Protocol::Udp),
+                Condition::Protocol(proto),
                 Condition::RemoteAddr(host(to.ip())),
                 Condition::RemotePort(to.port()),
             ],
@@ -519,6 +533,29 @@ Session w8 accept-v4 block [block the tunnel's addresses from other interfaces] 
             .find(|f| f.name.contains("DNS") && f.action == Action::Block)
             .expect("the DNS block");
         assert!(plan.filters.iter().all(|f| f.weight < dns_block.weight));
+    }
+
+    #[test]
+    fn the_helpers_own_lookups_are_permitted_by_app_id_above_the_dns_block_in_every_state() {
+        let mut blocking = policy(None, false);
+        blocking.helper_dns = Some(crate::firewall::HelperDns {
+            mark: crate::firewall::HELPER_MARK,
+            resolvers: vec!["198.51.100.53".parse().unwrap()],
+        });
+        let plan = WfpPlan::new(Some(&blocking));
+        let lookups: Vec<String> = plan
+            .render()
+            .lines()
+            .filter(|l| l.contains("lookups"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            lookups,
+            vec![
+                "Session w14 connect-v4 permit [permit the helper's lookups] app=helper proto=17 raddr=198.51.100.53/32 rport=53",
+                "Session w14 connect-v4 permit [permit the helper's lookups] app=helper proto=6 raddr=198.51.100.53/32 rport=53",
+            ]
+        );
     }
 
     #[test]
