@@ -195,3 +195,28 @@ pub fn physical_dns_servers() -> Vec<IpAddr> {
     }
     out
 }
+
+/// One DWORD socket option (`setsockopt`), as Winsock's IP options take them.
+pub fn set_dword_option(
+    s: &socket2::Socket,
+    level: i32,
+    opt: i32,
+    value: u32,
+) -> std::io::Result<()> {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{setsockopt, SOCKET};
+    // SAFETY: a valid socket, and a pointer to a live DWORD of the given size.
+    let rc = unsafe {
+        setsockopt(
+            s.as_raw_socket() as SOCKET,
+            level,
+            opt,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as i32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

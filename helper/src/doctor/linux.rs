@@ -2,8 +2,6 @@
 //! lists it, and what the packets of `probes.rs` need here (the mark, DF by path-MTU probing).
 //! Everything here only looks and sends probes, except [`set_mtu`].
 
-use std::os::fd::AsRawFd;
-
 use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
@@ -39,20 +37,7 @@ pub fn dont_fragment(s: &Socket, v4: bool) -> std::io::Result<()> {
             libc::IPV6_PMTUDISC_PROBE,
         )
     };
-    // SAFETY: a valid fd, and a pointer to a live c_int of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&probe as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    super::probes::set_int_option(s, level, opt, probe)
 }
 
 /// The tunnel interface as the kernel has it now.

@@ -177,18 +177,5 @@ pub fn dont_fragment(s: &Socket, v4: bool) -> std::io::Result<()> {
         (libc::IPPROTO_IPV6, IPV6_DONTFRAG)
     };
     let on: libc::c_int = 1;
-    // SAFETY: a valid fd, and a pointer to a live c_int of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    super::probes::set_int_option(s, level, opt, on)
 }

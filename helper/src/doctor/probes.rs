@@ -10,6 +10,31 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use super::net;
 use super::verdict::Outcome;
 
+/// One integer socket option (`setsockopt` with a C int), for the OS files' DF settings.
+#[cfg(unix)]
+pub fn set_int_option(
+    s: &Socket,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid fd, and a pointer to a live c_int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn socket(
     target: IpAddr,
     ty: Type,

@@ -4,8 +4,6 @@
 //! `IP_DONTFRAGMENT`; no mark, since WFP knows the helper by its app id). It has never run:
 //! Wine lacks most of IP Helper and all of WFP (see the README).
 
-use std::os::windows::io::AsRawSocket;
-
 use anyhow::{Context, Result};
 use socket2::Socket;
 use windows_sys::Win32::NetworkManagement::IpHelper::*;
@@ -13,7 +11,7 @@ use windows_sys::Win32::NetworkManagement::Ndis::{
     IfOperStatusUp, NET_IF_ADMIN_STATUS_UP, NET_LUID_LH,
 };
 use windows_sys::Win32::Networking::WinSock::{
-    setsockopt, AF_INET, AF_INET6, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IP_DONTFRAGMENT, SOCKET,
+    AF_INET, AF_INET6, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IP_DONTFRAGMENT,
 };
 
 use super::verdict::{InterfaceAddress, InterfaceFacts};
@@ -121,18 +119,5 @@ pub fn dont_fragment(s: &Socket, v4: bool) -> std::io::Result<()> {
         (IPPROTO_IPV6, IPV6_DONTFRAG)
     };
     let on: u32 = 1;
-    // SAFETY: a valid socket, and a pointer to a live DWORD of the given size.
-    let rc = unsafe {
-        setsockopt(
-            s.as_raw_socket() as SOCKET,
-            level,
-            opt,
-            (&on as *const u32).cast(),
-            std::mem::size_of::<u32>() as i32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::winutil::set_dword_option(s, level, opt, on)
 }

@@ -102,11 +102,10 @@ fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
 /// byte order for IPv4, host order for IPv6, as Winsock wants them).
 #[cfg(windows)]
 fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
-    use std::os::windows::io::AsRawSocket;
     use windows_sys::Win32::NetworkManagement::IpHelper::ConvertInterfaceLuidToIndex;
     use windows_sys::Win32::NetworkManagement::Ndis::NET_LUID_LH;
     use windows_sys::Win32::Networking::WinSock::{
-        setsockopt, IPPROTO_IP, IPPROTO_IPV6, IPV6_UNICAST_IF, IP_UNICAST_IF, SOCKET,
+        IPPROTO_IP, IPPROTO_IPV6, IPV6_UNICAST_IF, IP_UNICAST_IF,
     };
     let luid = crate::firewall::interface_luid(interface)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{e:#}")))?;
@@ -121,20 +120,7 @@ fn bind(s: &Socket, domain: Domain, interface: &str) -> std::io::Result<()> {
     } else {
         (IPPROTO_IP, IP_UNICAST_IF, index.to_be())
     };
-    // SAFETY: a valid socket, and a pointer to a live DWORD of the given size.
-    let rc = unsafe {
-        setsockopt(
-            s.as_raw_socket() as SOCKET,
-            level,
-            opt,
-            (&value as *const u32).cast(),
-            std::mem::size_of::<u32>() as i32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::winutil::set_dword_option(s, level, opt, value)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
