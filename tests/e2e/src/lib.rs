@@ -351,7 +351,18 @@ impl Capture {
         let pcap = sandbox.dir.join(format!("{name}.pcap"));
         let mut child = sandbox
             .in_ns(ns, "tcpdump")
-            .args(["-i", interface, "-n", "-U", "--immediate-mode", "-w"])
+            // A 32 MiB kernel buffer (-B, in KiB): on this loaded 2-core machine a long scenario
+            // (the 200 s blackhole) must not lose packets while tcpdump waits for a core.
+            .args([
+                "-i",
+                interface,
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "32768",
+                "-w",
+            ])
             .arg(&pcap)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
