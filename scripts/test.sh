@@ -124,11 +124,11 @@ step "cargo clippy --target x86_64-pc-windows-gnu -D warnings (the Windows backe
 cargo clippy --locked --target x86_64-pc-windows-gnu --all-targets \
   -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -p underpass-gui -- -D warnings
 
-step "cargo clippy --target x86_64-pc-windows-msvc -D warnings (C is check-only: scripts/cross)"
+step "cargo clippy --target x86_64-pc-windows-msvc -D warnings (helper, CLI, app; C is check-only: scripts/cross)"
 CC_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-cc" \
 AR_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-ar" \
   cargo clippy --locked --target x86_64-pc-windows-msvc --all-targets \
-  -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -- -D warnings
+  -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -p underpass-gui -- -D warnings
 
 step "Windows under Wine: the pipe's owner check, the NRPT/Tcpip registry writers, the MSI and the service (scripts/wine-test.sh)"
 bash scripts/wine-test.sh

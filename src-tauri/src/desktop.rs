@@ -136,12 +136,17 @@ pub async fn tray_host_present() -> bool {
 }
 
 /// The tray's "Connect to" entries: the fastest server anywhere (id ""), then each known
-/// country by its code, with its flag, name and server count.
+/// country by its code, with its flag, name and server count. Windows has no flag emoji (it
+/// would show the letter pair), so its native menu shows the name alone.
 pub fn tray_countries(catalog: &Catalog) -> Vec<(String, String)> {
     let mut out = vec![(String::new(), "Fastest server".to_string())];
     for c in &catalog.countries {
         if let Some(code) = &c.code {
-            let flag = c.flag.as_deref().unwrap_or_default();
+            let flag = if cfg!(windows) {
+                ""
+            } else {
+                c.flag.as_deref().unwrap_or_default()
+            };
             let n = c.servers.len();
             out.push((
                 code.clone(),
