@@ -76,16 +76,7 @@ impl Client<tokio::net::UnixStream> {
                 },
                 _ => ClientError::Io(e),
             })?;
-        let mut client = Client::handshake(stream, client_name).await;
-        if let Err(ClientError::Refused(body)) = &client {
-            if body.code == crate::ErrorCode::PermissionDenied {
-                client = Err(ClientError::PermissionDenied {
-                    path: path.into(),
-                    reason: Some(body.message.clone()),
-                });
-            }
-        }
-        client
+        Client::handshake_at(stream, client_name, path).await
     }
 }
 
@@ -96,20 +87,25 @@ impl Client<tokio::net::windows::named_pipe::NamedPipeClient> {
     pub async fn connect(path: &Path, client_name: &str) -> Result<Self, ClientError> {
         let pipe = crate::pipe::open(path).await?;
         crate::pipe::check_owner_is_system(&pipe, path)?;
-        let mut client = Client::handshake(pipe, client_name).await;
-        if let Err(ClientError::Refused(body)) = &client {
-            if body.code == crate::ErrorCode::PermissionDenied {
-                client = Err(ClientError::PermissionDenied {
-                    path: path.into(),
-                    reason: Some(body.message.clone()),
-                });
-            }
-        }
-        client
+        Client::handshake_at(pipe, client_name, path).await
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// [`Client::handshake`] on a stream to `path`, with the helper's permission refusal
+    /// reported as such, naming the endpoint and the helper's reason.
+    async fn handshake_at(stream: S, client_name: &str, path: &Path) -> Result<Self, ClientError> {
+        match Client::handshake(stream, client_name).await {
+            Err(ClientError::Refused(body)) if body.code == crate::ErrorCode::PermissionDenied => {
+                Err(ClientError::PermissionDenied {
+                    path: path.into(),
+                    reason: Some(body.message),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Does the version handshake on an already connected stream.
     pub async fn handshake(stream: S, client_name: &str) -> Result<Self, ClientError> {
         let mut framed = Framed::new(stream, JsonFrames::default());
