@@ -44,7 +44,7 @@ use clap::Parser;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{Status, DEFAULT_GROUP, DEFAULT_SOCKET};
 
-use daemon::{Command, Daemon, Settings};
+use daemon::{Command, Daemon, Os, Settings};
 use logring::LogRing;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -166,7 +166,7 @@ async fn run(
     let (events, _) = broadcast::channel(64);
     let (commands, commands_rx) = mpsc::channel(16);
     let (interrupts, interrupts_rx) = watch::channel(0u64);
-    let daemon = Daemon::new(
+    let daemon = Daemon::<Os>::new(
         Settings {
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
             interface_prefix: args.interface_prefix.clone(),

@@ -16,24 +16,34 @@ use underpass_proto::{ReconnectReason, TunnelState};
 
 use crate::health::Ladder;
 
+/// The tunnel's state. A state that has a session holds it (`S`: the daemon's live session;
+/// `()` in the tests below), so "connected without a session" cannot be written, and a session
+/// leaves a state only through the effect that tears it down.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub enum State<S> {
     Disconnected,
+    /// Bringing the tunnel up: the session once it is set up, waiting for its handshake.
     Connecting {
         profile: String,
+        session: Option<S>,
     },
     Connected {
         profile: String,
+        session: S,
     },
-    /// Healing: the ladder says which attempt runs and when the next one starts.
+    /// Healing: the ladder says which attempt runs and when the next one starts. The session
+    /// is the current attempt's, if it could be set up.
     Reconnecting {
         profile: String,
         ladder: Ladder,
+        session: Option<S>,
     },
-    /// No route reaches the server; nothing is sent until one does.
+    /// No route reaches the server; nothing is sent until one does. A session that was up
+    /// stays, held silent.
     Offline {
         profile: String,
         since: Instant,
+        session: Option<S>,
     },
     Disconnecting {
         then: AfterTeardown,
@@ -55,11 +65,13 @@ pub enum AfterTeardown {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub enum Input<S> {
     ConnectRequested {
         profile: String,
     },
     DisconnectRequested,
+    /// A session was set up (by a connect, or an attempt while healing).
+    Up(S),
     HandshakeCompleted,
     /// What retrying cannot fix; the reason is for the user.
     Failed(String),
@@ -79,31 +91,33 @@ pub enum Input {
     TornDown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<S> {
     None,
     BringUp,
-    TearDown,
+    /// Take this session down (if the state had one), then feed `TornDown`.
+    TearDown(Option<S>),
 }
 
-impl State {
-    /// The next state and effect, or `None` when the input means nothing in this state (for
-    /// example a handshake reported after the user already disconnected).
-    pub fn on(&self, input: Input) -> Option<(State, Effect)> {
+/// A transition: the next state, and the effect the daemon carries out.
+pub type Step<S> = (State<S>, Effect<S>);
+/// An input that means nothing in a state, handed back with the state unchanged.
+pub type Ignored<S> = (State<S>, Input<S>);
+
+impl<S> State<S> {
+    /// The next state and effect, or the state and input back when the input means nothing in
+    /// this state (a handshake reported after the user already disconnected, or a session set
+    /// up for a state that has moved on: the daemon then tears that session down).
+    pub fn on(self, input: Input<S>) -> Result<Step<S>, Ignored<S>> {
         use Input::*;
         use State::*;
         let next = match (self, input) {
-            (Disconnected | Error { .. }, ConnectRequested { profile }) => {
-                (Connecting { profile }, Effect::BringUp)
-            }
-            (
-                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
-                ConnectRequested { profile },
-            ) => (
-                Disconnecting {
-                    then: AfterTeardown::Connect(profile),
+            (Disconnected | Error { .. }, ConnectRequested { profile }) => (
+                Connecting {
+                    profile,
+                    session: None,
                 },
-                Effect::TearDown,
+                Effect::BringUp,
             ),
             (Disconnecting { .. }, ConnectRequested { profile }) => (
                 Disconnecting {
@@ -111,55 +125,114 @@ impl State {
                 },
                 Effect::None,
             ),
-            (Connecting { profile } | Reconnecting { profile, .. }, HandshakeCompleted) => (
-                Connected {
-                    profile: profile.clone(),
+            (live, ConnectRequested { profile }) if live.is_live() => (
+                Disconnecting {
+                    then: AfterTeardown::Connect(profile),
+                },
+                Effect::TearDown(live.into_session()),
+            ),
+            (
+                Connecting {
+                    profile,
+                    session: None,
+                },
+                Up(session),
+            ) => (
+                Connecting {
+                    profile,
+                    session: Some(session),
                 },
                 Effect::None,
             ),
             (
-                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
-                Failed(reason),
+                Reconnecting {
+                    profile,
+                    ladder,
+                    session: None,
+                },
+                Up(session),
             ) => (
+                Reconnecting {
+                    profile,
+                    ladder,
+                    session: Some(session),
+                },
+                Effect::None,
+            ),
+            (
+                Connecting {
+                    profile,
+                    session: Some(session),
+                }
+                | Reconnecting {
+                    profile,
+                    session: Some(session),
+                    ..
+                },
+                HandshakeCompleted,
+            ) => (Connected { profile, session }, Effect::None),
+            (live, Failed(reason)) if live.is_live() => (
                 Disconnecting {
                     then: AfterTeardown::Fail(reason),
                 },
-                Effect::TearDown,
+                Effect::TearDown(live.into_session()),
             ),
-            (Connecting { profile } | Connected { profile }, Lost { reason, now }) => (
+            (Connecting { profile, session }, Lost { reason, now }) => (
                 Reconnecting {
-                    profile: profile.clone(),
+                    profile,
                     ladder: Ladder::start(now, reason).0,
+                    session,
                 },
                 Effect::None,
             ),
-            // A failed attempt while healing: the ladder already paces the next one.
-            (Reconnecting { .. }, Lost { .. }) => return None,
+            (Connected { profile, session }, Lost { reason, now }) => (
+                Reconnecting {
+                    profile,
+                    ladder: Ladder::start(now, reason).0,
+                    session: Some(session),
+                },
+                Effect::None,
+            ),
             (
-                Connecting { profile } | Connected { profile } | Reconnecting { profile, .. },
+                Connecting { profile, session }
+                | Reconnecting {
+                    profile, session, ..
+                },
                 NoRoute { now },
             ) => (
                 Offline {
-                    profile: profile.clone(),
+                    profile,
                     since: now,
+                    session,
                 },
                 Effect::None,
             ),
-            (Offline { profile, .. }, RouteBack { now }) => (
-                Reconnecting {
-                    profile: profile.clone(),
-                    ladder: Ladder::start(now, ReconnectReason::NetworkChanged).0,
+            (Connected { profile, session }, NoRoute { now }) => (
+                Offline {
+                    profile,
+                    since: now,
+                    session: Some(session),
                 },
                 Effect::None,
             ),
             (
-                Connecting { .. } | Connected { .. } | Reconnecting { .. } | Offline { .. },
-                DisconnectRequested,
+                Offline {
+                    profile, session, ..
+                },
+                RouteBack { now },
             ) => (
+                Reconnecting {
+                    profile,
+                    ladder: Ladder::start(now, ReconnectReason::NetworkChanged).0,
+                    session,
+                },
+                Effect::None,
+            ),
+            (live, DisconnectRequested) if live.is_live() => (
                 Disconnecting {
                     then: AfterTeardown::Idle,
                 },
-                Effect::TearDown,
+                Effect::TearDown(live.into_session()),
             ),
             (Disconnecting { .. }, DisconnectRequested) => (
                 Disconnecting {
@@ -170,22 +243,72 @@ impl State {
             (Disconnected | Error { .. }, DisconnectRequested) => (Disconnected, Effect::None),
             (Disconnecting { then }, TornDown) => match then {
                 AfterTeardown::Idle => (Disconnected, Effect::None),
-                AfterTeardown::Fail(reason) => (
-                    Error {
-                        reason: reason.clone(),
-                    },
-                    Effect::None,
-                ),
+                AfterTeardown::Fail(reason) => (Error { reason }, Effect::None),
                 AfterTeardown::Connect(profile) => (
                     Connecting {
-                        profile: profile.clone(),
+                        profile,
+                        session: None,
                     },
                     Effect::BringUp,
                 ),
             },
-            _ => return None,
+            (state, input) => return Err((state, input)),
         };
-        Some(next)
+        Ok(next)
+    }
+
+    /// A state the user wants a tunnel in, which may hold a session.
+    fn is_live(&self) -> bool {
+        matches!(
+            self,
+            State::Connecting { .. }
+                | State::Connected { .. }
+                | State::Reconnecting { .. }
+                | State::Offline { .. }
+        )
+    }
+
+    /// The session this state holds, given up with the state.
+    pub fn into_session(self) -> Option<S> {
+        match self {
+            State::Connected { session, .. } => Some(session),
+            State::Connecting { session, .. }
+            | State::Reconnecting { session, .. }
+            | State::Offline { session, .. } => session,
+            _ => None,
+        }
+    }
+
+    /// The session this state holds.
+    pub fn session(&self) -> Option<&S> {
+        match self {
+            State::Connected { session, .. } => Some(session),
+            State::Connecting { session, .. }
+            | State::Reconnecting { session, .. }
+            | State::Offline { session, .. } => session.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub fn session_mut(&mut self) -> Option<&mut S> {
+        match self {
+            State::Connected { session, .. } => Some(session),
+            State::Connecting { session, .. }
+            | State::Reconnecting { session, .. }
+            | State::Offline { session, .. } => session.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Takes the session out of a healing state, to set up a fresh one (the ladder's new
+    /// socket or next server). A connected state keeps its session: it must be lost first.
+    pub fn take_session(&mut self) -> Option<S> {
+        match self {
+            State::Connecting { session, .. }
+            | State::Reconnecting { session, .. }
+            | State::Offline { session, .. } => session.take(),
+            _ => None,
+        }
     }
 
     pub fn public(&self) -> TunnelState {
@@ -202,8 +325,8 @@ impl State {
 
     pub fn profile(&self) -> Option<&str> {
         match self {
-            State::Connecting { profile }
-            | State::Connected { profile }
+            State::Connecting { profile, .. }
+            | State::Connected { profile, .. }
             | State::Reconnecting { profile, .. }
             | State::Offline { profile, .. } => Some(profile),
             State::Disconnecting {
@@ -232,41 +355,75 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{AfterTeardown, Ladder, ReconnectReason, TunnelState};
+    use std::time::Instant;
+
+    type State = super::State<()>;
+    type Input = super::Input<()>;
+    type Effect = super::Effect<()>;
 
     fn connect(p: &str) -> Input {
         Input::ConnectRequested { profile: p.into() }
     }
 
-    /// Feeds inputs, carrying out no effect but `TornDown` after each teardown, as the daemon does.
+    /// Feeds inputs as the daemon does: a bring-up succeeds (`Up`), and a teardown is followed
+    /// by `TornDown`.
     fn run(inputs: Vec<Input>) -> (State, Vec<Effect>) {
         let mut state = State::Disconnected;
         let mut effects = Vec::new();
         for input in inputs {
             let mut next = Some(input);
             while let Some(i) = next.take() {
-                if let Some((s, e)) = state.on(i) {
-                    state = s;
-                    effects.push(e);
-                    if e == Effect::TearDown {
-                        next = Some(Input::TornDown);
+                state = match state.on(i) {
+                    Ok((s, e)) => {
+                        next = match e {
+                            Effect::TearDown(_) => Some(Input::TornDown),
+                            Effect::BringUp => Some(Input::Up(())),
+                            Effect::None => None,
+                        };
+                        effects.push(e);
+                        s
                     }
-                }
+                    Err((s, _)) => s,
+                };
             }
         }
         (state, effects)
     }
 
+    fn connected(p: &str) -> State {
+        State::Connected {
+            profile: p.into(),
+            session: (),
+        }
+    }
+
+    fn ignored(s: State, i: Input) -> bool {
+        s.on(i).is_err()
+    }
+
     #[test]
     fn connect_then_handshake_is_connected() {
         let (s, e) = run(vec![connect("se"), Input::HandshakeCompleted]);
-        assert_eq!(
-            s,
-            State::Connected {
-                profile: "se".into()
-            }
-        );
-        assert_eq!(e, vec![Effect::BringUp, Effect::None]);
+        assert_eq!(s, connected("se"));
+        assert_eq!(e, vec![Effect::BringUp, Effect::None, Effect::None]);
+    }
+
+    #[test]
+    fn no_handshake_makes_a_connecting_state_without_a_session_connected() {
+        let bare = State::Connecting {
+            profile: "se".into(),
+            session: None,
+        };
+        assert!(ignored(bare, Input::HandshakeCompleted));
+    }
+
+    #[test]
+    fn a_session_set_up_for_a_state_that_moved_on_comes_back_to_be_torn_down() {
+        for s in [State::Disconnected, connected("se")] {
+            let (_, input) = s.on(Input::Up(())).unwrap_err();
+            assert_eq!(input, Input::Up(()));
+        }
     }
 
     #[test]
@@ -278,22 +435,20 @@ mod tests {
                 reason: "no handshake".into()
             }
         );
-        assert!(e.contains(&Effect::TearDown));
+        assert!(e.contains(&Effect::TearDown(Some(()))));
         assert_eq!(s.public(), TunnelState::Error);
         assert_eq!(s.error(), Some("no handshake"));
     }
 
     #[test]
-    fn disconnect_from_connected_goes_through_disconnecting() {
-        let start = State::Connected {
-            profile: "se".into(),
-        };
-        let (mid, effect) = start.on(Input::DisconnectRequested).unwrap();
+    fn disconnect_from_connected_hands_its_session_to_the_teardown() {
+        let (mid, effect) = connected("se").on(Input::DisconnectRequested).unwrap();
         assert_eq!(mid.public(), TunnelState::Disconnecting);
-        assert_eq!(effect, Effect::TearDown);
+        assert_eq!(mid.session(), None);
+        assert_eq!(effect, Effect::TearDown(Some(())));
         assert_eq!(
-            mid.on(Input::TornDown),
-            Some((State::Disconnected, Effect::None))
+            mid.on(Input::TornDown).unwrap(),
+            (State::Disconnected, Effect::None)
         );
     }
 
@@ -307,7 +462,8 @@ mod tests {
         assert_eq!(
             s,
             State::Connecting {
-                profile: "de".into()
+                profile: "de".into(),
+                session: Some(()),
             }
         );
         assert_eq!(
@@ -315,8 +471,10 @@ mod tests {
             vec![
                 Effect::BringUp,
                 Effect::None,
-                Effect::TearDown,
-                Effect::BringUp
+                Effect::None,
+                Effect::TearDown(Some(())),
+                Effect::BringUp,
+                Effect::None,
             ]
         );
     }
@@ -328,12 +486,8 @@ mod tests {
             Input::Failed("x".into()),
             connect("se"),
         ]);
-        assert_eq!(
-            s,
-            State::Connecting {
-                profile: "se".into()
-            }
-        );
+        assert_eq!(s.public(), TunnelState::Connecting);
+        assert_eq!(s.profile(), Some("se"));
     }
 
     #[test]
@@ -348,19 +502,13 @@ mod tests {
 
     #[test]
     fn stray_inputs_are_ignored() {
-        assert_eq!(State::Disconnected.on(Input::HandshakeCompleted), None);
-        assert_eq!(State::Disconnected.on(Input::TornDown), None);
-        assert_eq!(
-            State::Connected {
-                profile: "se".into()
-            }
-            .on(Input::HandshakeCompleted),
-            None
-        );
-        assert_eq!(
-            State::Error { reason: "x".into() }.on(Input::Failed("y".into())),
-            None
-        );
+        assert!(ignored(State::Disconnected, Input::HandshakeCompleted));
+        assert!(ignored(State::Disconnected, Input::TornDown));
+        assert!(ignored(connected("se"), Input::HandshakeCompleted));
+        assert!(ignored(
+            State::Error { reason: "x".into() },
+            Input::Failed("y".into())
+        ));
     }
 
     #[test]
@@ -371,8 +519,8 @@ mod tests {
         let (s, e) = s.on(Input::DisconnectRequested).unwrap();
         assert_eq!(e, Effect::None);
         assert_eq!(
-            s.on(Input::TornDown),
-            Some((State::Disconnected, Effect::None))
+            s.on(Input::TornDown).unwrap(),
+            (State::Disconnected, Effect::None)
         );
     }
 
@@ -384,27 +532,32 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_tunnel_reconnects_instead_of_failing() {
+    fn a_dead_tunnel_reconnects_instead_of_failing_and_keeps_its_session_for_the_ladder() {
         let t0 = Instant::now();
         let (s, e) = run(vec![connect("se"), Input::HandshakeCompleted, lost(t0)]);
         assert_eq!(s.public(), TunnelState::Reconnecting);
-        assert_eq!(
-            e.last(),
-            Some(&Effect::None),
-            "the session stays for the ladder"
-        );
+        assert_eq!(e.last(), Some(&Effect::None));
+        assert_eq!(s.session(), Some(&()), "the session stays for the ladder");
         assert!(s.wants_connection());
         let State::Reconnecting { ladder, .. } = &s else {
             unreachable!()
         };
         assert_eq!(ladder.attempt, 0);
         let (s, _) = s.on(Input::HandshakeCompleted).unwrap();
-        assert_eq!(
-            s,
-            State::Connected {
-                profile: "se".into()
-            }
-        );
+        assert_eq!(s, connected("se"));
+    }
+
+    #[test]
+    fn a_fresh_attempt_takes_the_session_out_and_puts_the_new_one_in() {
+        let t0 = Instant::now();
+        let (mut s, _) = run(vec![connect("se"), Input::HandshakeCompleted, lost(t0)]);
+        assert_eq!(s.take_session(), Some(()));
+        assert!(ignored(s.clone(), Input::HandshakeCompleted), "no session");
+        let (s, _) = s.on(Input::Up(())).unwrap();
+        let (s, _) = s.on(Input::HandshakeCompleted).unwrap();
+        assert_eq!(s, connected("se"));
+        let mut c = connected("se");
+        assert_eq!(c.take_session(), None, "connected keeps its session");
     }
 
     #[test]
@@ -418,7 +571,7 @@ mod tests {
     fn failures_while_healing_leave_the_ladder_alone() {
         let t0 = Instant::now();
         let (s, _) = run(vec![connect("se"), lost(t0)]);
-        assert_eq!(s.on(lost(t0)), None);
+        assert!(ignored(s, lost(t0)));
     }
 
     #[test]
@@ -430,6 +583,7 @@ mod tests {
             Input::NoRoute { now: t0 },
         ]);
         assert_eq!(s.public(), TunnelState::Offline);
+        assert_eq!(s.session(), Some(&()), "held silent");
         assert!(s.wants_connection(), "offline still blocks in auto");
         let (s, e) = s.on(Input::RouteBack { now: t0 }).unwrap();
         assert_eq!(e, Effect::None);
@@ -446,26 +600,28 @@ mod tests {
         for s in [
             State::Connecting {
                 profile: "se".into(),
+                session: None,
             },
-            State::Connected {
-                profile: "se".into(),
-            },
+            connected("se"),
             State::Offline {
                 profile: "se".into(),
                 since: t0,
+                session: Some(()),
             },
             State::Reconnecting {
                 profile: "se".into(),
                 ladder: Ladder::start(t0, ReconnectReason::NetworkChanged).0,
+                session: None,
             },
         ] {
-            let (mid, effect) = s.on(Input::DisconnectRequested).unwrap();
-            assert_eq!(effect, Effect::TearDown, "{s:?}");
+            let had = s.session().copied();
+            let (mid, effect) = s.clone().on(Input::DisconnectRequested).unwrap();
+            assert_eq!(effect, Effect::TearDown(had), "{s:?}");
             assert_eq!(
-                mid.on(Input::TornDown),
-                Some((State::Disconnected, Effect::None))
+                mid.on(Input::TornDown).unwrap(),
+                (State::Disconnected, Effect::None)
             );
-            assert!(s.on(Input::TornDown).is_none());
+            assert!(ignored(s, Input::TornDown));
         }
     }
 

@@ -3,8 +3,11 @@
 
 use super::*;
 
-impl Daemon {
-    pub(super) async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session> {
+/// How long the DNS of a bring-up given up for a newer request may take to be restored.
+const INTERRUPTED_DNS_UNDO: Duration = Duration::from_millis(500);
+
+impl<P: Platform> Daemon<P> {
+    pub(super) async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session<P>> {
         // Lookups may hang on a dead resolver: a Connect or Disconnect sent meanwhile wins.
         let mut steps = ConnectSteps::start();
         self.interrupts.borrow_and_update();
@@ -16,7 +19,7 @@ impl Daemon {
             _ = interrupts.changed() => return Err(Interrupted.into()),
         };
         steps.mark("resolve");
-        let mut routes = PlatformRoutes::open().await?;
+        let mut routes = P::Routes::open().await?;
         routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
         // Offline (at boot before the network, or after it went away): wait for a route rather
@@ -49,7 +52,7 @@ impl Daemon {
         // The endpoint must be open in the kill switch before the first handshake goes out.
         self.enforce_firewall(Some(&hole)).await?;
         steps.mark("firewall");
-        let plane = DataPlane::start(DataPlaneConfig {
+        let plane = P::Plane::start(DataPlaneConfig {
             interface: interface.clone(),
             private_key: config.private_key.clone(),
             addresses: config.addresses.clone(),
@@ -68,7 +71,7 @@ impl Daemon {
         }
         steps.mark("mss_clamp");
         if let Err(e) = routes.apply(&plan).await {
-            plane.stop().await;
+            self.take_down(&mut routes, plane).await;
             return Err(e);
         }
         steps.mark("routes");
@@ -81,12 +84,33 @@ impl Daemon {
                 interface: interface.clone(),
                 full_tunnel: plan.full_tunnel_v4 || plan.full_tunnel_v6,
             };
-            if let Err(e) = self.dns.set(&wanted).await {
+            // The resolver may hang (systemd-resolved behind a wedged D-Bus): a Connect or
+            // Disconnect sent meanwhile wins here too.
+            let set = tokio::select! {
+                set = self.dns.set(&wanted) => set
+                    .map_err(|e| e.context(format!("setting DNS through {}", self.dns.method()))),
+                _ = interrupts.changed() => Err(Interrupted.into()),
+            };
+            if let Err(e) = set {
                 // Never leave the old resolver silently in place: the connect fails instead.
-                let _ = self.dns.restore().await;
-                let _ = routes.restore().await;
-                plane.stop().await;
-                return Err(e.context(format!("setting DNS through {}", self.dns.method())));
+                // The undo of an interrupted set is bounded: the link goes away with the data
+                // plane below, and the resolver's settings for it with the link.
+                let limit = if e.downcast_ref::<Interrupted>().is_some() {
+                    INTERRUPTED_DNS_UNDO
+                } else {
+                    Duration::MAX
+                };
+                if tokio::time::timeout(limit, self.dns.restore())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        ?limit,
+                        "restoring DNS after an interrupted connect: no answer"
+                    );
+                }
+                self.take_down(&mut routes, plane).await;
+                return Err(e);
             }
             Some(DnsStatus {
                 servers: config.dns.clone(),
@@ -108,26 +132,37 @@ impl Daemon {
             dns,
             mtu,
             addresses: config.addresses.clone(),
-            started: Instant::now(),
+            started: now(),
         })
     }
 
-    pub(super) async fn tear_down(&mut self) {
-        if let Some(mut s) = self.session.take() {
-            if s.dns.is_some() {
-                if let Err(e) = self.dns.restore().await {
-                    tracing::error!(error = %format!("{e:#}"), "restoring DNS");
-                }
-            }
-            if let Err(e) = s.routes.restore().await {
-                tracing::error!(error = %format!("{e:#}"), "restoring routes");
-            }
-            s.plane.stop().await;
-            if let Err(e) = self.firewall.clamp_mss(None).await {
-                tracing::warn!(error = %format!("{e:#}"), "removing the TCP MSS clamp");
-            }
-            tracing::info!(interface = %s.plan.interface, "tunnel down");
+    /// Takes back the routes, the data plane and the MSS clamp: of a session torn down, or of a
+    /// bring-up that failed after starting the data plane.
+    async fn take_down(&mut self, routes: &mut P::Routes, plane: P::Plane) {
+        if let Err(e) = routes.restore().await {
+            tracing::error!(error = %format!("{e:#}"), "restoring routes");
         }
+        plane.stop().await;
+        if let Err(e) = self.firewall.clamp_mss(None).await {
+            tracing::warn!(error = %format!("{e:#}"), "removing the TCP MSS clamp");
+        }
+    }
+
+    pub(super) async fn tear_down(&mut self, session: Session<P>) {
+        let Session {
+            plane,
+            mut routes,
+            plan,
+            dns,
+            ..
+        } = session;
+        if dns.is_some() {
+            if let Err(e) = self.dns.restore().await {
+                tracing::error!(error = %format!("{e:#}"), "restoring DNS");
+            }
+        }
+        self.take_down(&mut routes, plane).await;
+        tracing::info!(interface = %plan.interface, "tunnel down");
     }
 }
 

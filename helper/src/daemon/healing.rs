@@ -4,14 +4,14 @@
 
 use super::*;
 
-impl Daemon {
+impl<P: Platform> Daemon<P> {
     /// Once a second: sleep detection, liveness while connected, the ladder while healing.
     pub(super) async fn monitor(&mut self, now: Instant) {
-        if self.healing.sleep.resumed(health::suspended_so_far()) {
+        if self.healing.sleep.resumed(P::suspended_so_far()) {
             tracing::info!("resumed from sleep (the clock jumped)");
             self.on_resume(now).await;
         }
-        let Some(session) = &self.session else {
+        let Some(session) = self.state.session() else {
             return self.climb_if_due(now).await;
         };
         let unreachable = session.plane.unreachable_sends();
@@ -20,7 +20,7 @@ impl Daemon {
             self.healing.unreachable = unreachable;
             self.healing.network.changed(now);
         }
-        let sample = session.sample();
+        let sample = session.plane.sample();
         match self.state {
             State::Connected { .. } => {
                 let liveness = self
@@ -70,7 +70,7 @@ impl Daemon {
         }
         // Between rungs, ask again every few seconds (WireGuard itself waits 5 s between
         // handshake retries): the server is then back in use within moments of answering.
-        if let Some(s) = &self.session {
+        if let Some(s) = self.state.session() {
             let due = self
                 .healing
                 .forced_at
@@ -88,10 +88,10 @@ impl Daemon {
             action = rung.describe(),
             "reconnecting"
         );
-        match (rung, &self.session) {
+        match (rung, self.state.session()) {
             (Rung::ForceHandshake, Some(s)) => {
-                self.healing.rx_mark = s.sample().rx_packets;
-                self.healing.forced_at = Some(Instant::now());
+                self.healing.rx_mark = s.plane.sample().rx_packets;
+                self.healing.forced_at = Some(now());
                 s.plane.force_handshake();
             }
             // The next server of the user's choice (a named server is set up afresh), or a
@@ -126,7 +126,9 @@ impl Daemon {
     /// lookups) while the kill switch holds: the old session's rules stay until the new ones
     /// replace them.
     pub(super) async fn rebuild(&mut self) {
-        self.tear_down().await;
+        if let Some(old) = self.state.take_session() {
+            self.tear_down(old).await;
+        }
         let Some(config) = self.intent.wanted.clone() else {
             return;
         };
@@ -135,7 +137,7 @@ impl Daemon {
                 // The last error stays until the server answers: a session set up is not yet
                 // a tunnel that works.
                 self.healing.rx_mark = 0;
-                self.session = Some(session);
+                self.feed(Input::Up(session)).await;
             }
             Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
                 tracing::info!("reconnect attempt interrupted by a newer request");
@@ -146,10 +148,7 @@ impl Daemon {
                 self.healing.last_error = Some(format!("{e:#}"));
                 let _ = self.enforce_firewall(None).await;
                 if offline {
-                    self.feed(Input::NoRoute {
-                        now: Instant::now(),
-                    })
-                    .await;
+                    self.feed(Input::NoRoute { now: now() }).await;
                 }
             }
         }
@@ -166,7 +165,7 @@ impl Daemon {
             }
             PowerEvent::Resumed => {
                 tracing::info!("resumed from sleep (the system says so)");
-                self.on_resume(Instant::now()).await;
+                self.on_resume(now()).await;
             }
         }
     }
@@ -179,8 +178,8 @@ impl Daemon {
         if !self.healing.resumes.admit(now) {
             return;
         }
-        if let (Some(s), State::Connected { .. }) = (&self.session, &self.state) {
-            s.plane.force_handshake();
+        if let State::Connected { session, .. } = &self.state {
+            session.plane.force_handshake();
         }
         self.on_network_change(now, true).await;
         if let Err(e) = self.dns.reassert().await {
@@ -196,7 +195,7 @@ impl Daemon {
         } else {
             ReconnectReason::NetworkChanged
         };
-        let Some(session) = &self.session else {
+        let Some(session) = self.state.session() else {
             // Nothing to look at: if the helper waits or heals, try again at once.
             match self.state {
                 State::Offline { .. } => {
@@ -238,9 +237,10 @@ impl Daemon {
                 self.feed(Input::RouteBack { now }).await;
                 self.climb(Rung::ForceHandshake, 0).await;
             }
-            (true, State::Connected { .. }) if changed || resumed => {
+            (true, State::Connected { session, .. }) if changed || resumed => {
                 tracing::info!(%endpoint, ?path, resumed, "the path to the server changed: handshaking at once");
                 let stale = session
+                    .plane
                     .sample()
                     .handshake_age
                     .is_none_or(|age| !resumed || age > RESUME_HANDSHAKE_AGE);

@@ -6,12 +6,18 @@
 //!
 //! The actor is here; the session's bring-up (`bringup.rs`), the healing (`healing.rs`), the
 //! services beside the tunnel (`services.rs`) and the status snapshot (`snapshot.rs`) are
-//! files of their own.
+//! files of their own. It is written against the backends' traits (`platform.rs`), so its unit
+//! tests (`tests.rs`) run it whole on recording fakes and simulated time.
 
 mod bringup;
 mod healing;
+mod platform;
 mod services;
 mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use platform::{Os, Platform};
 
 use bringup::{Interrupted, NoRoute};
 
@@ -23,24 +29,24 @@ use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use underpass_proto::{
     DnsStatus, DoctorOptions, DoctorReport, ErrorBody, ErrorCode, Event, KillSwitchMode,
-    PeerStatus, ProbeCandidate, ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind,
-    SelfTestOptions, SelfTestReport, SessionPolicy, SessionRequest, Status, TunnelConfig,
+    ProbeCandidate, ProbeResult, ReconnectReason, ReconnectStatus, SelfTestKind, SelfTestOptions,
+    SelfTestReport, SessionPolicy, SessionRequest, Status, TunnelConfig,
 };
 
-use crate::dns::{DnsConfig, DnsManager, DnsPaths, PlatformDns};
+use crate::dns::{DnsConfig, DnsManager, DnsPaths};
 use crate::doctor;
 use crate::failover;
-use crate::firewall::{self, Firewall, FirewallPolicy, PlatformFirewall, TunnelHole};
-use crate::health::{self, Check, Debounce, Liveness, Rung, Sample, SleepWatch};
+use crate::firewall::{self, Firewall, FirewallPolicy, TunnelHole};
+use crate::health::{self, Check, Debounce, Liveness, Rung, SleepWatch};
 use crate::intent::{Intent, IntentStore};
 use crate::policy;
 use crate::power::{self, PowerEvent};
-use crate::routes::{PlatformRoutes, RouteLookup, RouteManager, RoutePlan};
+use crate::routes::{RouteLookup, RouteManager, RoutePlan};
 use crate::selftest;
 use crate::state::{Effect, Input, State};
 use crate::timing::ConnectSteps;
 use crate::tunnel::peers::{PeerSpec, Roaming};
-use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlane, DataPlaneConfig, Resolvers};
+use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlaneConfig, Plane, Resolvers};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Counters go to subscribers, and liveness is checked, every this many ticks (a second).
@@ -88,9 +94,9 @@ pub struct Settings {
     pub logind_bus: Option<String>,
 }
 
-struct Session {
-    plane: DataPlane,
-    routes: PlatformRoutes,
+struct Session<P: Platform> {
+    plane: P::Plane,
+    routes: P::Routes,
     plan: RoutePlan,
     hole: TunnelHole,
     dns: Option<DnsStatus>,
@@ -99,28 +105,26 @@ struct Session {
     started: Instant,
 }
 
-impl Session {
-    /// The counters liveness reads, summed over the peers.
-    fn sample(&self) -> Sample {
-        let peers = self.plane.peers().peers();
-        Sample {
-            rx_packets: peers
-                .iter()
-                .map(|p| p.rx_packets.load(std::sync::atomic::Ordering::Relaxed))
-                .sum(),
-            tx_bytes: peers
-                .iter()
-                .map(|p| p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed))
-                .sum(),
-            handshake_age: peers.iter().filter_map(|p| p.last_handshake()).min(),
-        }
+impl<P: Platform> std::fmt::Debug for Session<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("interface", &self.plan.interface)
+            .field("endpoint", &self.endpoint())
+            .finish_non_exhaustive()
     }
+}
 
+impl<P: Platform> Session<P> {
     /// The first peer's endpoint, where it roamed to: the server whose path decides online or
     /// offline.
     fn endpoint(&self) -> Option<std::net::SocketAddr> {
-        self.plane.peers().peers().first().map(|p| p.endpoint())
+        self.plane.peer_status().first().and_then(|p| p.endpoint)
     }
+}
+
+/// Now, on the runtime's clock: the real one, or the simulated one of the unit tests.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// What the daemon keeps to notice trouble and pace the healing; see [`crate::health`].
@@ -145,17 +149,17 @@ struct Healing {
     resumes: power::ResumeGate,
 }
 
-pub struct Daemon {
+pub struct Daemon<P: Platform> {
     settings: Settings,
-    state: State,
+    /// The tunnel's state, and the session it holds.
+    state: State<Session<P>>,
     /// What the user asked for; persisted on every change.
     intent: Intent,
     store: IntentStore,
-    session: Option<Session>,
-    firewall: PlatformFirewall,
+    firewall: P::Firewall,
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
-    dns: PlatformDns,
+    dns: P::Dns,
     /// The system directory and the bundle rollback counter (`policy.rs`).
     system: policy::System,
     probes: Arc<probe::Prober>,
@@ -167,19 +171,19 @@ pub struct Daemon {
     events: broadcast::Sender<Event>,
 }
 
-impl Daemon {
+impl<P: Platform> Daemon<P> {
     pub async fn new(
         settings: Settings,
         status: watch::Sender<Status>,
         events: broadcast::Sender<Event>,
         interrupts: watch::Receiver<u64>,
-    ) -> Result<Daemon> {
+    ) -> Result<Daemon<P>> {
         let store = IntentStore::new(&settings.state_dir);
-        let dns = PlatformDns::new(DnsPaths {
+        let dns = P::Dns::new(DnsPaths {
             resolv_conf: settings.resolv_conf.clone(),
             state_dir: settings.state_dir.clone(),
         });
-        let changes = match PlatformRoutes::watch_changes() {
+        let changes = match P::Routes::watch_changes() {
             Ok(rx) => Some(rx),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "not watching network changes");
@@ -193,20 +197,19 @@ impl Daemon {
                 last_error: None,
                 network: Debounce::default(),
                 changes,
-                sleep: SleepWatch::new(health::suspended_so_far()),
+                sleep: SleepWatch::new(P::suspended_so_far()),
                 path: None,
                 unreachable: 0,
                 forced_at: None,
-                power: power::watch(&settings),
+                power: P::power(&settings),
                 resumes: power::ResumeGate::default(),
             },
-            firewall: PlatformFirewall::open().await?,
+            firewall: P::Firewall::open().await?,
             system: policy::System::new(&settings.system_dir, &settings.state_dir),
             settings,
             state: State::Disconnected,
             intent: Intent::default(),
             store,
-            session: None,
             firewall_applied: None,
             dns,
             probes: Arc::default(),
@@ -279,7 +282,7 @@ impl Daemon {
         if matches!(self.state, State::Disconnecting { .. }) {
             return Ok(());
         }
-        let hole = hole.or(self.session.as_ref().map(|s| &s.hole));
+        let hole = hole.or(self.state.session().map(|s| &s.hole));
         let want = firewall::desired(
             self.intent.kill_switch,
             self.wants_connection(),
@@ -311,7 +314,10 @@ impl Daemon {
     /// Stops for good: the tunnel goes down, but the user's intent stays, and so does the
     /// kill switch's block when the intent calls for it.
     async fn shutdown(&mut self) {
-        self.tear_down().await;
+        let state = std::mem::replace(&mut self.state, State::Disconnected);
+        if let Some(session) = state.into_session() {
+            self.tear_down(session).await;
+        }
         if let Err(e) = self.hold_firewall().await {
             tracing::error!(error = %format!("{e:#}"), "firewall at shutdown");
         }
@@ -344,7 +350,7 @@ impl Daemon {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
         loop {
-            let handshakes = self.session.as_ref().map(|s| s.plane.handshakes());
+            let handshakes = self.state.session().map(|s| s.plane.handshakes());
             let changes = self.healing.changes.as_mut();
             let power = &mut self.healing.power;
             tokio::select! {
@@ -360,7 +366,7 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => match change {
-                    Some(()) => self.healing.network.changed(Instant::now()),
+                    Some(()) => self.healing.network.changed(now()),
                     None => self.healing.changes = None,
                 },
                 event = power::next(power) => self.on_power(event).await,
@@ -488,14 +494,14 @@ impl Daemon {
     }
 
     async fn on_tick(&mut self, publish_stats: bool) {
-        let now = Instant::now();
+        let now = now();
         if self.healing.network.due(now) {
             self.on_network_change(now, false).await;
         }
         if publish_stats {
             self.monitor(now).await;
         }
-        let Some(session) = &self.session else {
+        let Some(session) = self.state.session() else {
             if publish_stats {
                 let status = self.snapshot();
                 self.status.send_replace(status.clone());
@@ -509,18 +515,12 @@ impl Daemon {
             return;
         };
         if matches!(self.state, State::Connecting { .. }) {
-            let shaken = session
-                .plane
-                .peers()
-                .peers()
-                .iter()
-                .any(|p| p.last_handshake().is_some());
-            if shaken {
+            if session.plane.sample().handshake_age.is_some() {
                 self.feed(Input::HandshakeCompleted).await;
                 return;
             }
-            if session.started.elapsed() > self.settings.handshake_timeout {
-                let endpoint = session.plane.peers().peers()[0].endpoint();
+            if now.saturating_duration_since(session.started) > self.settings.handshake_timeout {
+                let endpoint = session.endpoint().map_or("?".into(), |e| e.to_string());
                 self.healing.last_error = Some(format!(
                     "no handshake with {endpoint} within {} s: the server did not answer. \
                      Check that it is reachable and that the profile's keys are current",
@@ -531,7 +531,7 @@ impl Daemon {
             }
         }
         if publish_stats {
-            let has_dns = self.session.as_ref().is_some_and(|s| s.dns.is_some());
+            let has_dns = self.state.session().is_some_and(|s| s.dns.is_some());
             if has_dns {
                 match self.dns.reassert().await {
                     Ok(true) => tracing::warn!(
@@ -555,23 +555,33 @@ impl Daemon {
     }
 
     /// Runs the machine until it rests, carrying out each effect.
-    async fn feed(&mut self, input: Input) {
+    async fn feed(&mut self, input: Input<Session<P>>) {
         let mut next = Some(input);
         while let Some(input) = next.take() {
-            let Some((state, effect)) = self.state.on(input.clone()) else {
-                tracing::debug!(?input, state = ?self.state, "input ignored");
-                continue;
+            let from = self.state.public();
+            let state = std::mem::replace(&mut self.state, State::Disconnected);
+            let effect = match state.on(input) {
+                Ok((state, effect)) => {
+                    self.state = state;
+                    effect
+                }
+                Err((state, input)) => {
+                    self.state = state;
+                    tracing::debug!(?input, state = ?self.state, "input ignored");
+                    if let Input::Up(orphan) = input {
+                        // Set up for a state that has moved on: nobody holds it.
+                        self.tear_down(orphan).await;
+                    }
+                    continue;
+                }
             };
-            tracing::info!(from = %self.state.public(), to = %state.public(), "state");
-            self.state = state;
+            if from != self.state.public() {
+                tracing::info!(%from, to = %self.state.public(), "state");
+            }
             match &self.state {
-                State::Connected { .. } => {
-                    let now = Instant::now();
+                State::Connected { session, .. } => {
                     self.healing.last_error = None;
-                    self.healing.liveness = self
-                        .session
-                        .as_ref()
-                        .map(|s| Liveness::new(now, s.sample()));
+                    self.healing.liveness = Some(Liveness::new(now(), session.plane.sample()));
                 }
                 State::Disconnected | State::Error { .. } => {
                     self.healing.liveness = None;
@@ -583,14 +593,16 @@ impl Daemon {
             // before the first packet (bring_up); a failure there lands in Error, which
             // blocks. Not blocking everything first saves one nftables transaction (about
             // 20 ms of every connect) and lets a hostname endpoint resolve in auto mode.
-            if effect != Effect::BringUp {
+            if !matches!(effect, Effect::BringUp) {
                 let _ = self.enforce_firewall(None).await;
             }
             self.publish_state();
             match effect {
                 Effect::None => {}
-                Effect::TearDown => {
-                    self.tear_down().await;
+                Effect::TearDown(session) => {
+                    if let Some(session) = session {
+                        self.tear_down(session).await;
+                    }
                     next = Some(Input::TornDown);
                 }
                 Effect::BringUp => {
@@ -601,7 +613,7 @@ impl Daemon {
                         continue;
                     };
                     match self.bring_up(&config).await {
-                        Ok(session) => self.session = Some(session),
+                        Ok(session) => next = Some(Input::Up(session)),
                         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
                             tracing::info!("connect interrupted by a newer request");
                         }
@@ -609,7 +621,7 @@ impl Daemon {
                             // Whatever failed here (a lookup, the network, the system) may work
                             // on the next attempt; the kill switch blocks meanwhile.
                             tracing::warn!(error = %format!("{e:#}"), "connect failed");
-                            let now = Instant::now();
+                            let now = now();
                             next = Some(if e.downcast_ref::<NoRoute>().is_some() {
                                 Input::NoRoute { now }
                             } else {

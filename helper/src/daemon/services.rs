@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Daemon {
+impl<P: Platform> Daemon<P> {
     /// Starts a self-test in its own task (it takes seconds; the daemon keeps serving), with a
     /// view of the tunnel as it is now; the gate runs one at a time and budgets them.
     pub(super) fn self_test(
@@ -17,7 +17,7 @@ impl Daemon {
             let _ = reply.send(Err(ErrorBody::new(ErrorCode::InvalidConfig, reason)));
             return;
         }
-        let tunnel = self.session.as_ref().map(|s| selftest::TunnelView {
+        let tunnel = self.state.session().map(|s| selftest::TunnelView {
             interface: s.plane.interface().to_string(),
             endpoints: s.hole.endpoints.clone(),
             paused: s.plane.pause_switch(),
@@ -41,10 +41,7 @@ impl Daemon {
                 })
                 .boxed()
         };
-        match self
-            .self_tests
-            .admit(uid, test, &options, Instant::now(), run)
-        {
+        match self.self_tests.admit(uid, test, &options, now(), run) {
             Ok(admitted) => {
                 tokio::spawn(async move {
                     let _ = reply.send(admitted.outcome().await);
@@ -92,7 +89,7 @@ impl Daemon {
                 "the profile sets MTU = {explicit}, which always wins; change it in the profile"
             ));
         }
-        let Some(session) = self.session.as_mut() else {
+        let Some(session) = self.state.session_mut() else {
             return invalid("there is no tunnel".into());
         };
         let floor = mtu::floor(session.addresses.iter().any(|a| a.addr().is_ipv6()));
@@ -118,7 +115,7 @@ impl Daemon {
         candidates: Vec<ProbeCandidate>,
         reply: oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
     ) {
-        let route = match &self.session {
+        let route = match self.state.session() {
             Some(s) => probe::Route::Tunnel(s.hole.clone()),
             // An unknown firewall state counts as blocking: admit, or fail clearly.
             None => probe::Route::Direct {

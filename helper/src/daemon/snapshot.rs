@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Daemon {
+impl<P: Platform> Daemon<P> {
     pub(super) fn publish_state(&self) {
         let status = self.snapshot();
         self.status.send_replace(status.clone());
@@ -29,28 +29,15 @@ impl Daemon {
             .map(|c| self.intent.rotation.in_use(c));
         status.firewall =
             firewall::state_of(self.firewall_applied.as_ref().and_then(Option::as_ref));
-        if let Some(s) = &self.session {
+        if let Some(s) = self.state.session() {
             status.dns = s.dns.clone();
-            let peers = s.plane.peers();
-            let (rx, tx) = peers.totals();
             status.interface = Some(s.plane.interface().to_string());
             status.addresses = s.addresses.clone();
-            status.rx_bytes = rx;
-            status.tx_bytes = tx;
             status.mtu = Some(s.mtu);
             status.routing = Some(s.plan.summary());
-            status.peers = peers
-                .peers()
-                .iter()
-                .map(|p| PeerStatus {
-                    public_key: p.public_key.clone(),
-                    endpoint: Some(p.endpoint()),
-                    allowed_ips: p.allowed_ips.clone(),
-                    rx_bytes: p.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
-                    tx_bytes: p.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
-                    last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
-                })
-                .collect();
+            status.peers = s.plane.peer_status();
+            status.rx_bytes = status.peers.iter().map(|p| p.rx_bytes).sum();
+            status.tx_bytes = status.peers.iter().map(|p| p.tx_bytes).sum();
             status.endpoint = status.peers.first().and_then(|p| p.endpoint);
             status.last_handshake_secs = status
                 .peers
@@ -62,17 +49,19 @@ impl Daemon {
     }
 
     pub(super) fn reconnect_status(&self) -> Option<ReconnectStatus> {
+        let now = now();
+        let secs_since = |t: Instant| now.saturating_duration_since(t).as_secs();
         let last_answer_secs = self
             .healing
             .liveness
             .as_ref()
-            .map(|l| l.last_answer().elapsed().as_secs());
+            .map(|l| secs_since(l.last_answer()));
         let last_error = self.healing.last_error.clone();
         match &self.state {
             State::Reconnecting { ladder, .. } => Some(ReconnectStatus {
                 reason: ladder.reason,
                 attempt: ladder.attempt.saturating_add(1),
-                since_secs: ladder.since.elapsed().as_secs(),
+                since_secs: secs_since(ladder.since),
                 last_answer_secs,
                 action: ladder.rung().describe().to_string(),
                 last_error,
@@ -80,7 +69,7 @@ impl Daemon {
             State::Offline { since, .. } => Some(ReconnectStatus {
                 reason: ReconnectReason::NoNetwork,
                 attempt: 0,
-                since_secs: since.elapsed().as_secs(),
+                since_secs: secs_since(*since),
                 last_answer_secs,
                 action: "waiting for a network that reaches the server".to_string(),
                 last_error,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::peers::{answers_us, authenticated, packet_addresses, path_is_gone, Peer, PeerTable};
-use super::DataPlaneConfig;
+use super::{Controls, DataPlaneConfig};
 
 /// WireGuard's data header (16) + Poly1305 tag (16) + up to 15 bytes of padding.
 const WG_OVERHEAD: usize = 16 + 16 + 15;
@@ -65,33 +65,22 @@ struct Udp {
 }
 
 pub struct DataPlane {
-    interface: String,
-    shared: Shared,
+    pub(super) interface: String,
+    pub(super) controls: Controls,
     cancel: CancellationToken,
     /// Fires once the data plane's thread has closed the device and the socket.
     closed: oneshot::Receiver<()>,
 }
 
-/// What the daemon's side holds of a running data plane: counters and switches.
-struct Shared {
-    peers: Arc<PeerTable>,
-    handshakes: Arc<Notify>,
-    paused: Arc<AtomicBool>,
-    offline: Arc<AtomicBool>,
-    unreachable: Arc<AtomicU64>,
-    force: Arc<Notify>,
-}
-
-impl Shared {
-    fn of(io: &Io) -> Shared {
-        Shared {
-            peers: io.peers.clone(),
-            handshakes: io.handshakes.clone(),
-            paused: io.paused.clone(),
-            offline: io.udp.offline.clone(),
-            unreachable: io.udp.unreachable.clone(),
-            force: io.force.clone(),
-        }
+/// The switches and counters of `io`, for the daemon's side.
+fn controls_of(io: &Io) -> Controls {
+    Controls {
+        peers: io.peers.clone(),
+        handshakes: io.handshakes.clone(),
+        paused: io.paused.clone(),
+        offline: io.udp.offline.clone(),
+        unreachable: io.udp.unreachable.clone(),
+        force: io.force.clone(),
     }
 }
 
@@ -99,11 +88,11 @@ impl DataPlane {
     /// Starts the data plane on a thread of its own with a single-threaded runtime: its three
     /// loops then share one epoll and never wake another worker thread, which on the shared
     /// multi-threaded runtime cost a futex wake and a context switch per batch.
-    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+    pub(super) async fn open(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let interface = cfg.interface.clone();
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        let (started_tx, started_rx) = oneshot::channel::<Result<Shared>>();
+        let (started_tx, started_rx) = oneshot::channel::<Result<Controls>>();
         let (closed_tx, closed) = oneshot::channel();
         std::thread::Builder::new()
             .name("underpass-data".into())
@@ -116,7 +105,7 @@ impl DataPlane {
                         let mtu = cfg.mtu;
                         match open(cfg).await {
                             Ok(io) => {
-                                let _ = started_tx.send(Ok(Shared::of(&io)));
+                                let _ = started_tx.send(Ok(controls_of(&io)));
                                 run(io, mtu, stop).await;
                             }
                             Err(e) => {
@@ -135,51 +124,19 @@ impl DataPlane {
                 let _ = closed_tx.send(());
             })
             .context("starting the data plane thread")?;
-        let shared = started_rx
+        let controls = started_rx
             .await
             .context("the data plane thread ended while starting")??;
         Ok(DataPlane {
             interface,
-            shared,
+            controls,
             cancel,
             closed,
         })
     }
 
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.shared.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        self.shared.handshakes.clone()
-    }
-
-    pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.shared.paused.clone()
-    }
-
-    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
-    pub fn force_handshake(&self) {
-        self.shared.force.notify_one();
-    }
-
-    /// Offline: send nothing at all, not even handshake initiations, until set back.
-    pub fn set_offline(&self, offline: bool) {
-        self.shared.offline.store(offline, Ordering::Relaxed);
-    }
-
-    /// How many sends the kernel refused because no path reaches the server.
-    pub fn unreachable_sends(&self) -> u64 {
-        self.shared.unreachable.load(Ordering::Relaxed)
-    }
-
-    /// Stops the loops and closes the device; the kernel then removes the link and every
-    /// route that pointed at it.
-    pub async fn stop(self) {
+    /// Stops the loops and waits until the device and the socket are closed.
+    pub(super) async fn close(self) {
         self.cancel.cancel();
         let _ = self.closed.await;
     }
@@ -844,8 +801,7 @@ mod tests {
         let sizes = received(&rx);
         assert_eq!(sizes.len(), 32, "every datagram arrived: {sizes:?}");
         assert!(sizes.iter().all(|s| *s == 600 + 32), "{sizes:?}");
-        let (_, tx_bytes) = peers.totals();
-        assert_eq!(tx_bytes, 32 * (600 + 32));
+        assert_eq!(peers.sample().tx_bytes, 32 * (600 + 32));
     }
 
     #[tokio::test]

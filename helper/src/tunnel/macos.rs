@@ -36,7 +36,7 @@ pub fn peer_address(local: Ipv4Net) -> Ipv4Addr {
 }
 
 impl DataPlane {
-    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+    pub(super) async fn open(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let device = build_device(&cfg)?;
         plane::start(cfg, device, "utun").await
     }

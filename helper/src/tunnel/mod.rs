@@ -46,10 +46,111 @@ pub fn interface_exists(name: &str) -> bool {
 #[cfg(target_os = "macos")]
 pub use macos::interface_exists;
 
-use ipnet::IpNet;
-use underpass_proto::Key;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use peers::{PeerSpec, Roaming};
+use anyhow::Result;
+use ipnet::IpNet;
+use tokio::sync::Notify;
+use underpass_proto::{Key, PeerStatus};
+
+use crate::health::Sample;
+use peers::{PeerSpec, PeerTable, Roaming};
+
+/// The data plane as the daemon drives it: started and stopped, its counters read, a few
+/// switches pulled. [`DataPlane`] on every OS; a recording fake in the daemon's unit tests.
+#[allow(async_fn_in_trait)]
+pub trait Plane: Sized {
+    async fn start(config: DataPlaneConfig) -> Result<Self>;
+    /// Stops the loops and closes the device; the kernel then removes the link and every
+    /// route that pointed at it.
+    async fn stop(self);
+    fn interface(&self) -> &str;
+    /// The counters liveness reads, summed over the peers.
+    fn sample(&self) -> Sample;
+    /// Each peer as the status shows it, the first one first.
+    fn peer_status(&self) -> Vec<PeerStatus>;
+    /// Signalled whenever a handshake message arrives, so the daemon sees "connected" at once.
+    fn handshakes(&self) -> Arc<Notify>;
+    /// While set, no data packet is forwarded either way (the self-test's simulated drop).
+    fn pause_switch(&self) -> Arc<AtomicBool>;
+    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
+    fn force_handshake(&self);
+    /// Offline: send nothing at all, not even handshake initiations, until set back.
+    fn set_offline(&self, offline: bool);
+    /// How many sends the kernel refused because no path reaches the server.
+    fn unreachable_sends(&self) -> u64;
+}
+
+/// What the daemon's side holds of a running data plane, on every OS: the peers with their
+/// counters, and the switches its loops obey.
+pub(crate) struct Controls {
+    pub(crate) peers: Arc<PeerTable>,
+    pub(crate) handshakes: Arc<Notify>,
+    pub(crate) paused: Arc<AtomicBool>,
+    pub(crate) offline: Arc<AtomicBool>,
+    pub(crate) unreachable: Arc<AtomicU64>,
+    pub(crate) force: Arc<Notify>,
+}
+
+impl Controls {
+    /// Fresh switches for `peers` (Linux hands its loops' own instead, `linux.rs`).
+    #[cfg(not(target_os = "linux"))]
+    fn new(peers: PeerTable) -> Controls {
+        Controls {
+            peers: Arc::new(peers),
+            handshakes: Arc::default(),
+            paused: Arc::default(),
+            offline: Arc::default(),
+            unreachable: Arc::default(),
+            force: Arc::default(),
+        }
+    }
+}
+
+/// One implementation for every OS: each OS file only opens (`DataPlane::open`) and closes
+/// (`DataPlane::close`) its device and loops.
+impl Plane for DataPlane {
+    async fn start(config: DataPlaneConfig) -> Result<Self> {
+        DataPlane::open(config).await
+    }
+
+    async fn stop(self) {
+        self.close().await
+    }
+
+    fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    fn sample(&self) -> Sample {
+        self.controls.peers.sample()
+    }
+
+    fn peer_status(&self) -> Vec<PeerStatus> {
+        self.controls.peers.status()
+    }
+
+    fn handshakes(&self) -> Arc<Notify> {
+        self.controls.handshakes.clone()
+    }
+
+    fn pause_switch(&self) -> Arc<AtomicBool> {
+        self.controls.paused.clone()
+    }
+
+    fn force_handshake(&self) {
+        self.controls.force.notify_one();
+    }
+
+    fn set_offline(&self, offline: bool) {
+        self.controls.offline.store(offline, Ordering::Relaxed);
+    }
+
+    fn unreachable_sends(&self) -> u64 {
+        self.controls.unreachable.load(Ordering::Relaxed)
+    }
+}
 
 /// Everything the data plane needs, with endpoints already resolved.
 #[derive(Debug, Clone)]

@@ -16,7 +16,9 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use parking_lot::Mutex;
 use prefix_trie::PrefixMap;
-use underpass_proto::Key;
+use underpass_proto::{Key, PeerStatus};
+
+use crate::health::Sample;
 
 /// One peer's settings after its endpoint has been resolved.
 #[derive(Debug, Clone)]
@@ -258,14 +260,36 @@ impl PeerTable {
         self.peers.get(index).map(|p| (index, p))
     }
 
-    /// Total encrypted bytes (rx, tx) over all peers.
-    pub fn totals(&self) -> (u64, u64) {
-        self.peers.iter().fold((0, 0), |(rx, tx), p| {
-            (
-                rx + p.rx_bytes.load(Ordering::Relaxed),
-                tx + p.tx_bytes.load(Ordering::Relaxed),
-            )
-        })
+    /// The counters liveness reads, summed over the peers, and the youngest handshake.
+    pub fn sample(&self) -> Sample {
+        Sample {
+            rx_packets: self
+                .peers
+                .iter()
+                .map(|p| p.rx_packets.load(Ordering::Relaxed))
+                .sum(),
+            tx_bytes: self
+                .peers
+                .iter()
+                .map(|p| p.tx_bytes.load(Ordering::Relaxed))
+                .sum(),
+            handshake_age: self.peers.iter().filter_map(|p| p.last_handshake()).min(),
+        }
+    }
+
+    /// Each peer as the status shows it.
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| PeerStatus {
+                public_key: p.public_key.clone(),
+                endpoint: Some(p.endpoint()),
+                allowed_ips: p.allowed_ips.clone(),
+                rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
+                tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
+                last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
+            })
+            .collect()
     }
 }
 

@@ -18,63 +18,21 @@ use tokio_util::sync::CancellationToken;
 use tun_rs::AsyncDevice;
 
 use super::peers::{answers_us, authenticated, packet_addresses, path_is_gone, Peer, PeerTable};
-use super::DataPlaneConfig;
+use super::{Controls, DataPlaneConfig};
 
 const MAX_PACKET: usize = 65535;
 const TIMER_TICK: Duration = Duration::from_millis(250);
 
 pub struct DataPlane {
     pub(super) interface: String,
-    pub(super) peers: Arc<PeerTable>,
-    /// Signalled whenever a handshake message arrives, so the daemon sees "connected" at once.
-    pub(super) handshakes: Arc<Notify>,
-    /// While set, no data packet is forwarded either way (the self-test's simulated drop).
-    pub(super) paused: Arc<AtomicBool>,
-    /// While set, nothing at all is sent: no route reaches the server (offline).
-    pub(super) offline: Arc<AtomicBool>,
-    /// Sends refused because no path reaches the server.
-    pub(super) unreachable: Arc<AtomicU64>,
-    /// Wakes the timer loop to start a handshake with every peer now.
-    pub(super) force: Arc<Notify>,
-    pub(super) cancel: CancellationToken,
-    pub(super) tasks: Vec<JoinHandle<()>>,
+    pub(super) controls: Controls,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl DataPlane {
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        self.handshakes.clone()
-    }
-
-    pub fn pause_switch(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
-    }
-
-    /// Starts a new handshake with every peer now (a liveness probe, or a changed path).
-    pub fn force_handshake(&self) {
-        self.force.notify_one();
-    }
-
-    /// Offline: send nothing at all, not even handshake initiations, until set back.
-    pub fn set_offline(&self, offline: bool) {
-        self.offline.store(offline, Ordering::Relaxed);
-    }
-
-    /// How many sends failed because no path reaches the server.
-    pub fn unreachable_sends(&self) -> u64 {
-        self.unreachable.load(Ordering::Relaxed)
-    }
-
-    /// Stops the loops and closes the device; the kernel then removes the link and every
-    /// route that pointed at it.
-    pub async fn stop(self) {
+    /// Stops the loops; the device and the socket close with the last of them.
+    pub(super) async fn close(self) {
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;
@@ -179,27 +137,22 @@ pub(super) async fn start(
 ) -> Result<DataPlane> {
     let dual_stack = cfg.peers.iter().any(|p| p.endpoint.is_ipv6());
     let socket = udp_socket(dual_stack).context("creating the encrypted UDP socket")?;
-    let peers = Arc::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()));
-    let handshakes = Arc::new(Notify::new());
-    let paused = Arc::new(AtomicBool::new(false));
-    let offline = Arc::new(AtomicBool::new(false));
-    let unreachable = Arc::new(AtomicU64::new(0));
-    let force = Arc::new(Notify::new());
+    let controls = Controls::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()));
     let io = Arc::new(Io {
         device,
         device_kind,
         socket,
-        peers: peers.clone(),
-        handshakes: handshakes.clone(),
-        paused: paused.clone(),
-        offline: offline.clone(),
-        unreachable: unreachable.clone(),
-        force: force.clone(),
+        peers: controls.peers.clone(),
+        handshakes: controls.handshakes.clone(),
+        paused: controls.paused.clone(),
+        offline: controls.offline.clone(),
+        unreachable: controls.unreachable.clone(),
+        force: controls.force.clone(),
         dual_stack,
     });
     tracing::info!(interface = %cfg.interface, mtu = cfg.mtu, "data plane up");
     let cancel = CancellationToken::new();
-    for (peer, init) in initiations(&peers) {
+    for (peer, init) in initiations(&controls.peers) {
         io.send(peer, &init).await;
     }
     let tasks = vec![
@@ -209,12 +162,7 @@ pub(super) async fn start(
     ];
     Ok(DataPlane {
         interface: cfg.interface,
-        peers,
-        handshakes,
-        paused,
-        offline,
-        unreachable,
-        force,
+        controls,
         cancel,
         tasks,
     })

@@ -1,51 +1,24 @@
-//! Placeholder for the operating systems whose data plane is not written yet (macOS utun,
-//! Windows Wintun). It type-checks and refuses clearly; it never pretends to work.
-
-use std::sync::Arc;
+//! Placeholder for the operating systems whose data plane is not written: it type-checks and
+//! refuses clearly; it never pretends to work.
 
 use anyhow::{bail, Result};
-use tokio::sync::Notify;
 
 use super::peers::PeerTable;
-use super::DataPlaneConfig;
+use super::{Controls, DataPlaneConfig};
 
 pub struct DataPlane {
-    peers: PeerTable,
-    interface: String,
+    pub(super) interface: String,
+    pub(super) controls: Controls,
 }
 
 impl DataPlane {
-    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+    pub(super) async fn open(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let _ = DataPlane {
-            peers: PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming()),
+            controls: Controls::new(PeerTable::new(&cfg.private_key, &cfg.peers, cfg.roaming())),
             interface: cfg.interface,
         };
-        bail!("the data plane is not supported on this OS yet (Linux only for now)")
+        bail!("the data plane is not supported on this OS yet")
     }
 
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    pub fn peers(&self) -> &PeerTable {
-        &self.peers
-    }
-
-    pub fn handshakes(&self) -> Arc<Notify> {
-        Arc::new(Notify::new())
-    }
-
-    pub fn pause_switch(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        Arc::default()
-    }
-
-    pub fn force_handshake(&self) {}
-
-    pub fn set_offline(&self, _offline: bool) {}
-
-    pub fn unreachable_sends(&self) -> u64 {
-        0
-    }
-
-    pub async fn stop(self) {}
+    pub(super) async fn close(self) {}
 }

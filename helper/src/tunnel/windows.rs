@@ -22,7 +22,7 @@ use super::DataPlaneConfig;
 pub const ADAPTER_GUID: u128 = 0x8c9a_2f3e_5b71_4d0a_9e64_2c1f_7a0b_3d55;
 
 impl DataPlane {
-    pub async fn start(cfg: DataPlaneConfig) -> Result<DataPlane> {
+    pub(super) async fn open(cfg: DataPlaneConfig) -> Result<DataPlane> {
         let device = build_device(&cfg)?;
         plane::start(cfg, device, "Wintun").await
     }
