@@ -1,24 +1,199 @@
-//! The session's bring-up and tear-down: endpoints resolved, the kill switch's hole, the TUN
-//! and the data plane, the MSS clamp, routes and DNS, in that order, and back.
+//! The session's bring-up and tear-down: endpoints resolved (off the actor, before any route
+//! exists, so no lookup can go through the tunnel it is needed to build), the kill switch's
+//! hole, the TUN and the data plane, the MSS clamp, routes and DNS, in that order, and back.
 
 use super::*;
 
 /// How long the DNS of a bring-up given up for a newer request may take to be restored.
 const INTERRUPTED_DNS_UNDO: Duration = Duration::from_millis(500);
 
+/// The endpoint lookups of the bring-up in progress, which run in a task of their own: a slow
+/// or dead resolver never holds up the actor, and a newer Connect, a Disconnect or the next
+/// rung of the ladder simply drops them.
+pub(super) struct Lookups {
+    generation: u64,
+    running: Option<Running>,
+    done_tx: mpsc::UnboundedSender<Resolved>,
+    pub(super) done: mpsc::UnboundedReceiver<Resolved>,
+}
+
+struct Running {
+    generation: u64,
+    config: TunnelConfig,
+    steps: ConnectSteps,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The outcome of one bring-up's lookups: each peer's endpoint, in order.
+pub(super) struct Resolved {
+    generation: u64,
+    endpoints: Result<Vec<std::net::SocketAddr>>,
+}
+
+impl Default for Lookups {
+    fn default() -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        Lookups {
+            generation: 0,
+            running: None,
+            done_tx,
+            done,
+        }
+    }
+}
+
+impl Lookups {
+    /// Gives up the lookups in progress, if any.
+    pub(super) fn cancel(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.task.abort();
+        }
+    }
+}
+
 impl<P: Platform> Daemon<P> {
-    pub(super) async fn bring_up(&mut self, config: &TunnelConfig) -> Result<Session<P>> {
-        // Lookups may hang on a dead resolver: a Connect or Disconnect sent meanwhile wins.
-        let mut steps = ConnectSteps::start();
-        self.interrupts.borrow_and_update();
-        let mut interrupts = self.interrupts.clone();
+    /// Starts bringing `config` up. Literal endpoints are set up at once; names are looked up
+    /// off the actor while the kill switch blocks (the helper's own lookups pass), and
+    /// [`Daemon::on_resolved`] carries on. Any bring-up still in progress gives way. Returns the
+    /// input the state machine takes next, if any.
+    pub(super) async fn start_bring_up(
+        &mut self,
+        config: TunnelConfig,
+    ) -> Option<Input<Session<P>>> {
+        self.lookups.cancel();
+        self.lookups.generation += 1;
+        let generation = self.lookups.generation;
+        let steps = ConnectSteps::start();
+        let literal: Option<Vec<std::net::SocketAddr>> = config
+            .peers
+            .iter()
+            .map(|p| p.endpoint.parse().ok())
+            .collect();
+        if let Some(endpoints) = literal {
+            return self.finish_bring_up(&config, Ok(endpoints), steps).await;
+        }
+        let _ = self.enforce_firewall(None).await;
         // The helper's own marked lookups, to the system's resolvers: the kill switch admits them.
         let resolvers = Resolvers::helper(self.dns.system_resolvers());
-        let peers = tokio::select! {
-            peers = resolve_peers(config, &resolvers) => peers?,
-            _ = interrupts.changed() => return Err(Interrupted.into()),
+        let done = self.lookups.done_tx.clone();
+        let names: Vec<String> = config.peers.iter().map(|p| p.endpoint.clone()).collect();
+        let task = tokio::spawn(async move {
+            let mut endpoints = Vec::with_capacity(names.len());
+            for name in names {
+                match P::resolve(name, resolvers.clone()).await {
+                    Ok(a) => endpoints.push(a),
+                    Err(e) => {
+                        let _ = done.send(Resolved {
+                            generation,
+                            endpoints: Err(e),
+                        });
+                        return;
+                    }
+                }
+            }
+            let _ = done.send(Resolved {
+                generation,
+                endpoints: Ok(endpoints),
+            });
+        });
+        self.lookups.running = Some(Running {
+            generation,
+            config,
+            steps,
+            task,
+        });
+        None
+    }
+
+    /// The lookups of a bring-up ended: set the session up (or heal, or wait offline).
+    pub(super) async fn on_resolved(&mut self, resolved: Resolved) {
+        let current = self
+            .lookups
+            .running
+            .as_ref()
+            .is_some_and(|r| r.generation == resolved.generation);
+        if !current {
+            return;
+        }
+        let Some(Running { config, steps, .. }) = self.lookups.running.take() else {
+            return;
         };
-        steps.mark("resolve");
+        if let Some(input) = self
+            .finish_bring_up(&config, resolved.endpoints, steps)
+            .await
+        {
+            self.feed(input).await;
+        }
+    }
+
+    /// Sets the session up on its endpoints, and says what the state machine takes next: the
+    /// session, or why there is none (offline, or a failure the ladder retries).
+    async fn finish_bring_up(
+        &mut self,
+        config: &TunnelConfig,
+        endpoints: Result<Vec<std::net::SocketAddr>>,
+        mut steps: ConnectSteps,
+    ) -> Option<Input<Session<P>>> {
+        let result = match endpoints {
+            Ok(endpoints) => {
+                steps.mark("resolve");
+                let peers = config
+                    .peers
+                    .iter()
+                    .zip(endpoints)
+                    .map(|(p, endpoint)| PeerSpec {
+                        public_key: p.public_key.clone(),
+                        preshared_key: p.preshared_key.clone(),
+                        endpoint,
+                        allowed_ips: p.allowed_ips.clone(),
+                        persistent_keepalive: p.persistent_keepalive,
+                    })
+                    .collect();
+                self.set_up(config, peers, steps).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(session) => {
+                // The last error stays until the server answers: a session set up is not yet
+                // a tunnel that works.
+                self.healing.rx_mark = 0;
+                Some(Input::Up(session))
+            }
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                tracing::info!("connect interrupted by a newer request");
+                None
+            }
+            Err(e) => {
+                // Whatever failed here (a lookup, the network, the system) may work on the next
+                // attempt; the kill switch blocks meanwhile.
+                tracing::warn!(error = %format!("{e:#}"), "connect failed");
+                self.healing.last_error = Some(format!("{e:#}"));
+                let _ = self.enforce_firewall(None).await;
+                let now = now();
+                Some(if e.downcast_ref::<NoRoute>().is_some() {
+                    Input::NoRoute { now }
+                } else {
+                    Input::Lost {
+                        reason: ReconnectReason::SetupFailed,
+                        now,
+                    }
+                })
+            }
+        }
+    }
+
+    /// Sets the session up once its endpoints are known: the kill switch's hole, the TUN and
+    /// the data plane, the MSS clamp, routes and DNS.
+    async fn set_up(
+        &mut self,
+        config: &TunnelConfig,
+        peers: Vec<PeerSpec>,
+        mut steps: ConnectSteps,
+    ) -> Result<Session<P>> {
+        // Setting DNS may hang (D-Bus): a Connect or Disconnect sent meanwhile wins.
+        self.interrupts.borrow_and_update();
+        let mut interrupts = self.interrupts.clone();
         let mut routes = P::Routes::open().await?;
         routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
@@ -164,22 +339,6 @@ impl<P: Platform> Daemon<P> {
         self.take_down(&mut routes, plane).await;
         tracing::info!(interface = %plan.interface, "tunnel down");
     }
-}
-
-/// Every peer with its endpoint resolved (before any route exists, so no lookup can go through
-/// the tunnel it is needed to build).
-async fn resolve_peers(config: &TunnelConfig, resolvers: &Resolvers) -> Result<Vec<PeerSpec>> {
-    let mut peers = Vec::with_capacity(config.peers.len());
-    for p in &config.peers {
-        peers.push(PeerSpec {
-            public_key: p.public_key.clone(),
-            preshared_key: p.preshared_key.clone(),
-            endpoint: resolve_endpoint(&p.endpoint, resolvers).await?,
-            allowed_ips: p.allowed_ips.clone(),
-            persistent_keepalive: p.persistent_keepalive,
-        });
-    }
-    Ok(peers)
 }
 
 /// A bring-up given up for a newer Connect or a Disconnect, which the daemon handles next.

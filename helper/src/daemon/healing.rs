@@ -132,25 +132,8 @@ impl<P: Platform> Daemon<P> {
         let Some(config) = self.intent.wanted.clone() else {
             return;
         };
-        match self.bring_up(&config).await {
-            Ok(session) => {
-                // The last error stays until the server answers: a session set up is not yet
-                // a tunnel that works.
-                self.healing.rx_mark = 0;
-                self.feed(Input::Up(session)).await;
-            }
-            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-                tracing::info!("reconnect attempt interrupted by a newer request");
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "reconnect attempt failed");
-                let offline = e.downcast_ref::<NoRoute>().is_some();
-                self.healing.last_error = Some(format!("{e:#}"));
-                let _ = self.enforce_firewall(None).await;
-                if offline {
-                    self.feed(Input::NoRoute { now: now() }).await;
-                }
-            }
+        if let Some(input) = self.start_bring_up(config).await {
+            self.feed(input).await;
         }
     }
 

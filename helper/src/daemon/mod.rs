@@ -19,7 +19,7 @@ mod tests;
 
 pub use platform::{Os, Platform};
 
-use bringup::{Interrupted, NoRoute};
+use bringup::Lookups;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ use crate::selftest;
 use crate::state::{Effect, Input, State};
 use crate::timing::ConnectSteps;
 use crate::tunnel::peers::{PeerSpec, Roaming};
-use crate::tunnel::{mtu, probe, resolve_endpoint, DataPlaneConfig, Plane, Resolvers};
+use crate::tunnel::{mtu, probe, DataPlaneConfig, Plane, Resolvers};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Counters go to subscribers, and liveness is checked, every this many ticks (a second).
@@ -165,6 +165,8 @@ pub struct Daemon<P: Platform> {
     probes: Arc<probe::Prober>,
     self_tests: Arc<selftest::gate::Gate>,
     healing: Healing,
+    /// The endpoint lookups of a bring-up in progress, off the actor.
+    lookups: Lookups,
     /// Counts Connects and Disconnects as clients send them (ahead of the command queue).
     interrupts: watch::Receiver<u64>,
     status: watch::Sender<Status>,
@@ -214,6 +216,7 @@ impl<P: Platform> Daemon<P> {
             dns,
             probes: Arc::default(),
             self_tests: Arc::default(),
+            lookups: Lookups::default(),
             interrupts,
             status,
             events,
@@ -314,6 +317,7 @@ impl<P: Platform> Daemon<P> {
     /// Stops for good: the tunnel goes down, but the user's intent stays, and so does the
     /// kill switch's block when the intent calls for it.
     async fn shutdown(&mut self) {
+        self.lookups.cancel();
         let state = std::mem::replace(&mut self.state, State::Disconnected);
         if let Some(session) = state.into_session() {
             self.tear_down(session).await;
@@ -353,6 +357,7 @@ impl<P: Platform> Daemon<P> {
             let handshakes = self.state.session().map(|s| s.plane.handshakes());
             let changes = self.healing.changes.as_mut();
             let power = &mut self.healing.power;
+            let lookups = &mut self.lookups.done;
             tokio::select! {
                 _ = async {
                     match &handshakes {
@@ -370,6 +375,7 @@ impl<P: Platform> Daemon<P> {
                     None => self.healing.changes = None,
                 },
                 event = power::next(power) => self.on_power(event).await,
+                Some(resolved) = lookups.recv() => self.on_resolved(resolved).await,
                 command = commands.recv() => match command {
                     Some(Command::Connect(mut config, mut alternatives, reply)) => {
                         if let Err(e) = failover::admit(&mut config, &mut alternatives, &mut self.system, policy::now()) {
@@ -590,9 +596,9 @@ impl<P: Platform> Daemon<P> {
                 _ => {}
             }
             // Bringing a tunnel up applies the kill switch itself, with the endpoint's hole,
-            // before the first packet (bring_up); a failure there lands in Error, which
-            // blocks. Not blocking everything first saves one nftables transaction (about
-            // 20 ms of every connect) and lets a hostname endpoint resolve in auto mode.
+            // before the first packet (set_up); a failure there blocks. Not blocking
+            // everything first saves one nftables transaction (about 20 ms of every connect);
+            // a bring-up that must look a name up first blocks while it does.
             if !matches!(effect, Effect::BringUp) {
                 let _ = self.enforce_firewall(None).await;
             }
@@ -600,6 +606,7 @@ impl<P: Platform> Daemon<P> {
             match effect {
                 Effect::None => {}
                 Effect::TearDown(session) => {
+                    self.lookups.cancel();
                     if let Some(session) = session {
                         self.tear_down(session).await;
                     }
@@ -612,27 +619,7 @@ impl<P: Platform> Daemon<P> {
                         ));
                         continue;
                     };
-                    match self.bring_up(&config).await {
-                        Ok(session) => next = Some(Input::Up(session)),
-                        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-                            tracing::info!("connect interrupted by a newer request");
-                        }
-                        Err(e) => {
-                            // Whatever failed here (a lookup, the network, the system) may work
-                            // on the next attempt; the kill switch blocks meanwhile.
-                            tracing::warn!(error = %format!("{e:#}"), "connect failed");
-                            let now = now();
-                            next = Some(if e.downcast_ref::<NoRoute>().is_some() {
-                                Input::NoRoute { now }
-                            } else {
-                                Input::Lost {
-                                    reason: ReconnectReason::SetupFailed,
-                                    now,
-                                }
-                            });
-                            self.healing.last_error = Some(format!("{e:#}"));
-                        }
-                    }
+                    next = self.start_bring_up(config).await;
                 }
             }
         }

@@ -2,14 +2,18 @@
 //! backends ([`Os`]), or the recording fakes that its unit tests drive with simulated time
 //! (`daemon/tests.rs`). The daemon is written once against [`Platform`].
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use anyhow::Result;
 
 use crate::dns::{DnsManager, PlatformDns};
 use crate::firewall::{Firewall, PlatformFirewall};
 use crate::health;
 use crate::power::{self, PowerEvents};
 use crate::routes::{PlatformRoutes, RouteManager};
-use crate::tunnel::{DataPlane, Plane};
+use crate::tunnel::{resolve_endpoint, DataPlane, Plane, Resolvers};
 
 use super::Settings;
 
@@ -23,6 +27,12 @@ pub trait Platform: 'static {
     fn suspended_so_far() -> Duration;
     /// The system's sleep and resume events, where it has a source of them.
     fn power(settings: &Settings) -> Option<PowerEvents>;
+    /// Looks an endpoint (`host:port`, or a literal address) up through `via`, in a task of
+    /// its own beside the actor.
+    fn resolve(
+        endpoint: String,
+        via: Resolvers,
+    ) -> impl Future<Output = Result<SocketAddr>> + Send + 'static;
 }
 
 /// The machine the helper runs on.
@@ -40,5 +50,9 @@ impl Platform for Os {
 
     fn power(settings: &Settings) -> Option<PowerEvents> {
         power::watch(settings)
+    }
+
+    async fn resolve(endpoint: String, via: Resolvers) -> Result<SocketAddr> {
+        resolve_endpoint(&endpoint, &via).await
     }
 }

@@ -551,6 +551,68 @@ async fn a_bring_up_stuck_in_dns_gives_way_to_a_disconnect_at_once() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lookup_that_never_answers_holds_up_neither_a_kill_switch_change_nor_a_disconnect() {
+    let world = World::install();
+    world.inner.lock().names.insert("stuck.test".into(), None);
+    let h = Helper::start_in(world, tempfile::tempdir().unwrap()).await;
+    let mut c = server(1);
+    c.peers[0].endpoint = "stuck.test:51820".into();
+    h.connect(c, vec![]).await.unwrap();
+    h.run(Duration::from_secs(3), false).await;
+    assert_eq!(h.state(), TunnelState::Connecting);
+    let asked = now();
+    let changed = h
+        .request(|r| Command::SetKillSwitch(KillSwitchMode::Lockdown, r))
+        .await;
+    assert!(changed.is_ok(), "{changed:?}");
+    assert_eq!(h.world.firewall().map(|p| p.tunnel.is_none()), Some(true));
+    h.disconnect().await.unwrap();
+    assert_eq!(now(), asked, "both answered without waiting on the lookup");
+    h.run(Duration::from_secs(20), false).await;
+    assert_eq!(h.state(), TunnelState::Disconnected);
+    assert!(!h.world.entries().iter().any(|e| e.starts_with("plane: up")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hostname_that_moves_is_looked_up_again_by_a_fresh_session() {
+    let world = World::install();
+    let (old, new) = ("192.0.2.31".parse().unwrap(), "192.0.2.32".parse().unwrap());
+    world
+        .inner
+        .lock()
+        .names
+        .insert("vpn.test".into(), Some(old));
+    let h = Helper::start_in(world, tempfile::tempdir().unwrap()).await;
+    let mut c = server(1);
+    c.peers[0].endpoint = "vpn.test:51820".into();
+    h.connected(c, vec![]).await;
+    h.world
+        .inner
+        .lock()
+        .names
+        .insert("vpn.test".into(), Some(new));
+    h.world.answer("192.0.2.31:51820", Answer::Nothing);
+    h.until_reconnecting(Duration::from_secs(30)).await;
+    let mark = h.world.len();
+    assert!(h
+        .run_until(Duration::from_secs(10), true, is(TunnelState::Connected))
+        .await
+        .is_some());
+    let log = h.world.since(mark);
+    let opened = log
+        .iter()
+        .position(|e| e == "firewall: tunnel uptest0 [192.0.2.32:51820]");
+    let up = log
+        .iter()
+        .position(|e| e == "plane: up uptest0 192.0.2.32:51820");
+    assert!(opened.is_some() && opened < up, "{log:?}");
+    assert_eq!(
+        h.status().endpoint,
+        Some("192.0.2.32:51820".parse().unwrap())
+    );
+}
+
 // Reconcile at start.
 
 /// A state dir holding `intent` as a helper before this one saved it.

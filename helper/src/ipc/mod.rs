@@ -74,8 +74,9 @@ pub struct Shared {
     pub log: crate::logring::LogRing,
     /// Event subscriptions held, per uid ([`MAX_SUBSCRIPTIONS_PER_UID`] each).
     pub subscriptions: std::sync::Arc<crate::limits::Slots>,
-    /// Bumped by every Connect and Disconnect before it is queued, so that a bring-up stuck on
-    /// a slow lookup gives way at once (see `Daemon::bring_up`).
+    /// Bumped by every Connect and Disconnect before it is queued, so that a bring-up stuck
+    /// setting DNS (a resolver that hangs on D-Bus) gives way at once (see `Daemon::set_up`;
+    /// its endpoint lookups run off the actor and need no such nudge).
     pub interrupts: watch::Sender<u64>,
 }
 

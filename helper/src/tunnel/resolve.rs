@@ -33,8 +33,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::firewall::{HELPER_DNS_PORT, HELPER_MARK};
 
-/// The whole lookup, A and AAAA, over every server: a Connect or Disconnect interrupts it
-/// sooner (the daemon selects on its interrupt counter).
+/// The whole lookup, A and AAAA, over every server (it runs beside the daemon's actor, which
+/// drops it sooner for a newer Connect or a Disconnect).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One query to one server; with [`ATTEMPTS`], a dead first server leaves time for a second.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);

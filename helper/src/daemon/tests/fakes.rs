@@ -24,7 +24,7 @@ use crate::firewall::{Firewall, FirewallPolicy};
 use crate::health::Sample;
 use crate::power::{PowerEvent, PowerEvents};
 use crate::routes::{RouteLookup, RouteManager, RoutePlan};
-use crate::tunnel::{DataPlaneConfig, Plane};
+use crate::tunnel::{DataPlaneConfig, Plane, Resolvers};
 
 /// How a server treats what reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct Inner {
     pub suspended: Duration,
     /// The running data plane, if any.
     pub wire: Option<Arc<Wire>>,
+    /// What endpoint names resolve to; `None` is a resolver that never answers.
+    pub names: HashMap<String, Option<IpAddr>>,
     changes: Option<mpsc::UnboundedReceiver<()>>,
     power: Option<PowerEvents>,
 }
@@ -94,6 +96,7 @@ impl World {
                 dns_hangs: false,
                 suspended: Duration::ZERO,
                 wire: None,
+                names: HashMap::new(),
                 changes: Some(changes_rx),
                 power: Some(power_rx),
             })),
@@ -251,6 +254,20 @@ impl Platform for FakePlatform {
 
     fn power(_settings: &Settings) -> Option<PowerEvents> {
         world().inner.lock().power.take()
+    }
+
+    async fn resolve(endpoint: String, _via: Resolvers) -> Result<SocketAddr> {
+        if let Ok(literal) = endpoint.parse() {
+            return Ok(literal);
+        }
+        let (host, port) = endpoint.rsplit_once(':').expect("host:port");
+        let port: u16 = port.parse()?;
+        let answer = world().inner.lock().names.get(host).copied();
+        match answer {
+            Some(Some(ip)) => Ok(SocketAddr::new(ip, port)),
+            Some(None) => std::future::pending().await,
+            None => bail!("{host}: no such name"),
+        }
     }
 }
 
