@@ -165,7 +165,6 @@ async fn run(
     let (status_tx, status_rx) = watch::channel(Status::disconnected());
     let (events, _) = broadcast::channel(64);
     let (commands, commands_rx) = mpsc::channel(16);
-    let (interrupts, interrupts_rx) = watch::channel(0u64);
     let daemon = Daemon::<Os>::new(
         Settings {
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
@@ -178,7 +177,6 @@ async fn run(
         },
         status_tx,
         events.clone(),
-        interrupts_rx,
     )
     .await?;
     let (ready, reconciled) = oneshot::channel();
@@ -187,7 +185,7 @@ async fn run(
     // the helper is up (a wanted tunnel then comes up in the background): with Type=notify,
     // systemd holds network-pre.target until then.
     let _ = reconciled.await;
-    let server = listen(&args, commands.clone(), status_rx, events, log, interrupts)?;
+    let server = listen(&args, commands.clone(), status_rx, events, log)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
     notify_ready();
     stop.await?;
@@ -210,7 +208,6 @@ fn listen(
     status: watch::Receiver<Status>,
     events: broadcast::Sender<underpass_proto::Event>,
     log: LogRing,
-    interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     // The user of the active local session is admitted without the group unless the flag or
     // the machine's managed policy says no (read at start; a broken system dir says no).
@@ -226,7 +223,6 @@ fn listen(
         authorizer,
         log,
         subscriptions: ipc::subscription_slots(),
-        interrupts,
     });
     Ok(tokio::spawn(ipc::serve(
         listener,
@@ -242,7 +238,6 @@ fn listen(
     status: watch::Receiver<Status>,
     events: broadcast::Sender<underpass_proto::Event>,
     log: LogRing,
-    interrupts: watch::Sender<u64>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let server = ipc::bind(&args.socket)?;
     let shared = std::sync::Arc::new(ipc::Shared {
@@ -251,7 +246,6 @@ fn listen(
         events,
         log,
         subscriptions: ipc::subscription_slots(),
-        interrupts,
     });
     Ok(tokio::spawn(ipc::serve(
         server,

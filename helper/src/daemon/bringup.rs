@@ -1,10 +1,12 @@
-//! The session's bring-up and tear-down: endpoints resolved (off the actor, before any route
-//! exists, so no lookup can go through the tunnel it is needed to build), the kill switch's
-//! hole, the TUN and the data plane, the MSS clamp, routes and DNS, in that order, and back.
+//! The session's bring-up and tear-down: endpoints resolved (before any route exists, so no
+//! lookup can go through the tunnel it is needed to build), the kill switch's hole, the TUN and
+//! the data plane, the MSS clamp, routes and DNS, in that order, and back. The two steps that
+//! wait on others, the lookups and the DNS set, run in tasks beside the actor.
 
 use super::*;
 
-/// How long the DNS of a bring-up given up for a newer request may take to be restored.
+/// How long the DNS of a session torn down while its DNS was still being set may take to be
+/// restored.
 const INTERRUPTED_DNS_UNDO: Duration = Duration::from_millis(500);
 
 /// The endpoint lookups of the bring-up in progress, which run in a task of their own: a slow
@@ -74,7 +76,7 @@ impl<P: Platform> Daemon<P> {
         }
         let _ = self.enforce_firewall(None).await;
         // The helper's own marked lookups, to the system's resolvers: the kill switch admits them.
-        let resolvers = Resolvers::helper(self.dns.system_resolvers());
+        let resolvers = Resolvers::helper(self.system_resolvers());
         let done = self.lookups.done_tx.clone();
         let names: Vec<String> = config.peers.iter().map(|p| p.endpoint.clone()).collect();
         let task = tokio::spawn(async move {
@@ -160,10 +162,6 @@ impl<P: Platform> Daemon<P> {
                 self.healing.rx_mark = 0;
                 Some(Input::Up(session))
             }
-            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-                tracing::info!("connect interrupted by a newer request");
-                None
-            }
             Err(e) => {
                 // Whatever failed here (a lookup, the network, the system) may work on the next
                 // attempt; the kill switch blocks meanwhile.
@@ -191,9 +189,6 @@ impl<P: Platform> Daemon<P> {
         peers: Vec<PeerSpec>,
         mut steps: ConnectSteps,
     ) -> Result<Session<P>> {
-        // Setting DNS may hang (D-Bus): a Connect or Disconnect sent meanwhile wins.
-        self.interrupts.borrow_and_update();
-        let mut interrupts = self.interrupts.clone();
         let mut routes = P::Routes::open().await?;
         routes.remove_stale().await?;
         let (table, fwmark) = routes.free_table_and_mark().await?;
@@ -250,48 +245,16 @@ impl<P: Platform> Daemon<P> {
             return Err(e);
         }
         steps.mark("routes");
-        let dns = if config.dns.is_empty() {
-            None
-        } else {
-            let wanted = DnsConfig {
+        // DNS is set in a task beside the actor: it may wait on systemd-resolved's D-Bus,
+        // and nothing else waits for it. The session counts as connected once it is done.
+        let dns_task = (!config.dns.is_empty()).then(|| {
+            self.start_dns(DnsConfig {
                 servers: config.dns.clone(),
                 search: config.dns_search.clone(),
                 interface: interface.clone(),
                 full_tunnel: plan.full_tunnel_v4 || plan.full_tunnel_v6,
-            };
-            // The resolver may hang (systemd-resolved behind a wedged D-Bus): a Connect or
-            // Disconnect sent meanwhile wins here too.
-            let set = tokio::select! {
-                set = self.dns.set(&wanted) => set
-                    .map_err(|e| e.context(format!("setting DNS through {}", self.dns.method()))),
-                _ = interrupts.changed() => Err(Interrupted.into()),
-            };
-            if let Err(e) = set {
-                // Never leave the old resolver silently in place: the connect fails instead.
-                // The undo of an interrupted set is bounded: the link goes away with the data
-                // plane below, and the resolver's settings for it with the link.
-                let limit = if e.downcast_ref::<Interrupted>().is_some() {
-                    INTERRUPTED_DNS_UNDO
-                } else {
-                    Duration::MAX
-                };
-                if tokio::time::timeout(limit, self.dns.restore())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        ?limit,
-                        "restoring DNS after an interrupted connect: no answer"
-                    );
-                }
-                self.take_down(&mut routes, plane).await;
-                return Err(e);
-            }
-            Some(DnsStatus {
-                servers: config.dns.clone(),
-                method: self.dns.method().to_string(),
             })
-        };
+        });
         steps.mark("dns");
         tracing::info!(
             %interface, mtu, table, fwmark,
@@ -304,7 +267,9 @@ impl<P: Platform> Daemon<P> {
             routes,
             plan,
             hole,
-            dns,
+            dns_wanted: dns_task.is_some(),
+            dns: None,
+            dns_task,
             mtu,
             addresses: config.addresses.clone(),
             started: now(),
@@ -328,30 +293,130 @@ impl<P: Platform> Daemon<P> {
             plane,
             mut routes,
             plan,
-            dns,
+            dns_wanted,
+            dns_task,
             ..
         } = session;
-        if dns.is_some() {
-            if let Err(e) = self.dns.restore().await {
-                tracing::error!(error = %format!("{e:#}"), "restoring DNS");
+        if dns_wanted {
+            // A set still in progress is given up; its undo is bounded, since the link goes
+            // away with the data plane below, and the resolver's settings for it with the link.
+            let limit = match dns_task {
+                Some(t) => {
+                    t.task.abort();
+                    let _ = t.task.await;
+                    INTERRUPTED_DNS_UNDO
+                }
+                None => Duration::MAX,
+            };
+            let dns = self.dns.clone();
+            match tokio::time::timeout(limit, async { dns.lock().await.restore().await }).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "restoring DNS"),
+                Err(_) => {
+                    tracing::warn!(?limit, "restoring DNS after an unfinished set: no answer")
+                }
             }
+            self.system_resolvers();
         }
         self.take_down(&mut routes, plane).await;
         tracing::info!(interface = %plan.interface, "tunnel down");
     }
-}
 
-/// A bring-up given up for a newer Connect or a Disconnect, which the daemon handles next.
-#[derive(Debug)]
-pub(super) struct Interrupted;
+    /// Sets DNS in a task of its own; [`Daemon::on_dns_set`] hears how it went.
+    fn start_dns(&mut self, wanted: DnsConfig) -> DnsTask {
+        self.dns_tasks.generation += 1;
+        let generation = self.dns_tasks.generation;
+        let servers = wanted.servers.clone();
+        let dns = self.dns.clone();
+        let done = self.dns_tasks.done_tx.clone();
+        let task = tokio::spawn(async move {
+            let mut dns = dns.lock_owned().await;
+            let result = dns.set(&wanted).await;
+            let _ = done.send(DnsSet { generation, result });
+        });
+        DnsTask {
+            generation,
+            servers,
+            task,
+        }
+    }
 
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted by a newer request")
+    /// A session's DNS is set, or could not be: then the session goes (the old resolver is
+    /// never left silently in place) and the ladder tries again.
+    pub(super) async fn on_dns_set(&mut self, set: DnsSet) {
+        let method = self.dns_method;
+        let Some(session) = self.state.session_mut() else {
+            return;
+        };
+        if session
+            .dns_task
+            .as_ref()
+            .is_none_or(|t| t.generation != set.generation)
+        {
+            return;
+        }
+        let Some(task) = session.dns_task.take() else {
+            return;
+        };
+        match set.result {
+            Ok(()) => {
+                session.dns = Some(DnsStatus {
+                    servers: task.servers,
+                    method: method.to_string(),
+                });
+                tracing::info!(method, "DNS set");
+                self.system_resolvers();
+                // Connected now, if the handshake is done too.
+                self.on_tick(false).await;
+            }
+            Err(e) => {
+                let e = e.context(format!("setting DNS through {method}"));
+                tracing::warn!(error = %format!("{e:#}"), "connect failed");
+                self.healing.last_error = Some(format!("{e:#}"));
+                if let Some(session) = self.state.take_session() {
+                    self.tear_down(session).await;
+                }
+                let _ = self.enforce_firewall(None).await;
+                self.feed(Input::Lost {
+                    reason: ReconnectReason::SetupFailed,
+                    now: now(),
+                })
+                .await;
+            }
+        }
     }
 }
 
-impl std::error::Error for Interrupted {}
+/// Sessions' DNS sets in progress, and their outcomes.
+pub(super) struct DnsTasks {
+    generation: u64,
+    done_tx: mpsc::UnboundedSender<DnsSet>,
+    pub(super) done: mpsc::UnboundedReceiver<DnsSet>,
+}
+
+impl Default for DnsTasks {
+    fn default() -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        DnsTasks {
+            generation: 0,
+            done_tx,
+            done,
+        }
+    }
+}
+
+/// One session's DNS being set.
+pub(super) struct DnsTask {
+    generation: u64,
+    servers: Vec<std::net::IpAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How setting one session's DNS went.
+pub(super) struct DnsSet {
+    generation: u64,
+    result: Result<()>,
+}
 
 /// No route reaches the server: the helper is offline, not failing.
 #[derive(Debug)]

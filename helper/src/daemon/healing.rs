@@ -42,7 +42,9 @@ impl<P: Platform> Daemon<P> {
                     }
                 }
             }
-            State::Reconnecting { .. } if sample.rx_packets > self.healing.rx_mark => {
+            State::Reconnecting { .. }
+                if sample.rx_packets > self.healing.rx_mark && session.dns_settled() =>
+            {
                 tracing::info!("the server answers again");
                 self.feed(Input::HandshakeCompleted).await;
             }
@@ -165,8 +167,11 @@ impl<P: Platform> Daemon<P> {
             session.plane.force_handshake();
         }
         self.on_network_change(now, true).await;
-        if let Err(e) = self.dns.reassert().await {
-            tracing::error!(error = %format!("{e:#}"), "re-asserting DNS after a resume");
+        // Not while DNS is being set: that set is what the resolver gets then.
+        if let Ok(mut dns) = self.dns.try_lock() {
+            if let Err(e) = dns.reassert().await {
+                tracing::error!(error = %format!("{e:#}"), "re-asserting DNS after a resume");
+            }
         }
     }
 

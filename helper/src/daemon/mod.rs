@@ -19,7 +19,7 @@ mod tests;
 
 pub use platform::{Os, Platform};
 
-use bringup::Lookups;
+use bringup::{DnsTasks, Lookups};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +99,12 @@ struct Session<P: Platform> {
     routes: P::Routes,
     plan: RoutePlan,
     hole: TunnelHole,
+    /// Whether the tunnel sets DNS, and once it is set, how.
+    dns_wanted: bool,
     dns: Option<DnsStatus>,
+    /// Setting DNS, in a task beside the actor (`bringup.rs`); the session is not connected
+    /// until it is done.
+    dns_task: Option<bringup::DnsTask>,
     mtu: u16,
     addresses: Vec<ipnet::IpNet>,
     started: Instant,
@@ -115,6 +120,11 @@ impl<P: Platform> std::fmt::Debug for Session<P> {
 }
 
 impl<P: Platform> Session<P> {
+    /// True once nothing is left to do before the session may count as connected.
+    fn dns_settled(&self) -> bool {
+        self.dns_task.is_none()
+    }
+
     /// The first peer's endpoint, where it roamed to: the server whose path decides online or
     /// offline.
     fn endpoint(&self) -> Option<std::net::SocketAddr> {
@@ -159,7 +169,13 @@ pub struct Daemon<P: Platform> {
     firewall: P::Firewall,
     /// The firewall policy in force: `None` while unknown (at start, or after a failure).
     firewall_applied: Option<Option<FirewallPolicy>>,
-    dns: P::Dns,
+    /// The resolver's configuration, shared with the task that sets it (`bringup.rs`).
+    dns: Arc<tokio::sync::Mutex<P::Dns>>,
+    dns_method: &'static str,
+    /// The system's own resolvers as last read: while DNS is being set, the backend is busy,
+    /// and these are what it had before.
+    resolvers: Vec<std::net::IpAddr>,
+    dns_tasks: DnsTasks,
     /// The system directory and the bundle rollback counter (`policy.rs`).
     system: policy::System,
     probes: Arc<probe::Prober>,
@@ -167,8 +183,6 @@ pub struct Daemon<P: Platform> {
     healing: Healing,
     /// The endpoint lookups of a bring-up in progress, off the actor.
     lookups: Lookups,
-    /// Counts Connects and Disconnects as clients send them (ahead of the command queue).
-    interrupts: watch::Receiver<u64>,
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
 }
@@ -178,7 +192,6 @@ impl<P: Platform> Daemon<P> {
         settings: Settings,
         status: watch::Sender<Status>,
         events: broadcast::Sender<Event>,
-        interrupts: watch::Receiver<u64>,
     ) -> Result<Daemon<P>> {
         let store = IntentStore::new(&settings.state_dir);
         let dns = P::Dns::new(DnsPaths {
@@ -213,11 +226,13 @@ impl<P: Platform> Daemon<P> {
             intent: Intent::default(),
             store,
             firewall_applied: None,
-            dns,
+            dns_method: dns.method(),
+            resolvers: dns.system_resolvers(),
+            dns: Arc::new(tokio::sync::Mutex::new(dns)),
+            dns_tasks: DnsTasks::default(),
             probes: Arc::default(),
             self_tests: Arc::default(),
             lookups: Lookups::default(),
-            interrupts,
             status,
             events,
         })
@@ -255,9 +270,10 @@ impl<P: Platform> Daemon<P> {
             let _ = ready.send(());
             self.feed(Input::ConnectRequested { profile }).await;
         } else {
-            if let Err(e) = self.dns.restore().await {
+            if let Err(e) = self.dns.lock().await.restore().await {
                 tracing::error!(error = %format!("{e:#}"), "restoring DNS left by an earlier run");
             }
+            self.system_resolvers();
             // A failure is logged and shows in the status as an unknown firewall state.
             let _ = self.enforce_firewall(None).await;
             self.publish_state();
@@ -285,13 +301,14 @@ impl<P: Platform> Daemon<P> {
         if matches!(self.state, State::Disconnecting { .. }) {
             return Ok(());
         }
+        let helper_dns = self.helper_dns();
         let hole = hole.or(self.state.session().map(|s| &s.hole));
         let want = firewall::desired(
             self.intent.kill_switch,
             self.wants_connection(),
             hole,
             self.intent.lan_access,
-            Some(&self.helper_dns()),
+            Some(&helper_dns),
         );
         if self.firewall_applied.as_ref() == Some(&want) {
             return Ok(());
@@ -331,12 +348,13 @@ impl<P: Platform> Daemon<P> {
     /// tunnel is wanted (or in lockdown), open otherwise. At shutdown, and at start before a
     /// wanted tunnel is brought up again (after a reboot the old table is gone).
     async fn hold_firewall(&mut self) -> Result<()> {
+        let helper_dns = self.helper_dns();
         let want = firewall::desired(
             self.intent.kill_switch,
             self.intent.wanted.is_some(),
             None,
             self.intent.lan_access,
-            Some(&self.helper_dns()),
+            Some(&helper_dns),
         );
         match &want {
             Some(policy) => self.firewall.apply(policy).await?,
@@ -358,6 +376,7 @@ impl<P: Platform> Daemon<P> {
             let changes = self.healing.changes.as_mut();
             let power = &mut self.healing.power;
             let lookups = &mut self.lookups.done;
+            let dns_sets = &mut self.dns_tasks.done;
             tokio::select! {
                 _ = async {
                     match &handshakes {
@@ -376,6 +395,7 @@ impl<P: Platform> Daemon<P> {
                 },
                 event = power::next(power) => self.on_power(event).await,
                 Some(resolved) = lookups.recv() => self.on_resolved(resolved).await,
+                Some(set) = dns_sets.recv() => self.on_dns_set(set).await,
                 command = commands.recv() => match command {
                     Some(Command::Connect(mut config, mut alternatives, reply)) => {
                         if let Err(e) = failover::admit(&mut config, &mut alternatives, &mut self.system, policy::now()) {
@@ -484,11 +504,19 @@ impl<P: Platform> Daemon<P> {
     }
 
     /// The helper's own DNS hole (issue 9): its marked sockets to the system's resolvers.
-    fn helper_dns(&self) -> firewall::HelperDns {
+    fn helper_dns(&mut self) -> firewall::HelperDns {
         firewall::HelperDns {
             mark: firewall::HELPER_MARK,
-            resolvers: self.dns.system_resolvers(),
+            resolvers: self.system_resolvers(),
         }
+    }
+
+    /// The system's own resolvers: read afresh unless DNS is being set right now.
+    fn system_resolvers(&mut self) -> Vec<std::net::IpAddr> {
+        if let Ok(dns) = self.dns.try_lock() {
+            self.resolvers = dns.system_resolvers();
+        }
+        self.resolvers.clone()
     }
 
     /// Persists a changed setting and makes the firewall follow it at once.
@@ -521,7 +549,7 @@ impl<P: Platform> Daemon<P> {
             return;
         };
         if matches!(self.state, State::Connecting { .. }) {
-            if session.plane.sample().handshake_age.is_some() {
+            if session.dns_settled() && session.plane.sample().handshake_age.is_some() {
                 self.feed(Input::HandshakeCompleted).await;
                 return;
             }
@@ -538,8 +566,10 @@ impl<P: Platform> Daemon<P> {
         }
         if publish_stats {
             let has_dns = self.state.session().is_some_and(|s| s.dns.is_some());
-            if has_dns {
-                match self.dns.reassert().await {
+            // Not while DNS is being set (the backend is busy): the next second.
+            let dns = self.dns.try_lock();
+            if let (true, Ok(mut dns)) = (has_dns, dns) {
+                match dns.reassert().await {
                     Ok(true) => tracing::warn!(
                         file = %self.settings.resolv_conf.display(),
                         "someone rewrote the DNS configuration; put the tunnel's back"

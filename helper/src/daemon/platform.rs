@@ -19,7 +19,7 @@ use super::Settings;
 
 pub trait Platform: 'static {
     type Firewall: Firewall;
-    type Dns: DnsManager;
+    type Dns: DnsManager + Send + 'static;
     type Routes: RouteManager;
     type Plane: Plane;
     /// How long the machine has slept since boot (CLOCK_BOOTTIME − CLOCK_MONOTONIC): a jump

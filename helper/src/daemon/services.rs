@@ -110,7 +110,7 @@ impl<P: Platform> Daemon<P> {
 
     /// Measures servers in their own task, held to the kill switch (`tunnel::probe`).
     pub(super) fn probe(
-        &self,
+        &mut self,
         uid: u32,
         candidates: Vec<ProbeCandidate>,
         reply: oneshot::Sender<Result<Vec<ProbeResult>, ErrorBody>>,
@@ -120,7 +120,7 @@ impl<P: Platform> Daemon<P> {
             // An unknown firewall state counts as blocking: admit, or fail clearly.
             None => probe::Route::Direct {
                 blocking: !matches!(self.firewall_applied, Some(None)),
-                via: Resolvers::helper(self.dns.system_resolvers()),
+                via: Resolvers::helper(self.system_resolvers()),
             },
         };
         let prober = self.probes.clone();

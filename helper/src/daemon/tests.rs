@@ -41,7 +41,6 @@ struct Helper {
     world: World,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
-    interrupts: watch::Sender<u64>,
     dir: tempfile::TempDir,
 }
 
@@ -66,8 +65,7 @@ impl Helper {
         };
         let (status_tx, status) = watch::channel(Status::disconnected());
         let (events, _) = broadcast::channel(64);
-        let (interrupts, interrupts_rx) = watch::channel(0);
-        let daemon = Daemon::<FakePlatform>::new(settings, status_tx, events, interrupts_rx)
+        let daemon = Daemon::<FakePlatform>::new(settings, status_tx, events)
             .await
             .expect("the daemon starts on fakes");
         let (commands, commands_rx) = mpsc::channel(16);
@@ -78,7 +76,6 @@ impl Helper {
             world,
             commands,
             status,
-            interrupts,
             dir,
         }
     }
@@ -92,19 +89,16 @@ impl Helper {
         rx.await.expect("the daemon answers")
     }
 
-    /// As the IPC layer sends it: the interrupt first, so a bring-up in progress gives way.
     async fn connect(
         &self,
         c: TunnelConfig,
         alternatives: Vec<TunnelConfig>,
     ) -> Result<(), ErrorBody> {
-        self.interrupts.send_modify(|n| *n += 1);
         self.request(|r| Command::Connect(Box::new(c), alternatives, r))
             .await
     }
 
     async fn disconnect(&self) -> Result<(), ErrorBody> {
-        self.interrupts.send_modify(|n| *n += 1);
         self.request(Command::Disconnect).await
     }
 
@@ -525,30 +519,69 @@ async fn a_resume_told_by_the_clock_gap_or_by_logind_handshakes_and_reasserts_dn
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_bring_up_stuck_in_dns_gives_way_to_a_disconnect_at_once() {
+async fn dns_that_hangs_holds_up_neither_a_kill_switch_change_nor_a_disconnect_nor_says_connected()
+{
     let world = World::install();
     world.inner.lock().dns_hangs = true;
     let h = Helper::start_in(world, tempfile::tempdir().unwrap()).await;
     h.connect(server(1), vec![]).await.unwrap();
-    h.run(SECOND, false).await;
-    let asked = now();
-    let answered = tokio::time::timeout(SECOND, h.disconnect()).await;
-    assert!(
-        answered.is_ok_and(|r| r.is_ok()),
-        "the disconnect was answered within 1 s"
+    h.run(Duration::from_secs(3), false).await;
+    assert_eq!(
+        h.state(),
+        TunnelState::Connecting,
+        "the handshake is done, DNS is not: not connected yet"
     );
-    assert!(now().duration_since(asked) < SECOND);
+    let asked = now();
+    let changed = h
+        .request(|r| Command::SetKillSwitch(KillSwitchMode::Lockdown, r))
+        .await;
+    assert!(changed.is_ok(), "{changed:?}");
+    h.disconnect().await.unwrap();
+    assert!(
+        now().duration_since(asked) < SECOND,
+        "both answered within 1 s"
+    );
     assert_eq!(h.state(), TunnelState::Disconnected);
     let log = h.world.entries();
     assert!(
         log.ends_with(&[
+            "dns: restore".into(),
             "routes: down".into(),
             "plane: down".into(),
             "mss clamp: off".into(),
-            "firewall: open".into()
+            "firewall: block".into(),
         ]),
         "{log:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dns_that_cannot_be_set_takes_the_session_down_and_the_ladder_tries_again() {
+    let world = World::install();
+    world.inner.lock().dns_fails = true;
+    let h = Helper::start_in(world, tempfile::tempdir().unwrap()).await;
+    h.connect(server(1), vec![]).await.unwrap();
+    let took = h
+        .run_until(SECOND, false, is(TunnelState::Reconnecting))
+        .await;
+    assert!(took.is_some(), "{:?}", h.status());
+    let reconnect = h.status().reconnect.unwrap();
+    assert!(
+        reconnect
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("setting DNS through fake")),
+        "{reconnect:?}"
+    );
+    let log = h.world.entries();
+    assert!(log.contains(&"dns: restore".to_string()), "{log:?}");
+    assert!(log.contains(&"plane: down".to_string()), "{log:?}");
+    h.world.inner.lock().dns_fails = false;
+    let back = h
+        .run_until(Duration::from_secs(10), false, is(TunnelState::Connected))
+        .await;
+    assert!(back.is_some(), "{:?}", h.status());
+    assert!(h.status().dns.is_some());
 }
 
 #[tokio::test(start_paused = true)]

@@ -63,8 +63,12 @@ pub trait DnsManager: Sized {
     /// How the resolver is set, for the status and for error messages.
     fn method(&self) -> &'static str;
     /// Backs up the current configuration (unless a backup from an earlier run exists, which
-    /// is then the true original) and installs `config`.
-    async fn set(&mut self, config: &DnsConfig) -> anyhow::Result<()>;
+    /// is then the true original) and installs `config`. It may wait on another daemon
+    /// (systemd-resolved over D-Bus), so the helper runs it in a task beside its actor.
+    fn set(
+        &mut self,
+        config: &DnsConfig,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Checks that our configuration is still in place and rewrites it if someone changed it.
     /// True when it had to.
     async fn reassert(&mut self) -> anyhow::Result<bool>;

@@ -74,10 +74,6 @@ pub struct Shared {
     pub log: crate::logring::LogRing,
     /// Event subscriptions held, per uid ([`MAX_SUBSCRIPTIONS_PER_UID`] each).
     pub subscriptions: std::sync::Arc<crate::limits::Slots>,
-    /// Bumped by every Connect and Disconnect before it is queued, so that a bring-up stuck
-    /// setting DNS (a resolver that hangs on D-Bus) gives way at once (see `Daemon::set_up`;
-    /// its endpoint lookups run off the actor and need no such nudge).
-    pub interrupts: watch::Sender<u64>,
 }
 
 /// One connection, after the transport admitted its peer: handshake, then requests and events.
@@ -206,14 +202,8 @@ async fn dispatch(request: Request, uid: u32, shared: &Shared) -> Result<Respons
         Request::Connect {
             config,
             alternatives,
-        } => {
-            shared.interrupts.send_modify(|n| *n += 1);
-            ask(shared, |tx| Command::Connect(config, alternatives, tx)).await
-        }
-        Request::Disconnect => {
-            shared.interrupts.send_modify(|n| *n += 1);
-            ask(shared, Command::Disconnect).await
-        }
+        } => ask(shared, |tx| Command::Connect(config, alternatives, tx)).await,
+        Request::Disconnect => ask(shared, Command::Disconnect).await,
         Request::SetKillSwitch { mode } => ask(shared, |tx| Command::SetKillSwitch(mode, tx)).await,
         Request::SetLanAccess { allow } => ask(shared, |tx| Command::SetLanAccess(allow, tx)).await,
         Request::ProbeServers { candidates } => {

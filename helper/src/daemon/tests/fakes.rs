@@ -50,6 +50,8 @@ pub struct Inner {
     pub firewall: Option<FirewallPolicy>,
     /// `DnsManager::set` never returns (a resolver that hangs on D-Bus).
     pub dns_hangs: bool,
+    /// `DnsManager::set` fails.
+    pub dns_fails: bool,
     /// CLOCK_BOOTTIME − CLOCK_MONOTONIC.
     pub suspended: Duration,
     /// The running data plane, if any.
@@ -94,6 +96,7 @@ impl World {
                 lookups: Vec::new(),
                 firewall: None,
                 dns_hangs: false,
+                dns_fails: false,
                 suspended: Duration::ZERO,
                 wire: None,
                 names: HashMap::new(),
@@ -326,8 +329,15 @@ impl DnsManager for FakeDns {
 
     async fn set(&mut self, config: &DnsConfig) -> Result<()> {
         self.0.record(format!("dns: set {:?}", config.servers));
-        if self.0.inner.lock().dns_hangs {
+        let (hangs, fails) = {
+            let inner = self.0.inner.lock();
+            (inner.dns_hangs, inner.dns_fails)
+        };
+        if hangs {
             std::future::pending::<()>().await;
+        }
+        if fails {
+            bail!("the resolver refused");
         }
         Ok(())
     }
