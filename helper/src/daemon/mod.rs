@@ -554,13 +554,29 @@ impl<P: Platform> Daemon<P> {
                 return;
             }
             if now.saturating_duration_since(session.started) > self.settings.handshake_timeout {
-                let endpoint = session.endpoint().map_or("?".into(), |e| e.to_string());
-                self.healing.last_error = Some(format!(
-                    "no handshake with {endpoint} within {} s: the server did not answer. \
-                     Check that it is reachable and that the profile's keys are current",
-                    self.settings.handshake_timeout.as_secs()
-                ));
-                self.lose(ReconnectReason::ServerNotResponding, now).await;
+                let secs = self.settings.handshake_timeout.as_secs();
+                let (error, reason) = if session.plane.sample().handshake_age.is_some() {
+                    (
+                        format!(
+                            "the server answered, but setting DNS through {} did not finish \
+                             within {secs} s",
+                            self.dns_method
+                        ),
+                        ReconnectReason::SetupFailed,
+                    )
+                } else {
+                    let endpoint = session.endpoint().map_or("?".into(), |e| e.to_string());
+                    (
+                        format!(
+                            "no handshake with {endpoint} within {secs} s: the server did not \
+                             answer. Check that it is reachable and that the profile's keys \
+                             are current"
+                        ),
+                        ReconnectReason::ServerNotResponding,
+                    )
+                };
+                self.healing.last_error = Some(error);
+                self.lose(reason, now).await;
                 return;
             }
         }

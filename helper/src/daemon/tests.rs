@@ -556,6 +556,36 @@ async fn dns_that_hangs_holds_up_neither_a_kill_switch_change_nor_a_disconnect_n
 }
 
 #[tokio::test(start_paused = true)]
+async fn dns_that_never_finishes_is_named_as_the_reason_and_healed_like_a_failed_setup() {
+    let world = World::install();
+    world.inner.lock().dns_hangs = true;
+    let h = Helper::start_in(world, tempfile::tempdir().unwrap()).await;
+    h.connect(server(1), vec![]).await.unwrap();
+    let took = h
+        .run_until(
+            HANDSHAKE_TIMEOUT + 2 * SECOND,
+            false,
+            is(TunnelState::Reconnecting),
+        )
+        .await;
+    assert!(took.is_some_and(|t| t >= HANDSHAKE_TIMEOUT), "{took:?}");
+    let reconnect = h.status().reconnect.unwrap();
+    assert_eq!(reconnect.reason, ReconnectReason::SetupFailed);
+    assert!(
+        reconnect
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("setting DNS through fake")),
+        "{reconnect:?}"
+    );
+    h.world.inner.lock().dns_hangs = false;
+    let back = h
+        .run_until(Duration::from_secs(15), false, is(TunnelState::Connected))
+        .await;
+    assert!(back.is_some(), "a fresh session sets DNS: {:?}", h.status());
+}
+
+#[tokio::test(start_paused = true)]
 async fn dns_that_cannot_be_set_takes_the_session_down_and_the_ladder_tries_again() {
     let world = World::install();
     world.inner.lock().dns_fails = true;
