@@ -79,23 +79,13 @@ impl<P: Platform> Daemon<P> {
         let resolvers = Resolvers::helper(self.system_resolvers());
         let done = self.lookups.done_tx.clone();
         let names: Vec<String> = config.peers.iter().map(|p| p.endpoint.clone()).collect();
+        // Every peer's name at once; the first failure is the bring-up's.
         let task = tokio::spawn(async move {
-            let mut endpoints = Vec::with_capacity(names.len());
-            for name in names {
-                match P::resolve(name, resolvers.clone()).await {
-                    Ok(a) => endpoints.push(a),
-                    Err(e) => {
-                        let _ = done.send(Resolved {
-                            generation,
-                            endpoints: Err(e),
-                        });
-                        return;
-                    }
-                }
-            }
+            let lookups = names.into_iter().map(|n| P::resolve(n, resolvers.clone()));
+            let endpoints = futures::future::try_join_all(lookups).await;
             let _ = done.send(Resolved {
                 generation,
-                endpoints: Ok(endpoints),
+                endpoints,
             });
         });
         self.lookups.running = Some(Running {
@@ -109,15 +99,9 @@ impl<P: Platform> Daemon<P> {
 
     /// The lookups of a bring-up ended: set the session up (or heal, or wait offline).
     pub(super) async fn on_resolved(&mut self, resolved: Resolved) {
-        let current = self
-            .lookups
-            .running
-            .as_ref()
-            .is_some_and(|r| r.generation == resolved.generation);
-        if !current {
-            return;
-        }
-        let Some(Running { config, steps, .. }) = self.lookups.running.take() else {
+        // Lookups given up for a newer bring-up may still report: only the current one counts.
+        let current = |r: &mut Running| r.generation == resolved.generation;
+        let Some(Running { config, steps, .. }) = self.lookups.running.take_if(current) else {
             return;
         };
         if let Some(input) = self
@@ -348,14 +332,7 @@ impl<P: Platform> Daemon<P> {
         let Some(session) = self.state.session_mut() else {
             return;
         };
-        if session
-            .dns_task
-            .as_ref()
-            .is_none_or(|t| t.generation != set.generation)
-        {
-            return;
-        }
-        let Some(task) = session.dns_task.take() else {
+        let Some(task) = session.dns_task.take_if(|t| t.generation == set.generation) else {
             return;
         };
         match set.result {
