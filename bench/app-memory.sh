@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The desktop app's memory on a live tunnel: in the tray (started --hidden, and with its window
-# closed) and with the window open, as PSS and RSS of the app plus all its WebKit processes;
-# and how long reopening from the tray takes to show the helper's current state.
+# closed) and with the window open, as PSS and RSS of the app's processes (the tray process,
+# underpass-tray, and the window process, underpass-gui, with all its WebKit processes); and how
+# long reopening from the tray takes to show the helper's current state.
 #
 #   bench/app-memory.sh [--rounds N] [--settle S] [--gui PATH] [--json FILE]
 #     --rounds N   close/reopen cycles (default 5); the figures are medians over them
@@ -9,7 +10,8 @@
 #     --gui PATH   the app binary (default $BIN_DIR/underpass-gui)
 #     --json FILE  also write the raw numbers there (bench/bench.sh embeds them in its results)
 #   env: UNDERPASS_BIN_DIR (default ${CARGO_TARGET_DIR:-<repo>/target}/release) holds underpassd,
-#        underpass and underpass-gui: the release build with the front end embedded:
+#        underpass, underpass-gui and underpass-tray: the release build with the front end
+#        embedded:
 #          npm run ui:build && cargo build --release -p underpassd -p underpass-cli \
 #            -p underpass-gui --features tauri/custom-protocol
 #
@@ -19,15 +21,19 @@
 #
 # The sequence, in one app run, under one Xvfb and one session bus with a tray host
 # (tests/gui/desktop.py watcher) and the tray driven over D-Bus as a desktop does:
-#   1. `underpass-gui --hidden` against the connected helper  -> sample "hidden"
-#   2. tray "Show Underpass"   -> first_open_ms; traffic; settle -> sample "open"
-#   3. N times: close the window (WM_DELETE_WINDOW, the title bar's x); settle -> sample "tray";
-#      tray "Show Underpass" -> reopen_ms; traffic; settle -> sample "open"
-# A sample sums /proc/PID/smaps_rollup (Pss, Rss) over the app and its descendants (the
-# WebKit processes), and breaks the app process's own PSS down by mapping (/proc/PID/smaps:
-# each library by file name, the heap, anonymous memory; the 25 largest), which says what a
-# tray-only process would still carry. Reopen time: from the D-Bus click to the app's log line "window ready",
-# which the front end triggers once it has rendered the helper's state (src-tauri/src/window.rs).
+#   1. `underpass-gui --hidden` (the autostart entry) against the connected helper: it starts
+#      the tray process and exits; settle -> sample "hidden"
+#   2. tray "Show Underpass" (the tray starts the window process) -> first_open_ms; traffic;
+#      settle -> sample "open"
+#   3. N times: close the window (WM_DELETE_WINDOW, the title bar's x), which ends the window
+#      process; settle -> sample "tray"; tray "Show Underpass" -> reopen_ms; traffic; settle
+#      -> sample "open"
+# A sample sums /proc/PID/smaps_rollup (Pss, Rss) over the app's processes (those on this
+# bench's session bus) and their descendants (the WebKit processes), and breaks the tray
+# process's and the window process's own PSS down by mapping (/proc/PID/smaps: each library
+# by file name, the heap, anonymous memory; the 25 largest). Reopen time: from the D-Bus click to the app's log line
+# "window ready", which the front end triggers once it has rendered the helper's state
+# (src-tauri/src/window/mod.rs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,7 +61,7 @@ done
 BIN_DIR=${UNDERPASS_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 case $BIN_DIR in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
 gui=${gui:-$BIN_DIR/underpass-gui}
-for b in "$BIN_DIR/underpassd" "$BIN_DIR/underpass" "$gui"; do
+for b in "$BIN_DIR/underpassd" "$BIN_DIR/underpass" "$gui" "$(dirname "$gui")/underpass-tray"; do
   [ -x "$b" ] || { echo "app-memory: $b not built (see --help)" >&2; exit 1; }
 done
 
@@ -64,13 +70,13 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 WORK=$(mktemp -d /tmp/underpass-app-memory.XXXXXX)
 SANDBOX_DIR="$ROOT/.sandbox/$PREFIX"
-pids=()  # Xvfb, the helper, the app
+pids=()  # Xvfb, the helper
 session=""  # process group of the session bus (tray host, notification server)
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   local p
-  for p in "${pids[@]+"${pids[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $(app_pids 2>/dev/null) "${pids[@]+"${pids[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
   [ -n "$session" ] && kill -TERM -- "-$session" 2>/dev/null || true
   for p in "${pids[@]+"${pids[@]}"}"; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
@@ -131,27 +137,51 @@ descendants() {  # PID and every process below it
   echo "$1"
   for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do descendants "$c"; done
 }
+app_pids() {  # the app's processes on this bench's session bus, and their descendants
+  local p
+  for p in $(pgrep -x 'underpass-(gui|tray)' || true); do
+    if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -xF "DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-none}" >/dev/null; then
+      descendants "$p"
+    fi
+  done | sort -un
+}
+tray_pid() {
+  local p
+  for p in $(app_pids); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = underpass-tray ]; then echo "$p"; fi
+  done
+}
+by_mapping() {  # by_mapping PID: its PSS by mapping, the 25 largest, as JSON ([] for no PID)
+  [ -n "$1" ] || { echo '[]'; return; }
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {n = split($6, part, "/"); name = (NF >= 6 ? part[n] : "[anonymous]")}
+      /^Pss:/ {pss[name] += $2}
+      END {for (m in pss) if (pss[m] > 0) printf "%s\t%.2f\n", m, pss[m] / 1024}' "/proc/$1/smaps" 2>/dev/null |
+    sort -t$'\t' -k2,2 -rn | head -n 25 | jq -Rsc 'split("\n") | map(select(. != "") | split("\t") | {mapping: .[0], pss_mib: (.[1] | tonumber)})'
+}
 sample() {  # sample STATE: one JSON object, the app and its processes now
-  local p name pss rss rows=()
-  for p in $(descendants "$APP_PID"); do
+  local p name pss rss rows=() tray
+  tray=$(tray_pid)
+  for p in $(app_pids); do
     name=$(cat "/proc/$p/comm" 2>/dev/null) || continue
     read -r pss rss < <(awk '$1 == "Pss:" {p = $2} $1 == "Rss:" {r = $2} END {print p + 0, r + 0}' \
       "/proc/$p/smaps_rollup" 2>/dev/null) || continue
     rows+=("$name $pss $rss")
   done
-  local mappings
-  mappings=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {n = split($6, part, "/"); name = (NF >= 6 ? part[n] : "[anonymous]")}
-      /^Pss:/ {pss[name] += $2}
-      END {for (m in pss) if (pss[m] > 0) printf "%s\t%.2f\n", m, pss[m] / 1024}' "/proc/$APP_PID/smaps" 2>/dev/null |
-    sort -t$'\t' -k2,2 -rn | head -n 25 | jq -Rsc 'split("\n") | map(select(. != "") | split("\t") | {mapping: .[0], pss_mib: (.[1] | tonumber)})')
-  printf '%s\n' "${rows[@]}" | jq -Rsc --arg state "$1" --argjson mappings "${mappings:-[]}" '
+  local window
+  window=$(for p in $(app_pids); do if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = underpass-gui ]; then echo "$p"; fi; done | head -n1)
+  printf '%s\n' "${rows[@]}" | jq -Rsc --arg state "$1" --argjson tray "$(by_mapping "$tray")" \
+    --argjson window "$(by_mapping "$window")" '
     split("\n") | map(select(. != "") | split(" ") | {name: .[0], pss_mib: ((.[1]|tonumber) / 1024), rss_mib: ((.[2]|tonumber) / 1024)})
     | {state: $state, pss_mib: (map(.pss_mib) | add), rss_mib: (map(.rss_mib) | add),
        webkit_processes: (map(select(.name | startswith("WebKit"))) | length), processes: .,
-       app_by_mapping: $mappings}' >>"$WORK/samples.jsonl"
+       tray_by_mapping: $tray, window_by_mapping: $window}' >>"$WORK/samples.jsonl"
   log "$1: PSS $(tail -n1 "$WORK/samples.jsonl" | jq -r '.pss_mib | floor') MiB, RSS $(tail -n1 "$WORK/samples.jsonl" | jq -r '.rss_mib | floor') MiB, $(tail -n1 "$WORK/samples.jsonl" | jq -r '[.processes[].name] | join(" ")')"
 }
-webkit_count() { local n=0 p; for p in $(descendants "$APP_PID"); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == WebKit* ]] && n=$((n + 1)); done; echo "$n"; }
+window_gone() {  # no window process and no WebKit process is left
+  local p
+  for p in $(app_pids); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == @(underpass-gui|WebKit*) ]] && return 1; done
+  return 0
+}
 ready_count() { grep -c "window ready" "$WORK/app.log" 2>/dev/null || true; }
 
 # Clicks the tray's "Show Underpass" and prints the ms until the window showed the helper's
@@ -174,8 +204,6 @@ log "app: $gui (display :$disp)"
 env HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/xdg" NO_AT_BRIDGE=1 \
   UNDERPASS_SOCKET="$SOCK" UNDERPASS_CONFIG_DIR="$CONFIG" UNDERPASS_KEYSTORE=file \
   "$gui" --hidden </dev/null >"$WORK/app.log" 2>&1 &
-APP_PID=$!
-pids+=("$APP_PID")
 for _ in $(seq 100); do [ -s "$WORK/tray.jsonl" ] && break; sleep 0.1; done
 [ -s "$WORK/tray.jsonl" ] || { log "the app registered no tray icon"; exit 1; }
 sleep "$settle"
@@ -186,7 +214,7 @@ sample open
 reopen=()
 for ((r = 1; r <= rounds; r++)); do
   desk close Underpass
-  for _ in $(seq 100); do [ "$(webkit_count)" = 0 ] && break; sleep 0.1; done
+  for _ in $(seq 100); do window_gone && break; sleep 0.1; done
   sleep "$settle"
   sample tray
   reopen+=("$(show_ms)")
@@ -194,7 +222,7 @@ for ((r = 1; r <= rounds; r++)); do
   traffic; sleep "$settle"
   sample open
 done
-kill -0 "$APP_PID" 2>/dev/null || { log "the app exited"; exit 1; }
+[ -n "$(tray_pid)" ] || { log "the tray exited"; exit 1; }
 
 # ---------------------------------------------------------------- results
 result=$(jq -sc --arg gui "$gui" --arg date "$(date -u +%FT%TZ)" --argjson rounds "$rounds" \
@@ -211,7 +239,7 @@ result=$(jq -sc --arg gui "$gui" --arg date "$(date -u +%FT%TZ)" --argjson round
    reopen_ms: {median: ($reopen | map(select(. != null)) | median), runs: $reopen}}' "$WORK/samples.jsonl")
 [ -n "$json_out" ] && echo "$result" >"$json_out"
 fmt() { jq -r "$1 | if . == null then \"–\" else (. * 10 | round / 10 | tostring) end" <<<"$result"; }
-echo "Desktop app (underpass-gui and its WebKit processes, release build, Xvfb, live tunnel), MiB, medians of $rounds rounds:"
+echo "Desktop app (underpass-tray, underpass-gui and its WebKit processes, release build, Xvfb, live tunnel), MiB, medians of $rounds rounds:"
 echo
 echo "| state | PSS | RSS | WebKit processes |"
 echo "|---|---:|---:|---:|"
@@ -221,8 +249,14 @@ echo "| window open | $(fmt .open.median_pss_mib) | $(fmt .open.median_rss_mib) 
 echo
 echo "Reopening from the tray to the helper's state: $(fmt .reopen_ms.median) ms median (runs: $(jq -r '.reopen_ms.runs | map(tostring) | join(", ")' <<<"$result") ms); first open after --hidden: $(fmt .first_open_ms) ms."
 echo
-echo "The app process's own PSS in the tray (window closed, last sample), by mapping, the largest 12:"
+echo "The tray process's own PSS (window closed, last sample), by mapping, the largest 12:"
 echo
 echo "| mapping | PSS (MiB) |"
 echo "|---|---:|"
-jq -r '.tray.samples[-1].app_by_mapping // [] | .[:12][] | "| \(.mapping) | \(.pss_mib * 10 | round / 10) |"' <<<"$result"
+jq -r '.tray.samples[-1].tray_by_mapping // [] | .[:12][] | "| \(.mapping) | \(.pss_mib * 10 | round / 10) |"' <<<"$result"
+echo
+echo "The window process's own PSS (window open, last sample), by mapping, the largest 12:"
+echo
+echo "| mapping | PSS (MiB) |"
+echo "|---|---:|"
+jq -r '.open.samples[-1].window_by_mapping // [] | .[:12][] | "| \(.mapping) | \(.pss_mib * 10 | round / 10) |"' <<<"$result"

@@ -40,9 +40,10 @@ PKGS=(
   # org.freedesktop.resolve1 on a private dbus-daemon (helper/src/dns/resolved.rs), and its
   # sleep and resume against dbusmock's logind template, driven by gdbus (tests/e2e/tests/sleep.rs)
   python3-dbusmock libglib2.0-bin
-  # the desktop app: Tauri's build dependencies, its tray library, and the GUI test's world
-  # (Xvfb, WebKit's WebDriver, X11 and D-Bus tools for the window, the tray and deep links)
-  libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev libssl-dev libayatana-appindicator3-1
+  # the desktop app: Tauri's build dependencies (its tray is D-Bus only, no library), and the
+  # GUI test's world (Xvfb, WebKit's WebDriver, X11 and D-Bus tools for the window, the tray
+  # and deep links)
+  libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev libssl-dev
   xvfb webkit2gtk-driver x11-utils python3-xlib libglib2.0-bin desktop-file-utils
   # installers/linux/check.sh: systemd-analyze and systemd-sysusers read the service files
   systemd shared-mime-info

@@ -3,7 +3,7 @@
 #   underpass-daemon_VERSION_ARCH.deb and underpass-daemon-VERSION-1.ARCH.rpm: the helper (as a
 #     hardened systemd service), the CLI with completions and a man page; no GUI dependencies;
 #   underpass_VERSION_ARCH.deb and underpass-VERSION-1.ARCH.rpm: the desktop app (underpass-gui,
-#     release build with the front end embedded), its desktop entry, hicolor icons, the
+#     release build with the front end embedded, and its tray, underpass-tray), its desktop entry, hicolor icons, the
 #     underpass:// scheme and the .underpass MIME type; it depends on underpass-daemon of its
 #     own version. Skipped with --daemon-only (the app's release build takes ~6 min).
 # --app-debug packs the app's debug build instead (the one tests/gui/run.sh builds, with the
@@ -124,7 +124,8 @@ build_rpm underpass-daemon daemon "$tmp/rpm-stage"
 stage_app() {
   local d=$1 size
   install -Dm755 "$target/$app_profile/underpass-gui" "$d/usr/bin/underpass-gui"
-  strip --strip-unneeded "$d/usr/bin/underpass-gui"
+  install -Dm755 "$target/$app_profile/underpass-tray" "$d/usr/bin/underpass-tray"
+  strip --strip-unneeded "$d/usr/bin/underpass-gui" "$d/usr/bin/underpass-tray"
   install -Dm644 "$linux/underpass.desktop" "$d/usr/share/applications/underpass.desktop"
   install -Dm644 "$linux/underpass-mime.xml" "$d/usr/share/mime/packages/underpass.xml"
   for size in 32x32:32x32 128x128:128x128 256x256:128x128@2x 512x512:icon; do
@@ -133,6 +134,7 @@ stage_app() {
   install -Dm644 src-tauri/icons/icon.svg "$d/usr/share/icons/hicolor/scalable/apps/underpass-gui.svg"
   install -d "$d/usr/share/man/man1"
   gzip -9n <"$linux/app/underpass-gui.1" >"$d/usr/share/man/man1/underpass-gui.1.gz"
+  gzip -9n <"$linux/app/underpass-tray.1" >"$d/usr/share/man/man1/underpass-tray.1.gz"
 }
 if [ "$app" = 1 ]; then
   # The front end embedded through tauri's custom-protocol feature, as `tauri build` does. The
@@ -149,7 +151,7 @@ if [ "$app" = 1 ]; then
     cargo build --release --locked -q -p underpass-gui --features tauri/custom-protocol
   fi
   stage_app "$tmp/app-deb"
-  build_deb underpass app "$tmp/app-deb" "$tmp/app-deb/usr/bin/underpass-gui"
+  build_deb underpass app "$tmp/app-deb" "$tmp/app-deb/usr/bin/underpass-gui" "$tmp/app-deb/usr/bin/underpass-tray"
   stage_app "$tmp/app-rpm"
   build_rpm underpass app "$tmp/app-rpm"
 fi

@@ -2,7 +2,6 @@
 //! [`crate::settings`]. Errors reach the UI as plain sentences.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt as _;
@@ -15,7 +14,7 @@ use crate::helper::{self, HelperView, DOCTOR_TIMEOUT, REQUEST_TIMEOUT, SELF_TEST
 use crate::links::OpenRequest;
 use crate::profiles::ImportOutcome;
 use crate::settings::{Settings, SettingsForm};
-use crate::{desktop, report, tray, AppState};
+use crate::{desktop, report, AppState};
 
 type Answer<T> = Result<T, String>;
 
@@ -72,7 +71,7 @@ pub async fn import_paths(
             crate::links::clear_inbox(&dir.join(crate::links::INBOX));
         }
     }
-    tray::refresh_countries(&app);
+    crate::profiles_changed(&app);
     Ok(out)
 }
 
@@ -85,15 +84,10 @@ pub async fn delete_profile(
     name: String,
 ) -> Answer<()> {
     state.profiles.remove(&name).map_err(|e| format!("{e:#}"))?;
-    {
-        let mut settings = state.settings.lock().unwrap();
-        if settings.forget_profile(&name) {
-            if let Err(e) = state.config_dir().and_then(|dir| settings.save(&dir)) {
-                tracing::warn!("could not forget the deleted profile as the last server: {e}");
-            }
-        }
+    if let Err(e) = state.change_settings(|settings| Ok(settings.forget_profile(&name))) {
+        tracing::warn!("could not forget the deleted profile as the last server: {e}");
     }
-    tray::refresh_countries(&app);
+    crate::profiles_changed(&app);
     Ok(())
 }
 
@@ -126,7 +120,6 @@ pub async fn connect(state: State<'_, AppState>, target: Target) -> Answer<Conne
 
 #[tauri::command]
 pub async fn disconnect(state: State<'_, AppState>) -> Answer<()> {
-    state.user_disconnect.store(true, Ordering::SeqCst);
     ask(&state, Request::Disconnect).await.map(|_| ())
 }
 
@@ -159,7 +152,7 @@ pub async fn set_lan_access(state: State<'_, AppState>, allow: bool) -> Answer<(
 /// The saved settings, with "launch at login" as the OS's autostart entry says.
 #[tauri::command]
 pub fn get_settings(app: AppHandle, state: State<'_, AppState>) -> Settings {
-    let mut settings = state.settings.lock().unwrap().clone();
+    let mut settings = state.settings();
     if let Ok(on) = app.autolaunch().is_enabled() {
         settings.launch_at_login = on;
     }
@@ -176,13 +169,10 @@ pub fn save_settings(
 ) -> Answer<Settings> {
     // Read, change and save under one lock, so a connect remembering its server meanwhile
     // is not overwritten.
-    let settings = {
-        let mut current = state.settings.lock().unwrap();
-        let settings = form.apply(&current)?;
-        settings.save(&state.config_dir()?)?;
-        *current = settings.clone();
-        settings
-    };
+    let settings = state.change_settings(|current| {
+        *current = form.apply(current)?;
+        Ok(true)
+    })?;
     let autostart = app.autolaunch();
     if settings.launch_at_login != autostart.is_enabled().unwrap_or(false) {
         let done = if settings.launch_at_login {
@@ -195,10 +185,11 @@ pub fn save_settings(
     Ok(settings)
 }
 
-/// The front end has rendered the helper's state in a newly built window.
+/// The front end has rendered the helper's state in a newly built window; `shown` is its
+/// state line.
 #[tauri::command]
-pub fn window_ready(app: AppHandle) {
-    crate::window::ready(&app);
+pub fn window_ready(app: AppHandle, shown: String) {
+    crate::window::ready(&app, &shown);
 }
 
 /// The links and files the app was asked to open and the webview has not handled yet.
@@ -220,7 +211,7 @@ pub async fn self_test(state: State<'_, AppState>, test: SelfTestKind) -> Answer
                 kept.retain(|r| r.test != report.test);
                 kept.push((*report).clone());
             }
-            if state.settings.lock().unwrap().notifications {
+            if state.settings().notifications {
                 if let Some(n) = desktop::self_test_note(&report) {
                     desktop::notify(&n.title, &n.body);
                 }

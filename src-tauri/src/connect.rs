@@ -3,8 +3,6 @@
 //! The Connect screen, the tray, connect-on-launch and `underpass://connect` links all come
 //! through [`connect`].
 
-use std::sync::atomic::Ordering;
-
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use underpass_profile::catalog::probe_candidates;
@@ -12,8 +10,8 @@ use underpass_profile::choice;
 use underpass_profile::CatalogServer;
 use underpass_proto::{ProbeResult, Request, Response};
 
+use crate::core::Core;
 use crate::helper;
-use crate::AppState;
 
 /// What to connect to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +48,7 @@ pub struct Connecting {
 
 /// Sends the connect request for `target` with the saved settings and, once the helper has
 /// taken it, remembers `target` as the one Connect uses next time.
-pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, String> {
+pub async fn connect(state: &Core, target: &Target) -> Result<Connecting, String> {
     let (kill_switch, lan_access) = {
         let view = state.view.lock().unwrap();
         let status = view
@@ -59,7 +57,7 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
             .ok_or("the helper is not reachable; see the message on screen")?;
         (status.kill_switch, status.lan_access)
     };
-    let settings = state.settings.lock().unwrap().clone();
+    let settings = state.settings();
     let config_for = |profile: &str, server: Option<&str>| {
         state
             .profiles
@@ -89,7 +87,6 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
         .iter()
         .map(|s| config_for(s.profile.as_str(), s.server.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
-    state.user_disconnect.store(false, Ordering::SeqCst);
     tracing::info!(
         "connecting to {}{} (chosen as {target:?})",
         chosen.profile,
@@ -114,13 +111,13 @@ pub async fn connect(state: &AppState, target: &Target) -> Result<Connecting, St
 }
 
 /// Saves `target` as the last one used (for the tray and connect-on-launch).
-fn remember(state: &AppState, target: &Target) {
-    let mut settings = state.settings.lock().unwrap();
-    if settings.last_target.as_ref() == Some(target) {
-        return;
-    }
-    settings.last_target = Some(target.clone());
-    if let Err(e) = state.config_dir().and_then(|dir| settings.save(&dir)) {
+fn remember(state: &Core, target: &Target) {
+    let saved = state.change_settings(|settings| {
+        let changed = settings.last_target.as_ref() != Some(target);
+        settings.last_target = Some(target.clone());
+        Ok(changed)
+    });
+    if let Err(e) = saved {
         tracing::warn!("could not save the last server: {e}");
     }
 }
@@ -129,7 +126,7 @@ fn remember(state: &AppState, target: &Target) {
 /// has not expired and its policy allows the current settings; `underpass_profile::choice`,
 /// shared with the CLI) and ranks them: the fastest, and the rest of the choice in order.
 async fn fastest_servers(
-    state: &AppState,
+    state: &Core,
     country: Option<&str>,
     usable: impl Fn(&CatalogServer) -> Result<(), String>,
 ) -> Result<(Connecting, Vec<CatalogServer>), String> {
@@ -172,7 +169,7 @@ async fn fastest_servers(
 /// Asks the helper to measure `candidates`, in the requests `choice::probe_requests` makes,
 /// all at once (each is bounded by the helper's timeout).
 async fn probe_all(
-    state: &AppState,
+    state: &Core,
     candidates: &[underpass_proto::ProbeCandidate],
 ) -> Result<Vec<ProbeResult>, String> {
     let mut requests = JoinSet::new();

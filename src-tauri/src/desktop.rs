@@ -23,13 +23,10 @@ pub struct Note {
 }
 
 /// What changed between two reported statuses that a user should hear about, if anything.
-/// `user_asked_to_disconnect` is true when this app sent the disconnect (so dropping the
-/// tunnel is expected).
-pub fn notification_for(
-    prev: Option<&Status>,
-    next: &Status,
-    user_asked_to_disconnect: bool,
-) -> Option<Note> {
+/// A tunnel that goes from connected to disconnected with no error was asked to (by the app,
+/// the tray or the CLI: the helper heals every other drop by itself), so only an error is
+/// "unexpected".
+pub fn notification_for(prev: Option<&Status>, next: &Status) -> Option<Note> {
     let was = prev.map(|p| p.state);
     let profile = next.profile.as_deref().unwrap_or("the server");
     let blocked_now = next.firewall == FirewallState::Blocking;
@@ -72,8 +69,7 @@ pub fn notification_for(
         });
     }
     if was == Some(TunnelState::Connected)
-        && matches!(next.state, TunnelState::Error | TunnelState::Disconnected)
-        && !user_asked_to_disconnect
+        && (next.state == TunnelState::Error || next.error.is_some())
     {
         return Some(Note {
             title: "Underpass: disconnected unexpectedly".into(),
@@ -207,11 +203,8 @@ mod tests {
 
     #[test]
     fn reconnecting_for_30_s_notifies_once_and_recovery_says_reconnected() {
-        assert_eq!(
-            notification_for(Some(&healing(28)), &healing(29), false),
-            None
-        );
-        let n = notification_for(Some(&healing(29)), &healing(30), false).unwrap();
+        assert_eq!(notification_for(Some(&healing(28)), &healing(29)), None);
+        let n = notification_for(Some(&healing(29)), &healing(30)).unwrap();
         assert_eq!(n.title, "Underpass: still reconnecting");
         assert!(
             n.body.contains("The server is not responding"),
@@ -219,12 +212,9 @@ mod tests {
             n.body
         );
         assert!(n.body.contains("kill switch"), "{}", n.body);
-        assert_eq!(
-            notification_for(Some(&healing(30)), &healing(31), false),
-            None
-        );
+        assert_eq!(notification_for(Some(&healing(30)), &healing(31)), None);
         let back = status(TunnelState::Connected, FirewallState::TunnelOnly);
-        let n = notification_for(Some(&healing(40)), &back, false).unwrap();
+        let n = notification_for(Some(&healing(40)), &back).unwrap();
         assert_eq!(n.title, "Underpass: reconnected");
         assert_eq!(tray_label(Some(&healing(3))), "Reconnecting (attempt 2)…");
     }
@@ -242,27 +232,32 @@ mod tests {
     fn connecting_then_connected_notifies_once() {
         let a = status(TunnelState::Connecting, FirewallState::Open);
         let b = status(TunnelState::Connected, FirewallState::TunnelOnly);
-        let n = notification_for(Some(&a), &b, false).unwrap();
+        let n = notification_for(Some(&a), &b).unwrap();
         assert!(n.title.contains("connected"));
-        assert_eq!(notification_for(Some(&b), &b, false), None);
+        assert_eq!(notification_for(Some(&b), &b), None);
     }
 
     #[test]
-    fn a_drop_the_user_did_not_ask_for_is_reported_and_one_they_did_is_not() {
+    fn a_drop_with_an_error_is_reported_and_an_asked_for_disconnect_is_not() {
         let a = status(TunnelState::Connected, FirewallState::TunnelOnly);
         let mut b = status(TunnelState::Error, FirewallState::Open);
         b.error = Some("no handshake for 180 s".into());
-        let n = notification_for(Some(&a), &b, false).unwrap();
+        let n = notification_for(Some(&a), &b).unwrap();
         assert_eq!(n.body, "no handshake for 180 s");
+        // Disconnected without an error: someone asked (this app, the tray or the CLI).
         let c = status(TunnelState::Disconnected, FirewallState::Open);
-        assert_eq!(notification_for(Some(&a), &c, true), None);
+        assert_eq!(notification_for(Some(&a), &c), None);
+        // A disconnect the helper made, with its reason, is reported.
+        let mut d = c.clone();
+        d.error = Some("the profile's bundle expired".into());
+        assert!(notification_for(Some(&a), &d).is_some());
     }
 
     #[test]
     fn kill_switch_block_is_reported_and_shown_in_the_tray() {
         let a = status(TunnelState::Connected, FirewallState::TunnelOnly);
         let b = status(TunnelState::Error, FirewallState::Blocking);
-        assert!(notification_for(Some(&a), &b, false)
+        assert!(notification_for(Some(&a), &b)
             .unwrap()
             .title
             .contains("kill switch"));

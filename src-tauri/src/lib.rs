@@ -18,10 +18,13 @@
 //!   first shows its window and opens them ([`links`]).
 //! - **No webview in the tray.** The window exists only while it is shown ([`window`]):
 //!   everything that must work in the tray (the helper link, the tray menu, notifications,
-//!   connect on launch) lives here in Rust, never in the front end.
+//!   connect on launch) lives in Rust, never in the front end. On Linux the tray is a process
+//!   of its own with no toolkit or webview ([`tray`]), and the window process ends with its
+//!   window; what both need is [`core::Core`].
 
 pub mod commands;
 pub mod connect;
+pub mod core;
 pub mod desktop;
 pub mod doctor;
 pub mod helper;
@@ -36,24 +39,21 @@ pub mod window;
 #[cfg(test)]
 mod contract;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
 use tauri_plugin_window_state::{AppHandleExt as _, StateFlags};
-use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
-use underpass_proto::{DoctorReport, SelfTestReport, Status, TunnelState};
+use underpass_proto::{DoctorReport, SelfTestReport};
 
-use crate::helper::{HelperView, Update};
+use crate::core::Core;
+use crate::helper::Update;
 use crate::links::OpenRequest;
 use crate::options::Options;
-use crate::profiles::Profiles;
-use crate::settings::Settings;
-use crate::tray::TrayItems;
 
 /// What the window remembers between runs (not whether it is shown: that follows
 /// `--hidden` and the tray).
@@ -61,41 +61,33 @@ const WINDOW_STATE: StateFlags = StateFlags::SIZE
     .union(StateFlags::POSITION)
     .union(StateFlags::MAXIMIZED);
 
-/// Everything the commands share.
+/// Everything the commands share: the [`Core`] the tray process has too, and what only the
+/// window process holds.
 pub struct AppState {
-    pub options: Options,
-    pub profiles: Profiles,
-    /// The latest view of the helper, as last reported.
-    pub view: Mutex<HelperView>,
-    pub retry: Arc<Notify>,
-    /// Set when this app asked for a disconnect, so the drop is not "unexpected".
-    pub user_disconnect: AtomicBool,
-    pub settings: Mutex<Settings>,
+    core: Arc<Core>,
     /// Links and files to open that the webview has not taken yet.
     pub pending_open: Mutex<Vec<OpenRequest>>,
     /// The last report of each self-test run in this session (for the diagnostics report).
     pub self_tests: Mutex<Vec<SelfTestReport>>,
     /// The last troubleshooter report of this session (for the diagnostics report).
     pub doctor: Mutex<Option<DoctorReport>>,
-    /// Set once connect-on-launch has been considered (it happens at most once per run).
-    launch_connect_done: AtomicBool,
-    /// The tray icon's menu, once built. Never behind a lock: changing a menu item waits for
-    /// the main thread, which must never wait for a lock a worker holds.
-    tray: OnceLock<TrayItems>,
-    /// Whether a tray host was on the session bus at start. Without one, the window is never
-    /// hidden (`--hidden` shows it; closing it quits), or the app would be unreachable.
-    tray_host: AtomicBool,
+    /// Whether this process tells the user about changes and connects at launch; not while a
+    /// tray process does (Linux).
+    announce: AtomicBool,
+    /// The tray icon's menu, once built (Windows, macOS). Never behind a lock: changing a
+    /// menu item waits for the main thread, which must never wait for a lock a worker holds.
+    #[cfg(not(target_os = "linux"))]
+    tray: std::sync::OnceLock<tray::in_app::TrayItems>,
+    /// Whether the window process keeps a tray of its own with a host to show it. Without one,
+    /// closing the window quits (on Linux the tray is another process, so it always does).
+    resident_tray: AtomicBool,
 }
 
-impl AppState {
-    pub fn config_dir(&self) -> Result<PathBuf, String> {
-        self.options
-            .config_dir
-            .clone()
-            .or_else(underpass_profile::default_config_dir)
-            .ok_or_else(|| {
-                "cannot tell where your profiles live: set HOME or pass --config-dir".into()
-            })
+impl std::ops::Deref for AppState {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -107,46 +99,29 @@ fn on_update(app: &AppHandle, update: Update) {
             let _ = app.emit("selftest-progress", p);
         }
         Update::View(view) => {
-            let prev: Option<Status> = {
-                let mut current = state.view.lock().unwrap();
-                let prev = current.status.clone();
-                *current = (*view).clone();
-                prev
-            };
-            if let Some(next) = &view.status {
-                let user = state.user_disconnect.load(Ordering::SeqCst);
-                if state.settings.lock().unwrap().notifications {
-                    if let Some(n) = desktop::notification_for(prev.as_ref(), next, user) {
-                        desktop::notify(&n.title, &n.body);
-                    }
-                }
-                if !state.launch_connect_done.swap(true, Ordering::SeqCst) {
-                    connect_on_launch(app, next);
-                }
+            let announce = state.announce.load(Ordering::SeqCst);
+            if let Some(target) = state.take_view((*view).clone(), announce) {
+                let core = state.core.clone();
+                tauri::async_runtime::spawn(async move {
+                    tracing::info!("connect on launch: {target:?}");
+                    core.connect_or_notify(Some(target), "Underpass: could not connect at launch")
+                        .await;
+                });
             }
-            tray::show_status(&state, view.status.as_ref());
+            #[cfg(not(target_os = "linux"))]
+            tray::in_app::show_status(&state, view.status.as_ref());
             let _ = app.emit("helper-view", *view);
         }
     }
 }
 
-/// The first time the helper answers: connect if the user asked for it at launch and the
-/// helper is not already connected (a helper that reconnected by itself is left alone).
-fn connect_on_launch(app: &AppHandle, status: &Status) {
-    let state = app.state::<AppState>();
-    let settings = state.settings.lock().unwrap().clone();
-    if !settings.connect_on_launch || status.state != TunnelState::Disconnected {
-        return;
-    }
-    let target = settings.last_target.unwrap_or_default();
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        tracing::info!("connect on launch: {target:?}");
-        if let Err(e) = connect::connect(&state, &target).await {
-            desktop::notify("Underpass: could not connect at launch", &e);
-        }
-    });
+/// The profile store changed: the tray's "Connect to" follows. (On Linux the tray process
+/// sees the store change by itself.)
+pub(crate) fn profiles_changed(app: &AppHandle) {
+    #[cfg(not(target_os = "linux"))]
+    tray::in_app::refresh_countries(app);
+    #[cfg(target_os = "linux")]
+    let _ = app;
 }
 
 /// Queues what a command line asks to open, and tells the webview to take it.
@@ -170,7 +145,9 @@ fn open_items(app: &AppHandle, items: &[String], cwd: &Path) {
 
 /// Logs to stderr and, when there is a log dir, to a file a day (the diagnostics report reads
 /// them). The guard must live as long as the app.
-fn init_logging(log_dir: Option<&Path>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+pub(crate) fn init_logging(
+    log_dir: Option<&Path>,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| "underpass_gui=info".into())
@@ -209,36 +186,40 @@ fn init_logging(log_dir: Option<&Path>) -> Option<tracing_appender::non_blocking
 /// Starts the app. Blocks until it quits.
 pub fn run(options: Options) {
     let _log_guard = init_logging(options.log_dir.as_deref());
-    let profiles = Profiles::new(options.clone());
-    let settings = options
-        .config_dir
-        .clone()
-        .or_else(underpass_profile::default_config_dir)
-        .map(|dir| {
-            Settings::load(&dir).unwrap_or_else(|e| {
-                tracing::warn!("settings unreadable, using defaults: {e}");
-                Settings::default()
-            })
-        })
-        .unwrap_or_default();
+    // To quit, only the hand-over to the running app matters (see the setup below).
+    let tray_host = !options.quit && tauri::async_runtime::block_on(desktop::tray_host_present());
+    if !tray_host && !options.quit {
+        tracing::info!("no tray host on the session bus: the window stays reachable");
+    }
+    // On Linux the tray is a process of its own: start it unless it runs.
+    #[cfg(target_os = "linux")]
+    let tray_process = tray_host && tray::process::ensure(&options);
+    #[cfg(not(target_os = "linux"))]
+    let tray_process = false;
+    if options.hidden && tray_process {
+        // At login: the tray is all there is to start, with no window and no webview.
+        tracing::info!("started {}: the tray holds the app", options::HIDDEN_FLAG);
+        return;
+    }
     let state = AppState {
-        view: Mutex::new(HelperView::connecting(&options.socket)),
-        retry: Arc::new(Notify::new()),
-        options,
-        profiles,
-        user_disconnect: AtomicBool::new(false),
-        settings: Mutex::new(settings),
+        core: Arc::new(Core::new(options)),
         pending_open: Mutex::new(Vec::new()),
         self_tests: Mutex::new(Vec::new()),
         doctor: Mutex::new(None),
-        launch_connect_done: AtomicBool::new(false),
-        tray: OnceLock::new(),
-        tray_host: AtomicBool::new(false),
+        announce: AtomicBool::new(!tray_process),
+        #[cfg(not(target_os = "linux"))]
+        tray: std::sync::OnceLock::new(),
+        resident_tray: AtomicBool::new(false),
     };
     tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, args, cwd| {
-            // A second instance: its arguments are ours to open (program name first).
-            let items = options::Options::items_to_open(args.iter().skip(1).cloned());
+            // A second instance: its arguments are ours to act on (program name first).
+            let args: Vec<String> = args.into_iter().skip(1).collect();
+            if Options::asks_to_quit(&args) {
+                app.exit(0);
+                return;
+            }
+            let items = Options::items_to_open(args);
             window::show(app);
             open_items(app, &items, Path::new(&cwd));
         }))
@@ -278,23 +259,25 @@ pub fn run(options: Options) {
             commands::apply_mtu,
             commands::window_ready,
         ])
-        .setup(|app| {
+        .setup(move |app| {
             let handle = app.handle().clone();
-            match tray::build(&handle) {
-                Ok(items) => {
-                    let state = app.state::<AppState>();
-                    let _ = state.tray.set(items);
-                    let host = tauri::async_runtime::block_on(desktop::tray_host_present());
-                    if !host {
-                        tracing::info!(
-                            "no tray host on the session bus: the window stays reachable"
-                        );
-                    }
-                    state.tray_host.store(host, Ordering::SeqCst);
-                }
-                Err(e) => tracing::warn!("no tray icon: {e}"),
+            if app.state::<AppState>().options.quit {
+                // No app was running to hand the request to: there is nothing to end.
+                handle.exit(0);
+                return Ok(());
             }
-            tray::refresh_countries(&handle);
+            #[cfg(not(target_os = "linux"))]
+            {
+                let state = app.state::<AppState>();
+                match tray::in_app::build(&handle) {
+                    Ok(items) => {
+                        let _ = state.tray.set(items);
+                        state.resident_tray.store(tray_host, Ordering::SeqCst);
+                    }
+                    Err(e) => tracing::warn!("no tray icon: {e}"),
+                }
+                tray::in_app::refresh_countries(&handle);
+            }
             let (socket, retry, hidden, items) = {
                 let s = app.state::<AppState>();
                 (
@@ -306,7 +289,7 @@ pub fn run(options: Options) {
             };
             // No window is built at start (tauri.conf.json: `create: false`), so that
             // `--hidden` (autostart) has no webview at all; everything else shows it.
-            if !hidden || !app.state::<AppState>().tray_host.load(Ordering::SeqCst) {
+            if !hidden || !app.state::<AppState>().resident_tray.load(Ordering::SeqCst) {
                 window::show(&handle);
             }
             if let Ok(dir) = app.state::<AppState>().config_dir() {
@@ -339,8 +322,8 @@ pub fn run(options: Options) {
         .expect("error while building the Underpass app")
         .run(|app, event| {
             if let RunEvent::ExitRequested { code, api, .. } = event {
-                let tray_host = app.state::<AppState>().tray_host.load(Ordering::SeqCst);
-                if window::keep_running(code, tray_host) {
+                let resident = app.state::<AppState>().resident_tray.load(Ordering::SeqCst);
+                if window::keep_running(code, resident) {
                     api.prevent_exit();
                 }
             }

@@ -24,6 +24,11 @@ pub struct Options {
     pub self_test: SelfTestOptions,
     /// `--hidden`: start in the tray without showing the window (the autostart entry).
     pub hidden: bool,
+    /// `--quit`: end the running app, window and tray (the tray's Quit asks the window so).
+    pub quit: bool,
+    /// The options with values, as given, to hand on to the app's other process (the tray
+    /// starts the window with them, and the window the tray).
+    pub forward: Vec<OsString>,
     /// Where the app's own log files go: `UNDERPASS_LOG_DIR`, else `$XDG_STATE_HOME/underpass`,
     /// else `~/.local/state/underpass`. `None` when none of these is known (no file log).
     pub log_dir: Option<PathBuf>,
@@ -33,6 +38,8 @@ pub struct Options {
 
 /// The option the autostart entry passes.
 pub const HIDDEN_FLAG: &str = "--hidden";
+/// The option that ends a running app.
+pub const QUIT_FLAG: &str = "--quit";
 const VALUE_FLAGS: [&str; 4] = [
     "--socket",
     "--config-dir",
@@ -45,6 +52,7 @@ const VALUE_FLAGS: [&str; 4] = [
 struct Args {
     values: Vec<(String, OsString)>,
     hidden: bool,
+    quit: bool,
     open: Vec<String>,
 }
 
@@ -55,6 +63,10 @@ fn split_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> 
         let arg = arg.to_string_lossy().into_owned();
         if arg == HIDDEN_FLAG {
             out.hidden = true;
+            continue;
+        }
+        if arg == QUIT_FLAG {
+            out.quit = true;
             continue;
         }
         if !arg.starts_with('-') {
@@ -95,6 +107,11 @@ impl Options {
         let mut keystore = env_nonempty("UNDERPASS_KEYSTORE");
         let mut trusted = env_nonempty("UNDERPASS_TRUSTED_KEYS_DIR").map(PathBuf::from);
         let args = split_args(args.into_iter().skip(1))?;
+        let forward = args
+            .values
+            .iter()
+            .flat_map(|(flag, value)| [OsString::from(flag), value.clone()])
+            .collect();
         for (flag, value) in args.values {
             match flag.as_str() {
                 "--socket" => socket = Some(value.into()),
@@ -128,6 +145,8 @@ impl Options {
                 .unwrap_or_else(|| underpass_profile::bundle::DEFAULT_SYSTEM_TRUST_DIR.into()),
             self_test,
             hidden: args.hidden,
+            quit: args.quit,
+            forward,
             open: args.open,
             log_dir: env_nonempty("UNDERPASS_LOG_DIR")
                 .map(PathBuf::from)
@@ -145,6 +164,11 @@ impl Options {
         split_args(args.into_iter().map(OsString::from))
             .map(|a| a.open)
             .unwrap_or_default()
+    }
+
+    /// Whether another instance's command line (program name removed) asks to quit.
+    pub fn asks_to_quit(args: &[String]) -> bool {
+        args.iter().any(|a| a == QUIT_FLAG)
     }
 }
 
@@ -258,7 +282,15 @@ mod tests {
         )
         .unwrap();
         assert!(o.hidden);
+        assert!(!o.quit);
         assert_eq!(o.open, ["underpass://connect", "x.underpass"]);
+        // Only the options with values go on to the other process, as given.
+        assert_eq!(o.forward, ["--socket", "/a.sock"].map(OsString::from));
+        let o = parse(&["--quit", "--config-dir=/cfg"], &[]).unwrap();
+        assert!(o.quit && o.open.is_empty());
+        assert_eq!(o.forward, ["--config-dir", "/cfg"].map(OsString::from));
+        assert!(Options::asks_to_quit(&["--quit".into()]));
+        assert!(!Options::asks_to_quit(&["x.conf".into()]));
         let items = Options::items_to_open(
             ["--config-dir", "/cfg", "a.conf", "--automation"].map(String::from),
         );

@@ -303,6 +303,8 @@ mod tests {
             trusted_keys_dir: dir.join("trusted"),
             self_test: Default::default(),
             hidden: false,
+            quit: false,
+            forward: vec![],
             open: vec![],
             log_dir: None,
         })

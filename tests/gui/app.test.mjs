@@ -3,10 +3,10 @@
 // wireguard-go servers. Started by tests/gui/run.sh, which sets the environment below.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { WebDriver, sleep } from "./webdriver.mjs";
+import { WebDriver, sleep, until as poll } from "./webdriver.mjs";
 
 const env = (k) => {
   const v = process.env[k];
@@ -70,7 +70,7 @@ const notifications = () => {
   }
 };
 async function until(what, f, timeoutMs = 10000) {
-  return wd.until(what, async () => f(), timeoutMs);
+  return poll(what, async () => f(), timeoutMs);
 }
 /** Drops UDP to these servers at the sandbox's router (they stop answering handshakes). */
 function blockServers(on) {
@@ -126,27 +126,47 @@ function rssKiB() {
   };
 }
 
-/** The WebKit processes in the app's session (the page's web process and the network process). */
-function webkitProcesses() {
+/** The app's processes and their WebKit processes, as {pid, comm}: the D-Bus session's tree
+ * (tauri-driver started the first window), plus the trees of every app process on this
+ * session's bus (the tray outlives the window that started it, which hands it to init; the
+ * test starts some itself). */
+function appTree() {
   const rows = execFileSync("ps", ["-eo", "pid=,ppid=,comm="], { encoding: "utf8" })
     .split("\n").map((l) => l.trim().split(/\s+/)).filter((r) => r.length === 3);
-  const ours = new Set([SESSION_PID]);
+  const ourBus = (pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`DBUS_SESSION_BUS_ADDRESS=${SESSION.DBUS_SESSION_BUS_ADDRESS}`);
+    } catch {
+      return false; // it has ended
+    }
+  };
+  const ours = new Set([SESSION_PID, ...rows.filter(([pid, , comm]) => /^underpass-(gui|tray)$/.test(comm) && ourBus(pid)).map(([pid]) => pid)]);
   for (let grew = true; grew; ) {
     grew = false;
     for (const [pid, ppid] of rows) if (ours.has(ppid) && !ours.has(pid)) { ours.add(pid); grew = true; }
   }
-  return rows.filter(([pid, , comm]) => ours.has(pid) && /^WebKit(WebProces|NetworkPr)/.test(comm)).map(([pid, , comm]) => `${comm}=${pid}`);
+  return rows.filter(([pid]) => ours.has(pid)).map(([pid, , comm]) => ({ pid, comm }));
+}
+/** The WebKit processes of the app (the page's web process and the network process). */
+const webkitProcesses = () => appTree().filter((p) => /^WebKit(WebProces|NetworkPr)/.test(p.comm)).map((p) => `${p.comm}=${p.pid}`);
+/** The app's own processes: the window process (underpass-gui) and the tray (underpass-tray). */
+const appProcesses = () => appTree().filter((p) => /^underpass-(gui|tray)$/.test(p.comm)).map((p) => p.comm).sort();
+/** A process's proportional set size in MiB (shared pages counted once). */
+function pssMiB(pid) {
+  const kib = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8").match(/^Pss:\s+(\d+) kB/m);
+  return Number(kib[1]) / 1024;
 }
 
-/** Closes the window to the tray, which destroys its webview: its WebKit processes end. */
+/** Closes the window, which ends the window process and its WebKit processes; the tray stays. */
 async function closeToTray() {
   desk("close", "Underpass");
   await until("the window to go", () => !windowState().mapped);
-  await until("WebKit's processes to end", () => webkitProcesses().length === 0, 15000)
-    .catch((e) => { throw new Error(`${e.message}; still running: ${webkitProcesses().join(" ")}`); });
+  await until("the window process and WebKit's to end", () => appProcesses().join() === "underpass-tray" && webkitProcesses().length === 0, 15000)
+    .catch((e) => { throw new Error(`${e.message}; still running: ${appTree().map((p) => p.comm).join(" ")}`); });
 }
 
-/** The app's "window ready" log lines: a new window has rendered the helper's state. */
+/** The app's "window ready" log lines: a new window has rendered the helper's state, which
+ * each line quotes (its state line). */
 function readyLines() {
   const dir = join(TMP, "home", ".local", "state", "underpass");
   const files = existsSync(dir) ? readdirSync(dir) : [];
@@ -159,17 +179,21 @@ before(async () => {
 });
 
 after(async () => {
-  if (wd) await wd.quit();
+  if (wd) await wd.quit().catch(() => {});
+  // The tray outlives the window that started it: end it as a user would.
+  if (appProcesses().includes("underpass-tray")) trayClick("Quit");
 });
 
 test("import, connect, self-tests, disconnect, no helper and recovery", { timeout: 240000 }, async () => {
   try {
     await scenario();
   } catch (e) {
-    // Evidence for the failure: what the window showed, and its DOM.
-    await shot("failure").catch(() => {});
-    const src = await wd.cmd("GET", "/source").catch(() => "");
-    writeFileSync(join(ART, "failure.html"), String(src));
+    // Evidence for the failure: what the window showed, and its DOM (while WebDriver has it).
+    if (wd) {
+      await shot("failure").catch(() => {});
+      const src = await wd.cmd("GET", "/source").catch(() => "");
+      writeFileSync(join(ART, "failure.html"), String(src));
+    }
     throw e;
   }
 });
@@ -186,7 +210,9 @@ async function scenario() {
     }
   });
   assert.equal(tray0.status, "Active");
-  assert.ok(existsSync(tray0.icon), `the tray icon ${tray0.icon} exists`);
+  assert.deepEqual(tray0.pixmaps, [[32, 32], [128, 128]], "the tray icon, as pixmaps");
+  // The tray is a process of its own, which the window started.
+  assert.deepEqual(appProcesses(), ["underpass-gui", "underpass-tray"]);
   await shot("01-connect-empty");
 
   // 1. Import the sandbox's wg-quick files: one dragged from a file manager and dropped on
@@ -412,50 +438,60 @@ async function scenario() {
   trayClick("Disconnect");
   await wd.waitText("#state-title", (t) => t === "Disconnected", "Disconnected by the tray", 20000);
 
-  // 12. Started as at login (--hidden): in the tray only, connected on launch to the last
-  // choice (the tray's United States), and shown at its remembered size.
+  // 12. Started as at login (--hidden): the tray alone, with no window process and no WebKit,
+  // connected on launch to the last choice (the tray's United States); "Show Underpass"
+  // starts the window, at its remembered size, showing the live state.
   desk("resize", "Underpass", "900", "640");
   await until("the resize", () => windowState().width === 900);
   const connectedNotes = () => (notifications().match(/Underpass: connected/g) ?? []).length;
   const notesBefore = connectedNotes();
   trayClick("Quit");
-  await wd.quit();
-  // In the tray there is no webview at all: the session waits until the tray asks for one.
-  // The tray and the notifications work without it.
-  const hiddenSession = WebDriver.start(DRIVER, APP, ["--hidden"]);
+  await until("Quit to end the tray and the window", () => appProcesses().length === 0, 15000);
+  await wd.quit().catch(() => {}); // its app has gone
+  wd = null;
+  // What the autostart entry runs: it starts the tray and returns.
+  execFileSync(APP, ["--hidden"], { env: SESSION, timeout: 20000, stdio: "ignore" });
   await until("the tray to say connected on launch", () => {
     try {
       return entry(trayMenu().menu, "Connected to us-nyc-wg-001") ? true : undefined;
     } catch {
-      return undefined; // the new instance has not registered its tray icon yet
+      return undefined; // the new tray has not registered its icon yet
     }
   }, 30000);
   assert.equal(windowState().mapped, false, "--hidden starts in the tray");
+  assert.deepEqual(appProcesses(), ["underpass-tray"], "only the tray runs");
   assert.deepEqual(webkitProcesses(), [], "no WebKit process in the tray");
+  const trayPid = appTree().find((p) => p.comm === "underpass-tray").pid;
+  const trayPss = pssMiB(trayPid);
+  console.log(`# the tray process: ${trayPss.toFixed(1)} MiB PSS (debug build)`);
+  assert.ok(trayPss < 40, `the tray weighs ${trayPss} MiB PSS`);
   await until("the connected-on-launch notification", () => connectedNotes() > notesBefore);
+  assert.match(notifications(), /Underpass: connected/, "the connected notification reached the notification server");
+  const shows = (n) => readyLines().length > n && readyLines().at(-1).includes('"Connected to us-nyc-wg-001"');
+  let ready0 = readyLines().length;
   trayClick("Show Underpass");
-  wd = await hiddenSession;
-  await wd.waitText("#state-title", (t) => t === "Connected to us-nyc-wg-001", "connect on launch", 30000);
+  await until("the tray's window to show the live state", () => shows(ready0), 30000);
   await until("the tray to show the window", () => windowState().mapped);
   const size = windowState();
   assert.deepEqual([size.width, size.height], [900, 640], "the remembered size");
-  await shot("09-relaunched");
 
-  assert.match(notifications(), /Underpass: connected/, "the connected notification reached the notification server");
-
-  // 8. Last, as WebKitWebDriver ends its session with the webview: closing the window leaves
-  // the app in the tray with no WebKit process; the tray and a second launch build a new
-  // window, which reports (in the app's log) that it shows the live state.
+  // 8. Closing the window ends the window process and its WebKit processes; the tray stays,
+  // still follows the helper, and the tray and a desktop launch open a new window that shows
+  // the live state (the app logs it).
   await closeToTray();
   assert.ok(entry(trayMenu().menu, "Connected to us-nyc-wg-001"), "the tray still follows the helper");
-  const ready0 = readyLines().length;
+  ready0 = readyLines().length;
   const reopen0 = Date.now();
   trayClick("Show Underpass");
-  await until("the reopened window to show the state", () => readyLines().length > ready0, 20000);
-  console.log(`# reopened from the tray to the live state in ${Date.now() - reopen0} ms; the app says: ${readyLines().at(-1)}`);
+  await until("the reopened window to show the live state", () => shows(ready0), 20000);
+  console.log(`# reopened from the tray to the live state in ${Date.now() - reopen0} ms (debug build); the app says: ${readyLines().at(-1)}`);
   assert.ok(windowState().mapped, "the window is back");
   assert.ok(webkitProcesses().length > 0, "the new webview runs in WebKit again");
   await closeToTray();
-  execFileSync(APP, [], { env: SESSION, timeout: 20000, stdio: "ignore" }); // returns: it handed over
-  await until("the second launch to show the window", () => readyLines().length > ready0 + 1 && windowState().mapped, 20000);
+  // The desktop launcher: a window process of its own, beside the tray that runs.
+  spawn(APP, [], { env: SESSION, stdio: "ignore" }).unref();
+  await until("the launcher's window to show the live state", () => shows(ready0 + 1) && windowState().mapped, 20000);
+  assert.deepEqual(appProcesses(), ["underpass-gui", "underpass-tray"], "one window, one tray");
+  trayClick("Quit");
+  await until("Quit to end both", () => appProcesses().length === 0, 15000);
 }

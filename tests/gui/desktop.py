@@ -112,6 +112,7 @@ def tray_menu(reg):
     print(json.dumps({"id": prop(b, svc, item, iface, "Id"),
                       "status": prop(b, svc, item, iface, "Status"),
                       "icon": prop(b, svc, item, iface, "IconName"),
+                      "pixmaps": [[w, h] for w, h, _ in prop(b, svc, item, iface, "IconPixmap")],
                       "menu": layout(b, svc, menu)}))
 
 

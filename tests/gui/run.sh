@@ -59,6 +59,7 @@ cleanup() {
   if [ $rc -ne 0 ]; then
     say "FAILED (rc=$rc); logs in $ART"
     cp "$TMP"/*.log "$SANDBOX_DIR"/underpassd.log "$ART"/ 2>/dev/null || true
+    cp -r "$TMP/home/.local/state/underpass" "$ART/app-logs" 2>/dev/null || true
   fi
   rm -rf "$TMP"
   exit $rc
@@ -124,11 +125,13 @@ for serial in 1 2 3; do
       private_key: $key}' >"$TMP/corp-$serial.json"
   "$CLI" profile sign "$TMP/corp-$serial.json" --secret-key "$TMP/it.key" -o "$TMP/corp-$serial.underpass" >/dev/null
 done
-env HOME="$TMP/home" XDG_RUNTIME_DIR="$TMP/xdg" \
-  UNDERPASS_SOCKET="$SANDBOX_DIR/underpassd.sock" UNDERPASS_CONFIG_DIR="$TMP/config" \
-  UNDERPASS_KEYSTORE=file UNDERPASS_TRUSTED_KEYS_DIR="$TMP/trusted" \
-  UNDERPASS_SELFTEST_DOMAIN=example.test \
-  UNDERPASS_SELFTEST_PROBES="$ROUTER_ADDR4,$INET_ADDR4_1" \
+# The app's environment, for the session tauri-driver starts it in and for the test, which
+# starts it too (at login, and from a launcher) and reads the same store.
+app_env=(UNDERPASS_SOCKET="$SANDBOX_DIR/underpassd.sock" UNDERPASS_CONFIG_DIR="$TMP/config"
+  UNDERPASS_KEYSTORE=file UNDERPASS_TRUSTED_KEYS_DIR="$TMP/trusted"
+  UNDERPASS_SELFTEST_DOMAIN=example.test
+  UNDERPASS_SELFTEST_PROBES="$ROUTER_ADDR4,$INET_ADDR4_1")
+env HOME="$TMP/home" XDG_RUNTIME_DIR="$TMP/xdg" "${app_env[@]}" \
   setsid dbus-run-session -- bash -c '
     echo "$DBUS_SESSION_BUS_ADDRESS" >"$0/bus"
     /usr/bin/python3 -m dbusmock --session --template notification_daemon -l "$0/notify.log" >"$0/dbusmock.log" 2>&1 &
@@ -140,7 +143,7 @@ group=$!  # setsid in a background job execs in place: its pid is the new group'
 
 say "driving the app (display :$disp, tauri-driver on port $port)"
 for _ in $(seq 100); do [ -s "$TMP/bus" ] && break; sleep 0.1; done
-GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
+env "${app_env[@]}" GUI_WEBDRIVER_URL="http://127.0.0.1:$port" GUI_APP="$APP" GUI_ARTIFACTS="$ART" \
   GUI_NS_CLIENT="$NS_CLIENT" GUI_INET_ADDR4="$INET_ADDR4_1" GUI_TMP="$TMP" \
   GUI_NS_ROUTER="$NS_ROUTER" GUI_BLOCK_SERVERS="$SERVER_ADDR4_2,$SERVER_ADDR4_3" \
   GUI_CLIENT_PUB="$CLIENT_PUB" GUI_CLIENT_KEY_FILE="$CLIENT_KEY_FILE" GUI_DBUS="$(cat "$TMP/bus")" \

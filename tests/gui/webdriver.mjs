@@ -109,22 +109,28 @@ export class WebDriver {
   }
 
   async until(what, f, timeoutMs, explain) {
-    const end = Date.now() + timeoutMs;
-    let err;
-    while (Date.now() < end) {
-      try {
-        const v = await f();
-        if (v !== undefined && v !== null && v !== false) return v;
-      } catch (e) {
-        err = e;
-      }
-      await sleep(200);
-    }
-    const more = explain ? await explain() : "";
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${more} ${err ?? ""}`);
+    return until(what, f, timeoutMs, explain);
   }
 }
 
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `f` every 200 ms until it returns a value (not undefined, null or false), at most
+ * `timeoutMs`; the error names `what`, `explain()`'s words and the last exception. */
+export async function until(what, f, timeoutMs, explain) {
+  const end = Date.now() + timeoutMs;
+  let err;
+  while (Date.now() < end) {
+    try {
+      const v = await f();
+      if (v !== undefined && v !== null && v !== false) return v;
+    } catch (e) {
+      err = e;
+    }
+    await sleep(200);
+  }
+  const more = explain ? await explain() : "";
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${more} ${err ?? ""}`);
 }

@@ -74,17 +74,17 @@ grep -q 'systemctl enable --now underpassd.service' "$PK_LOG/rpm.scripts" &&
 pass "rpm -qp: files, requires nftables and no GUI libraries, scriptlets enable/restart/clean up"
 rpm=$(ls "$PK_LOG"/dist/underpass-"$version"-1.*.rpm)
 rpm -qp --list "$rpm" >"$PK_LOG/rpm-app.files"
-for f in /usr/bin/underpass-gui /usr/share/applications/underpass.desktop /usr/share/mime/packages/underpass.xml \
+for f in /usr/bin/underpass-gui /usr/bin/underpass-tray /usr/share/applications/underpass.desktop /usr/share/mime/packages/underpass.xml \
   /usr/share/icons/hicolor/256x256/apps/underpass-gui.png /usr/share/icons/hicolor/scalable/apps/underpass-gui.svg; do
   grep -qx "$f" "$PK_LOG/rpm-app.files" || die "the app's rpm lacks $f"
 done
 rpm -qp --requires "$rpm" >"$PK_LOG/rpm-app.requires"
 for r in "underpass-daemon = $version-1" 'libwebkit2gtk-4.1.so.0()(64bit)' 'libgtk-3.so.0()(64bit)' \
-  'libayatana-appindicator3.so.1()(64bit)'; do
+  'libdbus-1.so.3()(64bit)'; do
   grep -qxF "$r" "$PK_LOG/rpm-app.requires" || die "the app's rpm does not require $r"
 done
 [ -z "$(rpm -qp --scripts "$rpm")" ] || die "the app's rpm has scriptlets (the caches are rebuilt by file triggers)"
-pass "the app's rpm: binary, desktop entry, MIME type, icons; requires underpass-daemon = $version-1, WebKitGTK, the indicator; no scriptlets"
+pass "the app's rpm: the app and its tray, desktop entry, MIME type, icons; requires underpass-daemon = $version-1, WebKitGTK; no scriptlets"
 
 # --- the world ------------------------------------------------------------------------------
 server_key=$(wg genkey); client_key=$(wg genkey)
@@ -245,11 +245,10 @@ for s in 32x32 128x128 256x256 512x512; do
 done
 inside test -s /usr/share/icons/hicolor/scalable/apps/underpass-gui.svg || die "no scalable icon"
 grep -qx 'Icon=underpass-gui' "$root/usr/share/applications/underpass.desktop" || die "the desktop entry names another icon"
-missing=$(inside ldd /usr/bin/underpass-gui | grep 'not found' || true)
-[ -z "$missing" ] || die "underpass-gui's libraries are missing: $missing"
-# (grep -q on a pipe would end ldconfig early: with pipefail, a SIGPIPE failure)
-grep -q 'libayatana-appindicator3\.so\.1 ' <<<"$(inside ldconfig -p)" || die "the tray's dlopen()ed indicator library is not installed"
-pass "hicolor icons (32 to 512 and scalable) for Icon=underpass-gui; ldd finds every library, and the tray's dlopen()ed indicator is there"
+missing=$(inside ldd /usr/bin/underpass-gui /usr/bin/underpass-tray | grep 'not found' || true)
+[ -z "$missing" ] || die "the app's libraries are missing: $missing"
+! inside ldd /usr/bin/underpass-tray | grep -E 'libwebkit|libgtk|libgdk' || die "the tray links a toolkit or WebKit"
+pass "hicolor icons (32 to 512 and scalable) for Icon=underpass-gui; ldd finds every library of the app and its tray, and the tray links no toolkit or WebKit"
 # The installed app, started by the person at the desktop (bob, active local session) on an X
 # server: the webview renders the helper's state ("window ready", logged by the app).
 inside systemd-run --quiet --unit=upk-gui --uid=bob -p PAMName=login -p StandardOutput=file:/home/bob/gui.log \

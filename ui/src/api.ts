@@ -37,7 +37,8 @@ export const api = {
   exportReport: () => invoke<string>("export_report"),
   takeOpenRequests: () => invoke<OpenRequest[]>("take_open_requests"),
   /** The window shows the helper's state (the app logs how long opening it took). */
-  windowReady: () => invoke<void>("window_ready"),
+  /** The window has rendered the helper's state; `shown` is its state line (for the log). */
+  windowReady: (shown: string) => invoke<void>("window_ready", { shown }),
   onOpenRequests: (f: () => void): Promise<UnlistenFn> => listen<null>("open-requests", () => f()),
   /** The troubleshooter: the helper walks the tunnel's seven layers (a few seconds). */
   runDoctor: () => invoke<DoctorRun>("run_doctor"),

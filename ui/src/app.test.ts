@@ -83,10 +83,14 @@ describe("the app", () => {
 
   it("reports the window ready once it shows the helper's state, not on every update", async () => {
     let shownAtReady: string | null | undefined;
+    let reported: unknown;
     mockIPC(
-      (cmd) => {
+      (cmd, args) => {
         calls.push({ cmd, args: undefined });
-        if (cmd === "window_ready") shownAtReady = title();
+        if (cmd === "window_ready") {
+          shownAtReady = title();
+          reported = (args as { shown?: string } | undefined)?.shown;
+        }
         if (cmd === "helper_view") return helperViewConnected;
         if (cmd === "server_catalog") return catalog;
         if (cmd === "list_profiles" || cmd === "take_open_requests") return [];
@@ -99,6 +103,7 @@ describe("the app", () => {
     await startApp(root());
     await frame();
     expect(shownAtReady).toMatch(/^Connected to /);
+    expect(reported).toBe(shownAtReady); // the state line it reports is the one on screen
     // Not on every update: only when the window starts.
     calls = [];
     await emit("helper-view", { ...helperViewConnected, status: statusDisconnected });

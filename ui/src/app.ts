@@ -122,7 +122,8 @@ export async function startApp(root: HTMLElement): Promise<Store> {
   // The event may have fired before we listened: take the latest view once more.
   store.setView(await api.helperView());
   // Rendered: say so once the frame is painted (the window is built anew each time it opens).
-  requestAnimationFrame(() => setTimeout(() => void api.windowReady().catch(() => {}), 0));
+  const shown = () => document.getElementById("state-title")?.textContent ?? "";
+  requestAnimationFrame(() => setTimeout(() => void api.windowReady(shown()).catch(() => {}), 0));
   await api.onOpenRequests(() => void takeOpenRequests());
   await takeOpenRequests();
   // The plot scrolls even when no event arrives.

@@ -593,6 +593,12 @@ impl Store {
         self.dir.join("keys")
     }
 
+    /// When a profile was last added, changed or removed: the `profiles/` directory's time,
+    /// since every write renames a file into it (`None` when it cannot be read).
+    pub fn profiles_modified(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(self.profiles_dir()).ok()?.modified().ok()
+    }
+
     /// The directory of organization keys this user accepted.
     pub fn user_trust_dir(&self) -> PathBuf {
         self.dir.join("trusted-keys")
@@ -1303,6 +1309,24 @@ mod tests {
             Some(PathBuf::from("/home/u/.config/underpass"))
         );
         assert_eq!(d(None, None), None);
+    }
+
+    #[test]
+    fn every_write_and_removal_changes_when_the_profiles_last_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), Keystore::File).unwrap();
+        let name = ProfileName::new("se-sto").unwrap();
+        let mut seen = vec![store.profiles_modified().expect("the directory's time")];
+        let mut step = |what: &dyn Fn()| {
+            std::thread::sleep(std::time::Duration::from_millis(20)); // past the clock's grain
+            what();
+            let now = store.profiles_modified().unwrap();
+            assert!(now > *seen.last().unwrap());
+            seen.push(now);
+        };
+        step(&|| write_file_atomic(&store.profile_path(&name), b"{}").unwrap());
+        step(&|| write_file_atomic(&store.profile_path(&name), b"{ }").unwrap());
+        step(&|| fs::remove_file(store.profile_path(&name)).unwrap());
     }
 
     #[test]

@@ -631,7 +631,23 @@ async fn inbound(io: Arc<Io>, cancel: CancellationToken) {
         if ready > 0 && !io.paused.load(Ordering::Relaxed) {
             write_tun(&io, &mut gro, &mut tun_bufs[..ready]).await;
         }
+        trim(&mut tun_bufs);
     }
+}
+
+/// How many TUN buffers may keep the room a GRO run gave them (up to 64 KiB each). A batch
+/// of one TCP flow has two or three runs; with no bound, the runs' heads land on ever other
+/// buffers of the 128 and each keeps its 64 KiB, 8 MiB in all.
+const GROWN_KEPT: usize = 8;
+/// A buffer this large has headed a GRO run (one datagram's packet is far smaller).
+const GROWN: usize = 4096;
+
+/// Frees the room of grown TUN buffers beyond the first [`GROWN_KEPT`].
+fn trim(bufs: &mut [BytesMut]) {
+    bufs.iter_mut()
+        .filter(|b| b.capacity() > GROWN)
+        .skip(GROWN_KEPT)
+        .for_each(|b| *b = BytesMut::new());
 }
 
 /// Handshake initiation (1) or response (2), by WireGuard's message type.
@@ -675,6 +691,26 @@ mod tests {
     use super::super::peers::testing::established;
     use super::super::peers::Roaming;
     use super::*;
+
+    #[test]
+    fn only_a_few_tun_buffers_keep_the_room_of_a_gro_run() {
+        // Runs headed by ever other buffers, batch after batch: all but GROWN_KEPT give the
+        // 64 KiB back, and small buffers keep theirs.
+        let mut bufs: Vec<BytesMut> = (0..IDEAL_BATCH_SIZE).map(|_| BytesMut::new()).collect();
+        for head in (0..IDEAL_BATCH_SIZE).step_by(3) {
+            bufs[head].resize(65_000, 0);
+            bufs[head + 1].resize(1500, 0);
+            trim(&mut bufs);
+        }
+        let grown = bufs.iter().filter(|b| b.capacity() > GROWN).count();
+        assert_eq!(grown, GROWN_KEPT);
+        let kept: usize = bufs.iter().map(|b| b.capacity()).sum();
+        assert!(
+            kept < GROWN_KEPT * 65_536 + IDEAL_BATCH_SIZE * 2048,
+            "{kept} bytes kept"
+        );
+        assert!(bufs.iter().filter(|b| b.capacity() >= 1500).count() > GROWN_KEPT);
+    }
 
     /// A client table with one peer at `endpoint` whose session is established.
     fn connected_peers(endpoint: SocketAddr) -> PeerTable {

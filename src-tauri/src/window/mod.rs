@@ -1,15 +1,16 @@
 //! The main window's lifecycle: the window (and its webview) exists only while it is shown.
 //!
 //! A VPN client lives in the tray, and a webview there would cost hundreds of MiB for nothing.
-//! So closing the window to the tray destroys it: the page's WebKit processes end, and the app
-//! keeps only the tray, the helper link ([`crate::helper::watch`]) and notifications, which all
-//! run in Rust. Showing it builds a new window from `tauri.conf.json` (where `create: false`
-//! keeps Tauri from building one at start); the front end asks for the current state as it
-//! starts and reports when it has rendered it ([`Lifecycle::ready`]), which is logged as
-//! "window ready" with the time it took (`bench/app-memory.sh` measures it from outside).
+//! On Linux the window process ends when its window closes, and the tray is another process
+//! ([`crate::tray`]); on Windows and macOS closing destroys the window and the app keeps its
+//! tray, the helper link ([`crate::helper::watch`]) and notifications, all in Rust. Showing it
+//! builds a new window from `tauri.conf.json` (where `create: false` keeps Tauri from building
+//! one at start); the front end asks for the current state as it starts and reports when it
+//! has rendered it ([`Lifecycle::ready`]), which is logged as "window ready" with the time it
+//! took and the state line it shows (the GUI test and `bench/app-memory.sh` read it).
 //!
 //! What the webview engine needs on each OS is in one file per OS: on Linux, WebKitGTK is
-//! tuned for a small local UI and its network process is ended once the window is gone.
+//! tuned for a small local UI.
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -24,6 +25,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tauri::{AppHandle, Manager, WebviewWindow, WebviewWindowBuilder};
+
+/// Prepares the webview engine; call it first in `main`, before any other thread exists.
+pub fn prepare() {
+    engine::prepare();
+}
 
 /// The main window's label (in `tauri.conf.json` and the capability).
 pub const MAIN: &str = "main";
@@ -83,27 +89,34 @@ fn build(app: &AppHandle) -> tauri::Result<WebviewWindow> {
     Ok(window)
 }
 
-/// The front end reports it has rendered the helper's state.
-pub fn ready(app: &AppHandle) {
+/// The front end reports it has rendered the helper's state, `shown` (its state line).
+pub fn ready(app: &AppHandle, shown: &str) {
     if let Some(took) = app.state::<Lifecycle>().ready(Instant::now()) {
+        // Only the first line of what the page says, and not much of it: it is logged.
+        let shown: String = shown
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(120)
+            .collect();
         tracing::info!(
-            "window ready: the helper's state shown {} ms after the window was asked for",
+            "window ready: the helper's state shown {} ms after the window was asked for: {shown:?}",
             took.as_millis()
         );
     }
 }
 
-/// The main window is gone (closed to the tray): give back what its webview held.
+/// The main window is gone.
 pub fn destroyed(app: &AppHandle) {
     app.state::<Lifecycle>().opening.lock().unwrap().take();
-    engine::release();
 }
 
-/// Whether the app keeps running when its last window closed: with a tray host it lives on in
-/// the tray; without one it would be unreachable, so it quits. An explicit exit (Quit) always
-/// quits.
-pub fn keep_running(exit_code: Option<i32>, tray_host: bool) -> bool {
-    exit_code.is_none() && tray_host
+/// Whether the app keeps running when its last window closed: with a tray of its own (and a
+/// host to show it) it lives on in the tray; without one it quits (on Linux the tray is
+/// another process, so the window process always does). An explicit exit (Quit) always quits.
+pub fn keep_running(exit_code: Option<i32>, resident_tray: bool) -> bool {
+    exit_code.is_none() && resident_tray
 }
 
 #[cfg(test)]
@@ -123,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn closing_the_last_window_keeps_the_app_in_the_tray_only_with_a_tray_host() {
+    fn closing_the_last_window_keeps_the_app_in_the_tray_only_with_a_tray_of_its_own() {
         assert!(keep_running(None, true));
         assert!(!keep_running(None, false), "no tray: closing quits");
         assert!(!keep_running(Some(0), true), "Quit quits");

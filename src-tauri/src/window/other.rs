@@ -1,9 +1,9 @@
-//! Windows (WebView2) and macOS (WKWebView): the window is destroyed and rebuilt the same way,
-//! and nothing engine-specific is done. Their engines are expected to end a webview's processes
-//! with it; that is not measured on those systems yet.
+//! Windows (WebView2) and macOS (WKWebView): nothing engine-specific is done. Their engines are
+//! expected to end a webview's processes with it when the window is destroyed to the tray; that
+//! is not measured on those systems yet.
 
 use tauri::WebviewWindow;
 
 pub fn tune(_window: &WebviewWindow) {}
 
-pub fn release() {}
+pub fn prepare() {}

@@ -1,17 +1,13 @@
-//! The tray icon: the state in one line, Connect (to the last choice), a "Connect to"
-//! submenu with the fastest server anywhere and in each country, Disconnect, Show and Quit.
-//! On Linux it is a StatusNotifierItem with its menu exported over D-Bus (libayatana-
-//! appindicator); the GUI test reads and clicks it there.
-
-use std::sync::atomic::Ordering;
+//! The tray inside the window process, on Windows and macOS (Tauri's tray icon): the same
+//! entries as Linux's tray process ([`super::Entries`], [`super::action`]). Never run yet.
 
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
-use underpass_proto::{Request, Status};
+use underpass_proto::Status;
 
-use crate::connect::{self, Target};
-use crate::{desktop, helper, window, AppState};
+use super::{Action, Entries, FASTEST};
+use crate::{desktop, window, AppState};
 
 pub struct TrayItems {
     state: MenuItem<Wry>,
@@ -20,9 +16,6 @@ pub struct TrayItems {
     disconnect: MenuItem<Wry>,
     rebuilding: std::sync::Mutex<()>,
 }
-
-/// The id of a "Connect to" entry: `fastest:` for anywhere, `fastest:SE` for a country.
-const FASTEST: &str = "fastest:";
 
 pub fn build(app: &AppHandle) -> tauri::Result<TrayItems> {
     let state = MenuItem::with_id(app, "state", "Helper not running", false, None::<&str>)?;
@@ -63,68 +56,28 @@ pub fn build(app: &AppHandle) -> tauri::Result<TrayItems> {
 
 fn on_menu(app: &AppHandle, id: &str) {
     let app = app.clone();
-    match id {
-        "quit" => app.exit(0),
-        "show" => window::show(&app),
-        // A tray host may deliver clicks on disabled entries: Connect while a tunnel is up
-        // does nothing ("Connect to" switches servers on purpose).
-        "connect" if !tunnel_up(&app.state::<AppState>()) => spawn_connect(app, None),
-        "disconnect" => {
+    let Some(action) = super::action(id, app.state::<AppState>().tunnel_up()) else {
+        return;
+    };
+    match action {
+        Action::Quit => app.exit(0),
+        Action::Show => window::show(&app),
+        other => {
             tauri::async_runtime::spawn(async move {
-                let state = app.state::<AppState>();
-                state.user_disconnect.store(true, Ordering::SeqCst);
-                if let Err(e) = helper::request(
-                    &state.options.socket,
-                    Request::Disconnect,
-                    helper::REQUEST_TIMEOUT,
-                )
-                .await
-                {
-                    desktop::notify("Underpass: could not disconnect", &e.to_string());
-                }
+                super::act(&app.state::<AppState>(), other).await;
             });
         }
-        other => {
-            if let Some(cc) = other.strip_prefix(FASTEST) {
-                let country = (!cc.is_empty()).then(|| cc.to_string());
-                spawn_connect(app, Some(Target::Fastest { country }));
-            }
-        }
     }
-}
-
-/// Connects to `target`, or to the last choice (the fastest server when there is none).
-fn spawn_connect(app: AppHandle, target: Option<Target>) {
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        let target = target.unwrap_or_else(|| {
-            state
-                .settings
-                .lock()
-                .unwrap()
-                .last_target
-                .clone()
-                .unwrap_or_default()
-        });
-        if let Err(e) = connect::connect(&state, &target).await {
-            desktop::notify("Underpass: could not connect", &e);
-        }
-    });
-}
-
-fn tunnel_up(state: &AppState) -> bool {
-    let view = state.view.lock().unwrap();
-    view.status.as_ref().is_some_and(|s| s.state.wants_tunnel())
 }
 
 /// Shows what the helper reported: the state line and which entries can be used.
 pub fn show_status(state: &AppState, status: Option<&Status>) {
     if let Some(items) = state.tray.get() {
-        let _ = items.state.set_text(desktop::tray_label(status));
-        let connected = status.is_some_and(|s| s.state.wants_tunnel());
-        let _ = items.connect.set_enabled(status.is_some() && !connected);
-        let _ = items.countries.set_enabled(status.is_some());
-        let _ = items.disconnect.set_enabled(connected);
+        let e = Entries::of(status);
+        let _ = items.state.set_text(e.state);
+        let _ = items.connect.set_enabled(e.connect);
+        let _ = items.countries.set_enabled(e.countries);
+        let _ = items.disconnect.set_enabled(e.disconnect);
     }
 }
 
