@@ -5,5 +5,3 @@
 use tauri::WebviewWindow;
 
 pub fn tune(_window: &WebviewWindow) {}
-
-pub fn prepare() {}
