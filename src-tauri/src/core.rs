@@ -106,6 +106,13 @@ impl Core {
             .then(|| settings.last_target.unwrap_or_default())
     }
 
+    /// The connect at launch that [`Core::take_view`] asked for.
+    pub async fn connect_at_launch(&self, target: Target) {
+        tracing::info!("connect on launch: {target:?}");
+        self.connect_or_notify(Some(target), "Underpass: could not connect at launch")
+            .await;
+    }
+
     /// Connects to `target` (the last choice when `None`), telling the user if it fails:
     /// the tray's Connect entries and connect-on-launch, which have no window to answer in.
     pub async fn connect_or_notify(&self, target: Option<Target>, failed: &str) {

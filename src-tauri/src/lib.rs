@@ -73,7 +73,7 @@ pub struct AppState {
     pub doctor: Mutex<Option<DoctorReport>>,
     /// Whether this process tells the user about changes and connects at launch; not while a
     /// tray process does (Linux).
-    announce: AtomicBool,
+    announce: bool,
     /// The tray icon's menu, once built (Windows, macOS). Never behind a lock: changing a
     /// menu item waits for the main thread, which must never wait for a lock a worker holds.
     #[cfg(not(target_os = "linux"))]
@@ -99,14 +99,9 @@ fn on_update(app: &AppHandle, update: Update) {
             let _ = app.emit("selftest-progress", p);
         }
         Update::View(view) => {
-            let announce = state.announce.load(Ordering::SeqCst);
-            if let Some(target) = state.take_view((*view).clone(), announce) {
+            if let Some(target) = state.take_view((*view).clone(), state.announce) {
                 let core = state.core.clone();
-                tauri::async_runtime::spawn(async move {
-                    tracing::info!("connect on launch: {target:?}");
-                    core.connect_or_notify(Some(target), "Underpass: could not connect at launch")
-                        .await;
-                });
+                tauri::async_runtime::spawn(async move { core.connect_at_launch(target).await });
             }
             #[cfg(not(target_os = "linux"))]
             tray::in_app::show_status(&state, view.status.as_ref());
@@ -206,7 +201,7 @@ pub fn run(options: Options) {
         pending_open: Mutex::new(Vec::new()),
         self_tests: Mutex::new(Vec::new()),
         doctor: Mutex::new(None),
-        announce: AtomicBool::new(!tray_process),
+        announce: !tray_process,
         #[cfg(not(target_os = "linux"))]
         tray: std::sync::OnceLock::new(),
         resident_tray: AtomicBool::new(false),

@@ -13,7 +13,6 @@
 //! - **It ends with its session**: on SIGTERM or SIGINT, when the tray service loses the
 //!   session bus, or on Quit.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -75,16 +74,21 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Starts `program` with the options this process was given, in a process group of its own
-/// (a signal to this one's group, a terminal's Ctrl-C, is not for it), and reaps it.
-fn start(program: &str, options: &Options, extra: &[&str]) -> std::io::Result<()> {
+/// `program` with the options this process was given, in a process group of its own (a
+/// signal to this one's group, a terminal's Ctrl-C, is not for it).
+fn command(program: &str, options: &Options) -> Command {
     use std::os::unix::process::CommandExt as _;
-    let mut child = Command::new(sibling(program))
+    let mut command = Command::new(sibling(program));
+    command
         .args(&options.forward)
-        .args(extra.iter().map(OsString::from))
         .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    command
+}
+
+/// Starts `program` (see [`command`]) and reaps it.
+fn start(program: &str, options: &Options) -> std::io::Result<()> {
+    let mut child = command(program, options).spawn()?;
     std::thread::spawn(move || child.wait());
     Ok(())
 }
@@ -95,7 +99,7 @@ pub fn ensure(options: &Options) -> bool {
     if running() {
         return true;
     }
-    match start(TRAY_PROGRAM, options, &[]) {
+    match start(TRAY_PROGRAM, options) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(
@@ -171,10 +175,7 @@ async fn serve(core: Arc<Core>) -> ExitCode {
                 let up = view.status.as_ref().is_some_and(|s| s.state.wants_tunnel());
                 if let Some(target) = core.take_view(*view, true) {
                     let core = core.clone();
-                    tokio::spawn(async move {
-                        tracing::info!("connect on launch: {target:?}");
-                        core.connect_or_notify(Some(target), "Underpass: could not connect at launch").await;
-                    });
+                    tokio::spawn(async move { core.connect_at_launch(target).await });
                 }
                 tray.update(|t| {
                     t.entries = entries;
@@ -183,7 +184,7 @@ async fn serve(core: Arc<Core>) -> ExitCode {
             }
             Some(action) = click.recv() => match action {
                 Action::Show => {
-                    if let Err(e) = start(WINDOW_PROGRAM, &core.options, &[]) {
+                    if let Err(e) = start(WINDOW_PROGRAM, &core.options) {
                         desktop::notify("Underpass: the window did not open", &e.to_string());
                     }
                 }
@@ -226,12 +227,9 @@ async fn serve(core: Arc<Core>) -> ExitCode {
 /// Asks a running window process to end (through its single-instance hand-over), and waits
 /// for that request to be taken, at most [`QUIT_WAIT`].
 async fn quit_window(options: &Options) {
-    let mut command = tokio::process::Command::new(sibling(WINDOW_PROGRAM));
-    command
-        .args(&options.forward)
-        .arg(QUIT_FLAG)
-        .stdin(Stdio::null());
-    match command.spawn() {
+    let mut quit = command(WINDOW_PROGRAM, options);
+    quit.arg(QUIT_FLAG);
+    match tokio::process::Command::from(quit).spawn() {
         Ok(mut child) => {
             if tokio::time::timeout(QUIT_WAIT, child.wait()).await.is_err() {
                 tracing::warn!("the window did not take Quit within {QUIT_WAIT:?}");
