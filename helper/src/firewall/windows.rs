@@ -2,8 +2,11 @@
 //!
 //! Underpass has its own provider and sublayer (fixed GUIDs). Two engine handles: a dynamic
 //! session for the tunnel's filters, which vanish with the helper, and a plain one for the
-//! persistent and boot-time base set, which outlives it on purpose. Every `apply` replaces the
-//! filters it installed last time in one transaction per handle. `remove` enumerates and
+//! persistent and boot-time base set, which outlives it on purpose. Every `apply` replaces, in
+//! one transaction per handle, the session filters it installed last time and every persistent
+//! or boot-time filter of our provider, so a new helper's first apply also takes out what the
+//! last one left (a restart adds no second base set, and a LAN permit turned off since does
+//! not survive). `remove` enumerates and
 //! deletes every filter of our provider on our layers, also ones an earlier helper left, and
 //! then the sublayer and provider; the uninstaller runs it too (`underpassd --uninstall-cleanup`).
 //!
@@ -41,7 +44,6 @@ pub struct Wfp {
     dynamic: Option<Engine>,
     stored: Option<Engine>,
     session_ids: Vec<u64>,
-    stored_ids: Vec<u64>,
 }
 
 struct Engine(HANDLE);
@@ -155,6 +157,18 @@ impl Engine {
         Ok(ids)
     }
 
+    /// The ids of our provider's persistent and boot-time filters on `layer`, whichever helper
+    /// added them (the dynamic sessions' filters are left to their sessions).
+    fn stored_filters(&self, layer: Layer) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        self.each_filter(layer, |f| {
+            if f.flags & (FWPM_FILTER_FLAG_PERSISTENT | FWPM_FILTER_FLAG_BOOTTIME) != 0 {
+                ids.push(f.filterId);
+            }
+        })?;
+        Ok(ids)
+    }
+
     /// Calls `f` with every filter of our provider in `layer`.
     fn each_filter(&self, layer: Layer, mut f: impl FnMut(&FWPM_FILTER0)) -> Result<()> {
         let mut provider = PROVIDER;
@@ -216,7 +230,6 @@ impl Firewall for Wfp {
             dynamic: None,
             stored: None,
             session_ids: Vec::new(),
-            stored_ids: Vec::new(),
         })
     }
 
@@ -224,20 +237,19 @@ impl Firewall for Wfp {
         let plan = WfpPlan::new(Some(policy));
         tracing::debug!(filters = %plan.render(), "WFP plan");
         let values = Values::for_policy(policy)?;
-        let stored = engine(&mut self.stored, false)?;
-        let mut new_stored = Vec::new();
-        stored.transaction(|e| {
+        engine(&mut self.stored, false)?.transaction(|e| {
             e.ensure_provider()?;
-            e.delete(&self.stored_ids)?;
+            for layer in Layer::ALL {
+                e.delete(&e.stored_filters(layer)?)?;
+            }
             for f in plan
                 .with_lifetime(Lifetime::Persistent)
                 .chain(plan.with_lifetime(Lifetime::BootTime))
             {
-                new_stored.push(add_filter(e, f, &values)?);
+                add_filter(e, f, &values)?;
             }
             Ok(())
         })?;
-        self.stored_ids = new_stored;
         let mut new_session = Vec::new();
         engine(&mut self.dynamic, true)?.transaction(|e| {
             e.delete(&self.session_ids)?;
@@ -255,9 +267,7 @@ impl Firewall for Wfp {
             dynamic.transaction(|e| e.delete(&self.session_ids))?;
         }
         self.session_ids.clear();
-        engine(&mut self.stored, false)?.transaction(purge)?;
-        self.stored_ids.clear();
-        Ok(())
+        engine(&mut self.stored, false)?.transaction(purge)
     }
 
     async fn clamp_mss(&mut self, _interface: Option<&str>) -> Result<()> {

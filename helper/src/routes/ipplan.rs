@@ -68,14 +68,22 @@ pub fn physical_gateway(
 
 /// The routes to install: bypass routes (endpoints, then excluded prefixes) through the physical
 /// gateway of their family, then the tunnel's routes. An endpoint or exclusion whose family has
-/// no physical gateway gets no bypass route: it is unreachable outside the tunnel anyway.
+/// no physical gateway gets no bypass route: it is unreachable outside the tunnel anyway. Nor
+/// does a loopback endpoint (a peer on this machine): Windows' own `127.0.0.0/8` and `::1`
+/// routes already outrank the tunnel's halves, and a host route through the gateway would
+/// send it off the machine.
 pub fn windows_routes(plan: &RoutePlan, v4: Option<Gateway>, v6: Option<Gateway>) -> Vec<Route> {
     let gateway = |net: &IpNet| match net {
         IpNet::V4(_) => v4,
         IpNet::V6(_) => v6,
     };
     let mut routes = Vec::new();
-    let mut endpoints: Vec<IpNet> = plan.endpoints.iter().map(|a| IpNet::from(*a)).collect();
+    let mut endpoints: Vec<IpNet> = plan
+        .endpoints
+        .iter()
+        .filter(|a| !a.is_loopback())
+        .map(|a| IpNet::from(*a))
+        .collect();
     endpoints.sort();
     endpoints.dedup();
     for net in endpoints.iter().chain(plan.exclude.iter()) {
@@ -155,6 +163,32 @@ mod tests {
                 "192.0.2.10/32 via 198.51.100.1 luid 7",
                 "0.0.0.0/1 tunnel",
                 "128.0.0.0/1 tunnel",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_loopback_endpoint_gets_no_route_through_the_gateway() {
+        let routes = windows_routes(
+            &plan(
+                &["0.0.0.0/0", "::/0"],
+                &[],
+                &["127.0.0.1", "::1", "192.0.2.10"],
+            ),
+            Some(GW4),
+            Some(Gateway {
+                luid: 7,
+                next_hop: "fe80::1".parse().unwrap(),
+            }),
+        );
+        assert_eq!(
+            render(&routes),
+            [
+                "192.0.2.10/32 via 198.51.100.1 luid 7",
+                "0.0.0.0/1 tunnel",
+                "128.0.0.0/1 tunnel",
+                "::/1 tunnel",
+                "8000::/1 tunnel",
             ]
         );
     }

@@ -39,9 +39,16 @@ pub const DEFAULT_INTERFACE_PREFIX: &str = if cfg!(target_os = "macos") {
 };
 
 /// Whether a network interface of this name exists (the daemon takes the first free name).
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
+}
+/// On Windows the tunnel is one adapter with a fixed name and GUID (`windows::ADAPTER_GUID`),
+/// so Windows sees the same network every time: a leftover of that name is the last helper's,
+/// and is opened again or replaced (`windows.rs`), never dodged by taking the next name.
+#[cfg(windows)]
+pub fn interface_exists(_name: &str) -> bool {
+    false
 }
 #[cfg(target_os = "macos")]
 pub use macos::interface_exists;

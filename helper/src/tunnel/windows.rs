@@ -4,8 +4,10 @@
 //!   time instead of "Network 2, 3, ..." and its DNS registry keys have a known name.
 //! - `wintun.dll` is loaded by absolute path from the helper's own directory (Program Files,
 //!   where the MSI puts it), never from the search path or a user-writable directory.
-//! - An adapter that a crashed helper left behind has the same name: tun-rs re-opens it, or
-//!   re-creates it when it is an orphan without a driver.
+//! - It is always the one adapter `underpass0` (`tunnel::interface_exists`). One a crashed
+//!   helper left behind has that name: tun-rs opens it again, or removes and re-creates it when
+//!   its device is in a problem state; and Wintun (0.14) removes adapters whose owning process
+//!   has exited whenever an adapter is created. So orphans go at the next connect.
 //! - The endpoint stays out of the tunnel by host routes (`routes/windows.rs`), not a mark.
 //!
 //! Packets are handled one at a time: Wintun has no segmentation offload to batch on.
