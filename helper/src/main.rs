@@ -140,7 +140,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(args, log, wait_for_signal()))
+        .block_on(run(args, log, notify_ready, wait_for_signal()))
 }
 
 /// A panic anywhere ends the process, after the usual message: a helper whose actor or
@@ -156,9 +156,11 @@ fn abort_on_panic() {
 }
 
 /// Runs the helper until `stop` completes (a signal, or the service control manager).
+/// `announce_ready` tells the service manager (systemd, the SCM) that the helper is up.
 async fn run(
     args: Args,
     log: LogRing,
+    announce_ready: impl FnOnce(),
     stop: impl std::future::Future<Output = Result<()>>,
 ) -> Result<()> {
     prepare_state_dir(&args.state_dir)?;
@@ -187,7 +189,7 @@ async fn run(
     let _ = reconciled.await;
     let server = listen(&args, commands.clone(), status_rx, events, log)?;
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
-    notify_ready();
+    announce_ready();
     stop.await?;
     tracing::info!("shutting down");
     server.abort();

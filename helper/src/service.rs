@@ -1,7 +1,8 @@
 //! underpassd as a Windows service (`underpassd --service`, as the MSI installs it).
 //!
 //! The service control manager starts the process; the `windows-service` crate connects it to
-//! the SCM and reports Running and Stopped. Failure actions (restart after 1 s, 5 s, 30 s) are
+//! the SCM and reports StartPending, Running once the helper is ready (as systemd's READY=1),
+//! and Stopped. Failure actions (restart after 1 s, 5 s, 30 s) are
 //! set here in code, because wixl cannot express `util:ServiceConfig`. The dependencies on BFE
 //! (the Base Filtering Engine, which the kill switch needs) and NSI are in the MSI's
 //! `ServiceInstall`. Stop and shutdown end the helper as SIGTERM does on Unix; power events
@@ -78,18 +79,24 @@ fn run_service() -> Result<()> {
         // Wine's SCM, for one, does not store them; the service runs regardless.
         tracing::warn!(error = %format!("{e:#}"), "setting the service's failure actions");
     }
-    report(
-        ServiceState::Running,
-        ServiceControlAccept::STOP
+    // Start pending until the kill switch of a lockdown or a wanted tunnel is in force and the
+    // pipe listens (as systemd's READY=1 on Linux): a service that depends on us, or an
+    // installer waiting for Running, then finds the helper answering.
+    report(ServiceState::StartPending, ServiceControlAccept::empty())
+        .context("reporting StartPending")?;
+    let ready = || {
+        let accept = ServiceControlAccept::STOP
             | ServiceControlAccept::SHUTDOWN
-            | ServiceControlAccept::POWER_EVENT,
-    )
-    .context("reporting Running")?;
+            | ServiceControlAccept::POWER_EVENT;
+        if let Err(e) = report(ServiceState::Running, accept) {
+            tracing::error!(error = %e, "reporting Running to the service control manager");
+        }
+    };
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(crate::run(args, log, async move {
+        .block_on(crate::run(args, log, ready, async move {
             stop_rx.recv().await;
             Ok(())
         }));
