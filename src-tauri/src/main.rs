@@ -2,6 +2,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
+    underpass_gui::window::prepare();
     let options = match underpass_gui::options::Options::from_env_and_args(std::env::args_os()) {
         Ok(o) => o,
         Err(e) => {

@@ -42,7 +42,7 @@ let wd;
 async function shot(name) {
   await sleep(1000); // a screenshot taken at once can still show the previous frame
   mkdirSync(ART, { recursive: true });
-  writeFileSync(join(ART, `${name}.png`), await wd.screenshot());
+  desk("shot", "Underpass", join(ART, `${name}.png`));
 }
 
 async function go(screen) {

@@ -12,6 +12,10 @@
   desktop.py drop NAME PATH...    drag these files from a file manager and drop them on the
                                   window (the XDND protocol, as a file manager speaks it)
   desktop.py clipboard            print the text on the CLIPBOARD selection, as a paste gets it
+  desktop.py shot NAME OUT        the window's pixels as the X server has them, written to OUT
+                                  as a PNG (WebDriver's screenshot waits for a WebKit paint,
+                                  which a page that does not change never makes without
+                                  accelerated compositing)
 
 Uses /usr/bin/python3 (Debian's gi and Xlib), DBUS_SESSION_BUS_ADDRESS and DISPLAY from the
 environment. Every call is bounded (5 s on the bus).
@@ -242,6 +246,33 @@ def drop(name, *paths):
     sys.exit("the drop did not finish within 10 s")
 
 
+def shot(name, out):
+    import struct
+    import zlib
+    d, w, X = x_window(name)
+    g = w.get_geometry()
+    img = w.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xFFFFFFFF)
+    if g.depth not in (24, 32):
+        sys.exit(f"window {name!r}: depth {g.depth}, not 24 or 32")
+    raw = img.data if isinstance(img.data, bytes) else bytes(img.data)
+    stride = len(raw) // g.height
+    rows = bytearray()
+    for y in range(g.height):
+        line = raw[y * stride:y * stride + 4 * g.width]
+        rgb = bytearray(3 * g.width)  # the server's pixels are B, G, R, X
+        rgb[0::3], rgb[1::3], rgb[2::3] = line[2::4], line[1::4], line[0::4]
+        rows += b"\0" + rgb
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    png = (b"\x89PNG\r\n\x1a\n"
+           + chunk(b"IHDR", struct.pack(">IIBBBBB", g.width, g.height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(bytes(rows), 6)) + chunk(b"IEND", b""))
+    with open(out, "wb") as f:
+        f.write(png)
+
+
 def clipboard():
     """Asks the CLIPBOARD's owner for UTF8_STRING, as a program pasting does (no INCR: the
     texts copied here are far below the X request size)."""
@@ -271,4 +302,4 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"watcher": watcher, "tray-menu": tray_menu, "tray-click": tray_click,
      "window": window, "close": close, "resize": resize, "drop": drop,
-     "clipboard": clipboard}[cmd](*args)
+     "clipboard": clipboard, "shot": shot}[cmd](*args)

@@ -104,10 +104,6 @@ export class WebDriver {
     }, timeoutMs, async () => `last text: ${JSON.stringify(await this.text(css).catch(() => null))}`);
   }
 
-  async screenshot() {
-    return Buffer.from(await this.cmd("GET", "/screenshot", undefined, 30000), "base64");
-  }
-
   async until(what, f, timeoutMs, explain) {
     return until(what, f, timeoutMs, explain);
   }

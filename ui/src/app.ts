@@ -110,15 +110,18 @@ export async function startApp(root: HTMLElement): Promise<Store> {
   }
 
   store.subscribe(render);
-  await api.onHelperView((v) => store.setView(v));
-  await api.onSelfTestProgress((p) => views.diagnostics.progress(p));
-  try {
-    store.state.settings = await api.getSettings();
+  // What the first frame needs, asked for at once: the window is built anew each time it
+  // opens, so these round trips are part of every reopening from the tray.
+  const [settings] = await Promise.all([
+    api.getSettings().catch(() => null), // defaults stay
+    reload(),
+    api.onHelperView((v) => store.setView(v)),
+    api.onSelfTestProgress((p) => views.diagnostics.progress(p)),
+  ]);
+  if (settings) {
+    store.state.settings = settings;
     views.settings.reset();
-  } catch {
-    // defaults stay
   }
-  await reload();
   // The event may have fired before we listened: take the latest view once more.
   store.setView(await api.helperView());
   // Rendered: say so once the frame is painted (the window is built anew each time it opens).

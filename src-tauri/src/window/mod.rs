@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 use tauri::{AppHandle, Manager, WebviewWindow, WebviewWindowBuilder};
 
+/// Prepares the webview engine; call it first in `main`, before any other thread exists.
+pub fn prepare() {
+    engine::prepare();
+}
+
 /// The main window's label (in `tauri.conf.json` and the capability).
 pub const MAIN: &str = "main";
 

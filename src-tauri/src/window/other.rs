@@ -5,3 +5,5 @@
 use tauri::WebviewWindow;
 
 pub fn tune(_window: &WebviewWindow) {}
+
+pub fn prepare() {}
