@@ -62,6 +62,16 @@ pass=0
 ok() { echo "ok: $*"; pass=$((pass + 1)); }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# wintun.sh refuses a DLL that is not WireGuard LLC's (one byte changed, in a cache of its own).
+tampered=$WINEPREFIX/wintun-cache/wintun-0.14-amd64
+mkdir -p "$tampered"
+cp "$(bash installers/windows/wintun.sh)" "$tampered/wintun.dll"
+printf 'x' >>"$tampered/wintun.dll"
+UNDERPASS_CACHE=$WINEPREFIX/wintun-cache bash installers/windows/wintun.sh >/dev/null 2>&1 \
+  && fail "wintun.sh accepted a tampered wintun.dll"
+[ ! -e "$tampered/wintun.dll" ] && ok "wintun.sh refuses a tampered wintun.dll, and deletes it" \
+  || fail "wintun.sh kept the tampered wintun.dll"
+
 wine msiexec /i "$(winepath -w "$msi")" /qn
 [ -f "$installed/underpassd.exe" ] && [ -f "$installed/underpass.exe" ] && [ -f "$installed/wintun.dll" ] \
   && ok "the MSI installed the helper, the CLI and wintun.dll in Program Files" || fail "files not installed"

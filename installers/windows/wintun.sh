@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the path of a verified wintun.dll (amd64) for the MSI, fetching it once into a cache.
 #
-#   installers/windows/wintun.sh      -> .../wintun.dll (its licence is beside it, LICENSE.txt)
+#   installers/windows/wintun.sh      -> .../wintun.dll   (UNDERPASS_CACHE: another cache dir)
 #
 # wintun.net cannot be reached from here, but crates.io can, and the `wintun` crate ships
 # WireGuard LLC's signed prebuilt DLLs unmodified (wintun/bin/<arch>/wintun.dll). Three checks
@@ -33,8 +33,7 @@ if [ ! -f "$dll" ]; then
     || fail "could not download $crate.crate from crates.io"
   echo "$crate_sha256  $tmp/$crate.crate" | sha256sum -c --quiet - >/dev/null 2>&1 \
     || fail "$crate.crate: SHA-256 is not the one crates.io's index lists"
-  tar -xzf "$tmp/$crate.crate" -C "$tmp" "$crate/wintun/bin/amd64/wintun.dll" "$crate/wintun/LICENSE.txt"
-  cp "$tmp/$crate/wintun/LICENSE.txt" "$cache/LICENSE.txt"
+  tar -xzf "$tmp/$crate.crate" -C "$tmp" "$crate/wintun/bin/amd64/wintun.dll"
   mv "$tmp/$crate/wintun/bin/amd64/wintun.dll" "$dll.part"
   mv "$dll.part" "$dll"
 fi
