@@ -42,7 +42,15 @@ explain() { printf '  %s\n' "$@"; }
 
 say "1. Installing what is missing and building (first time: a few minutes)"
 bash scripts/install-deps.sh
-cargo build --locked -q -p underpassd -p underpass-cli
+if [ -n "${DISPLAY:-}" ]; then
+  # The app too, with its front end embedded: tests/gui/run.sh's own cargo command.
+  npm install --no-audit --no-fund --loglevel=error >/dev/null  # the locked versions, keeping node_modules
+  npm run -s ui:build >/dev/null
+  cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
+else
+  # The build step of npm test, which runs this demo: the same features, so nothing is rebuilt.
+  cargo build --locked -q --workspace
+fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 say "2. Building the sandbox: a client, a router, three VPN servers (wireguard-go), three 'internet' hosts"
@@ -103,10 +111,7 @@ explain "export UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYST
 explain "$BIN/underpass status            # or: profiles, connect us-nyc-wg-001, disconnect"
 explain "ip netns exec $NS_CLIENT ping $INET_ADDR4_3   # a host behind the US server"
 if [ -n "${DISPLAY:-}" ]; then
-  say "8. Opening the desktop app against this demo helper"
-  npm install --no-audit --no-fund --loglevel=error >/dev/null  # the locked versions, keeping node_modules
-  npm run -s ui:build >/dev/null
-  cargo build --locked -q -p underpass-gui --features tauri/custom-protocol
+  say "8. Opening the desktop app against this demo helper (built in step 1)"
   UNDERPASS_SOCKET=$SOCK UNDERPASS_CONFIG_DIR=$CFG UNDERPASS_KEYSTORE=file \
     setsid "$BIN/underpass-gui" >"$DIR/underpass-gui.log" 2>&1 </dev/null &
   echo $! >"$DIR/underpass-gui.pid"  # `--down` (sandbox.sh down) stops it with the rest

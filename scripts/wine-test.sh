@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The Windows code that can run here, run under Wine (part of `npm test`):
 #  1. unit tests built for x86_64-pc-windows-gnu: the named-pipe client's SYSTEM-owner check
-#     (crates/proto/src/pipe.rs) and the NRPT/Tcpip registry writers and their cleanup
-#     (helper/src/dns/windows.rs), through scripts/wine/runner.sh, which also catches Wine's
-#     false passes;
+#     (crates/proto/src/pipe.rs), the NRPT/Tcpip registry writers and their cleanup
+#     (helper/src/dns/windows.rs) and the removal of an orphaned adapter at start, through
+#     SetupAPI (helper/src/tunnel/windows.rs), through scripts/wine/runner.sh, which also
+#     catches Wine's false passes;
 #  2. the MSI (installers/windows/build-msi.sh, wixl): installed with msiexec, wintun.dll the
-#     verified one, the underpassd service RUNNING under Wine's service manager, `underpass
-#     status --json` answered over the named pipe, then uninstalled: no file, registry key,
+#     verified one, the underpassd service RUNNING under Wine's service manager and the
+#     orphaned adapter left before it gone, `underpass status --json` answered over the named
+#     pipe, then uninstalled: no file, registry key,
 #     Uninstall entry or service left behind. With UNDERPASS_MSI (an MSI with the app, as
 #     `npm run package` builds it), also the app: its files, Start menu shortcut, `underpass://`
 #     and `.underpass` registrations, the exe starting, and all of it gone after the uninstall.
@@ -42,7 +44,8 @@ x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcry
 echo "wine-test: prefix ready in ${SECONDS}s"
 
 cargo test --locked --target "$target" -p underpass-proto --lib pipe -- --test-threads 1
-cargo test --locked --target "$target" -p underpassd --bin underpassd dns::windows -- --test-threads 1
+cargo test --locked --target "$target" -p underpassd --bin underpassd -- dns::windows tunnel::windows \
+  --test-threads 1
 
 cargo build --locked --target "$target" -p underpassd -p underpass-cli
 # The MSI under test: by default one of the debug build above without the app (building the app
@@ -71,6 +74,15 @@ UNDERPASS_CACHE=$WINEPREFIX/wintun-cache bash installers/windows/wintun.sh >/dev
   && fail "wintun.sh accepted a tampered wintun.dll"
 [ ! -e "$tampered/wintun.dll" ] && ok "wintun.sh refuses a tampered wintun.dll, and deletes it" \
   || fail "wintun.sh kept the tampered wintun.dll"
+
+# A crashed helper's adapter (a Net-class device with the adapter's GUID), which the service
+# must remove when it starts (helper/src/tunnel/windows.rs; these two tests run only here).
+wine_only_test() {
+  UNDERPASS_WINE_TEST=1 cargo test --locked -q --target "$target" -p underpassd --bin underpassd \
+    -- --ignored --exact "tunnel::windows::tests::$1" >"$WINEPREFIX/$1.log" 2>&1 ||
+    { cat "$WINEPREFIX/$1.log"; return 1; }
+}
+wine_only_test wine_leave_an_orphaned_adapter || fail "could not register an orphaned adapter"
 
 wine msiexec /i "$(winepath -w "$msi")" /qn
 [ -f "$installed/underpassd.exe" ] && [ -f "$installed/underpass.exe" ] && [ -f "$installed/wintun.dll" ] \
@@ -119,6 +131,9 @@ done
 jq -e '.state == "disconnected"' <<<"$status" >/dev/null \
   && ok "underpass status --json answered over \\\\.\\pipe\\underpassd: state $(jq -r .state <<<"$status")" \
   || fail "status over the pipe: $status"
+wine_only_test wine_no_adapter_is_left \
+  && ok "the service removed the orphaned adapter with its GUID at start (SetupAPI, DIF_REMOVE)" \
+  || fail "the orphaned adapter is still there after the service started"
 
 wine msiexec /x "$(winepath -w "$msi")" /qn
 [ ! -e "$installed" ] && ok "uninstall left no file in Program Files" || fail "left: $(ls -R "$installed")"

@@ -164,6 +164,17 @@ async fn run(
     stop: impl std::future::Future<Output = Result<()>>,
 ) -> Result<()> {
     prepare_state_dir(&args.state_dir)?;
+    // Windows: the pipe is claimed first, as its first instance, so a second helper stops here,
+    // before it could remove the adapter of the one already running; then the adapter a crashed
+    // helper left goes, before a reconnect wants the GUID.
+    #[cfg(windows)]
+    let pipe = ipc::bind(&args.socket)?;
+    #[cfg(windows)]
+    match tunnel::remove_orphaned_adapters() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(adapters = n, "removed the adapters an earlier helper left"),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "removing orphaned adapters"),
+    }
     let (status_tx, status_rx) = watch::channel(Status::disconnected());
     let (events, _) = broadcast::channel(64);
     let (commands, commands_rx) = mpsc::channel(16);
@@ -187,7 +198,10 @@ async fn run(
     // the helper is up (a wanted tunnel then comes up in the background): with Type=notify,
     // systemd holds network-pre.target until then.
     let _ = reconciled.await;
+    #[cfg(unix)]
     let server = listen(&args, commands.clone(), status_rx, events, log)?;
+    #[cfg(windows)]
+    let server = listen(pipe, &args, commands.clone(), status_rx, events, log);
     tracing::info!(socket = %args.socket.display(), "underpassd ready");
     announce_ready();
     stop.await?;
@@ -235,13 +249,13 @@ fn listen(
 
 #[cfg(windows)]
 fn listen(
+    server: tokio::net::windows::named_pipe::NamedPipeServer,
     args: &Args,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
     events: broadcast::Sender<underpass_proto::Event>,
     log: LogRing,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let server = ipc::bind(&args.socket)?;
+) -> tokio::task::JoinHandle<()> {
     let shared = std::sync::Arc::new(ipc::Shared {
         commands,
         status,
@@ -249,11 +263,7 @@ fn listen(
         log,
         subscriptions: ipc::subscription_slots(),
     });
-    Ok(tokio::spawn(ipc::serve(
-        server,
-        shared,
-        args.socket.clone(),
-    )))
+    tokio::spawn(ipc::serve(server, shared, args.socket.clone()))
 }
 
 #[cfg(unix)]

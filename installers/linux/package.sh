@@ -6,9 +6,10 @@
 #     release build with the front end embedded, and its tray, underpass-tray), its desktop entry, hicolor icons, the
 #     underpass:// scheme and the .underpass MIME type; it depends on underpass-daemon of its
 #     own version. Skipped with --daemon-only (the app's release build takes ~6 min).
-# --app-debug packs the app's debug build instead (the one tests/gui/run.sh builds, with the
-# same cargo command, so nothing is rebuilt after it): the package test's shortcut, not for
-# shipping. --no-lintian skips lintian (the package test's older build). Both packages are built here with dpkg-deb and rpmbuild from one staging step each
+# --debug packs the debug builds of all three instead (the ones tests/gui/run.sh builds, with
+# the same cargo command, so nothing is rebuilt after it): the package test's shortcut, not for
+# shipping (a cold release build of the helper and CLI costs ~6 min of npm test; the bench and
+# `npm run package` build release). --no-lintian skips lintian (the package test's older build). Both packages are built here with dpkg-deb and rpmbuild from one staging step each
 # (not the Tauri bundler): library dependencies come from dpkg-shlibdeps and rpm's ELF scan.
 # UNDERPASS_PKG_VERSION overrides the version (the upgrade test builds two), UNDERPASS_DIST the
 # output directory. Every .deb is checked by lintian (overrides, each explained, in
@@ -20,11 +21,11 @@ root=$PWD
 linux=$root/installers/linux
 target=${CARGO_TARGET_DIR:-$root/target}
 
-app=1 app_profile=release lint=1
+app=1 profile=release lint=1
 for a in "$@"; do
   case $a in
     --daemon-only) app=0 ;;
-    --app-debug) app_profile=debug ;;
+    --debug) profile=debug ;;
     --no-lintian) lint=0 ;;
     *) echo "package: unknown option $a" >&2; exit 2 ;;
   esac
@@ -40,8 +41,19 @@ dist=${UNDERPASS_DIST:-$root/dist}
 mkdir -p "$dist"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-say "release build of underpassd and underpass (version $version)"
-cargo build --release --locked -q -p underpassd -p underpass-cli
+# The front end, embedded through tauri's custom-protocol feature as `tauri build` does: built
+# afresh for a release, reused by a debug build when there is one.
+if { [ "$profile" = debug ] && [ ! -s ui/dist/index.html ]; } || { [ "$profile" = release ] && [ "$app" = 1 ]; }; then
+  say "the front end (npm run ui:build)"
+  npm run -s ui:build >"$tmp/ui.log" 2>&1 || { tail -30 "$tmp/ui.log"; exit 1; }
+fi
+if [ "$profile" = debug ]; then
+  say "debug build of underpassd, underpass and the app (version $version)"
+  cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
+else
+  say "release build of underpassd and underpass (version $version)"
+  cargo build --release --locked -q -p underpassd -p underpass-cli
+fi
 # (a debug build: the text is the same, and dev-dependencies would change release features)
 cargo run --locked -q -p underpass-cli --example gen-docs -- "$tmp/docs" >/dev/null
 
@@ -76,7 +88,7 @@ build_deb() {
       "$maintainer" "$(du -sk --exclude=DEBIAN "$d" | cut -f1)"
     sed 1d <<<"$control"; } >"$d/DEBIAN/control"
   # The app's debug build is large: fast compression there (it is never shipped).
-  local z=(-Zxz); [ "$name" = underpass ] && [ "$app_profile" = debug ] && z=(-Zgzip -z1)
+  local z=(-Zxz); [ "$name" = underpass ] && [ "$profile" = debug ] && z=(-Zgzip -z1)
   dpkg-deb --root-owner-group "${z[@]}" --build "$d" "$dist/${name}_${version}_${arch}.deb" >/dev/null
   say "built $dist/${name}_${version}_${arch}.deb"
 }
@@ -84,7 +96,7 @@ build_deb() {
 # build_rpm NAME STAGE: the rpm from installers/linux/SUB/NAME.spec and the files in STAGE.
 build_rpm() {
   local name=$1 sub=$2 stage=$3 z=()
-  [ "$name" = underpass ] && [ "$app_profile" = debug ] && z=(--define "_binary_payload w1.gzdio")
+  [ "$name" = underpass ] && [ "$profile" = debug ] && z=(--define "_binary_payload w1.gzdio")
   rpmbuild -bb --quiet --target "$rpm_arch" "${z[@]}" \
     --define "_topdir $tmp/rpmbuild" --define "stage $stage" \
     --define "pkgversion $rpm_version" --define "_build_id_links none" \
@@ -97,8 +109,8 @@ build_rpm() {
 # places for systemd units and zsh completions.
 stage() {
   local d=$1
-  install -Dm755 "$target/release/underpassd" "$d/usr/sbin/underpassd"
-  install -Dm755 "$target/release/underpass" "$d/usr/bin/underpass"
+  install -Dm755 "$target/$profile/underpassd" "$d/usr/sbin/underpassd"
+  install -Dm755 "$target/$profile/underpass" "$d/usr/bin/underpass"
   strip --strip-unneeded "$d/usr/sbin/underpassd" "$d/usr/bin/underpass"
   install -Dm644 "$linux/underpassd.service" "$d$2/underpassd.service"
   install -Dm644 "$linux/underpass.sysusers" "$d/usr/lib/sysusers.d/underpass.conf"
@@ -123,8 +135,8 @@ build_rpm underpass-daemon daemon "$tmp/rpm-stage"
 # hicolor-icon-theme rebuild their caches from dpkg triggers (rpm: file triggers).
 stage_app() {
   local d=$1 size
-  install -Dm755 "$target/$app_profile/underpass-gui" "$d/usr/bin/underpass-gui"
-  install -Dm755 "$target/$app_profile/underpass-tray" "$d/usr/bin/underpass-tray"
+  install -Dm755 "$target/$profile/underpass-gui" "$d/usr/bin/underpass-gui"
+  install -Dm755 "$target/$profile/underpass-tray" "$d/usr/bin/underpass-tray"
   strip --strip-unneeded "$d/usr/bin/underpass-gui" "$d/usr/bin/underpass-tray"
   install -Dm644 "$linux/underpass.desktop" "$d/usr/share/applications/underpass.desktop"
   install -Dm644 "$linux/underpass-mime.xml" "$d/usr/share/mime/packages/underpass.xml"
@@ -137,17 +149,10 @@ stage_app() {
   gzip -9n <"$linux/app/underpass-tray.1" >"$d/usr/share/man/man1/underpass-tray.1.gz"
 }
 if [ "$app" = 1 ]; then
-  # The front end embedded through tauri's custom-protocol feature, as `tauri build` does. The
-  # debug build is tests/gui/run.sh's own command (so --app-debug reuses its build); the release
-  # build is the app alone (the daemon's binaries above stay as they were packed).
-  if [ "$app_profile" = release ] || [ ! -s ui/dist/index.html ]; then
-    say "the front end (npm run ui:build)"
-    npm run -s ui:build >"$tmp/ui.log" 2>&1 || { tail -30 "$tmp/ui.log"; exit 1; }
-  fi
-  say "$app_profile build of the app (underpass-gui)"
-  if [ "$app_profile" = debug ]; then
-    cargo build --locked -q -p underpassd -p underpass-cli -p underpass-gui --features tauri/custom-protocol
-  else
+  # The release build of the app alone (the daemon's binaries above stay as they were packed);
+  # a debug build has it already.
+  if [ "$profile" = release ]; then
+    say "release build of the app (underpass-gui)"
     cargo build --release --locked -q -p underpass-gui --features tauri/custom-protocol
   fi
   stage_app "$tmp/app-deb"

@@ -3,8 +3,8 @@
 # dbus, logind and systemd-resolved; see lib.sh for the network). Part of `npm test`; as root:
 #   tests/packages/run.sh [--no-build]
 # Builds underpass-daemon and the app, underpass, twice (an older version for the upgrade) with
-# installers/linux/package.sh (the app from the debug build tests/gui/run.sh also drives: same
-# cargo command, so nothing is rebuilt after it), then checks, each from a unit state, resolvectl,
+# installers/linux/package.sh --debug (the helper, CLI and app from the debug build
+# tests/gui/run.sh also drives: same cargo command, so nothing is rebuilt after it), then checks, each from a unit state, resolvectl,
 # a DNS server's log, a packet capture or the installed files as desktop tools read them:
 #  1. apt-get install ./underpass-daemon_*.deb ./underpass_*.deb: the service active, its
 #     systemd-analyze security exposure no worse than recorded, the group, /etc/underpass, the
@@ -51,7 +51,7 @@ arch=$(dpkg --print-architecture)
 # lintian checks the current version's packages; the older build only feeds the upgrade.
 for v in "$old" "$version"; do
   [ "$build" = 1 ] || break
-  opts=(--app-debug); [ "$v" = "$version" ] || opts+=(--no-lintian)
+  opts=(--debug); [ "$v" = "$version" ] || opts+=(--no-lintian)
   UNDERPASS_DIST="$PK_LOG/dist" UNDERPASS_PKG_VERSION="$v" bash installers/linux/package.sh "${opts[@]}" |
     sed 's/^/  /'
 done

@@ -21,7 +21,7 @@ pub use plane::DataPlane;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::ADAPTER_GUID;
+pub use windows::{remove_orphaned_adapters, ADAPTER_GUID};
 
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
