@@ -45,7 +45,8 @@ pub fn interface_exists(name: &str) -> bool {
 }
 /// On Windows the tunnel is one adapter with a fixed name and GUID (`windows::ADAPTER_GUID`),
 /// so Windows sees the same network every time: a leftover of that name is the last helper's,
-/// and is opened again or replaced (`windows.rs`), never dodged by taking the next name.
+/// removed when the service starts (`windows::remove_orphaned_adapters`), never dodged by taking
+/// the next name.
 #[cfg(windows)]
 pub fn interface_exists(_name: &str) -> bool {
     false
